@@ -1,0 +1,114 @@
+"""One run: python main.py [--config conf/<file>] [--set name=value ...] [--results-path DIR].
+
+Without --config the run uses the embedded defaults (a CPU-scale target-function run). Without
+--results-path the run gets a fresh numbered folder results_new/<id>/0/. Settings are validated before
+any work; a mistake is reported as a message naming the setting, never as a traceback.
+"""
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import settings as settings_module
+from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, run_logger
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def run(settings, run_dir, echo=False):
+    """Train one run into run_dir (a RunDir or a path): status, config, logs, metrics, summary.
+
+    Returns the summary. A failure marks the run failed with its traceback in logs.log and raises
+    RunFailed; Ctrl-C marks it interrupted and re-raises.
+    """
+    import training  # heavy imports (torch, accelerate) only once a run really starts
+
+    started = time.time()
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_dir.write_settings(settings, header=f"Resolved settings of the run in {run_dir.path}.\n"
+                           f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
+    run_dir.set_status("running")
+    log = run_logger(run_dir, echo=echo)
+    try:
+        log.info(f"run {run_dir.path} started; settings:")
+        for name, value in settings_module.as_dict(settings).items():
+            log.info(f"  {name} = {value!r}")
+        summary = training.train(settings, run_dir, log, started)
+        run_dir.set_status("done", wall_time=summary["wall_time"])
+        return summary
+    except KeyboardInterrupt:
+        log.error("interrupted (Ctrl-C or a stop signal); finished evaluations are kept in metrics.jsonl")
+        run_dir.set_status("interrupted", error="interrupted")
+        raise
+    except Exception as exc:
+        log.error("run failed:\n" + traceback.format_exc())
+        run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        close_logger(log)
+
+
+def run_folder(path, echo=False):
+    """Run (or resume) the run whose resolved settings are already in folder `path` (sweeps use this)."""
+    run_dir = RunDir(path)
+    values = run_dir.config()
+    if values is None:
+        raise ResultsError(f"{run_dir.path} has no readable config.json")
+    return run(settings_module.build(values), run_dir, echo=echo)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="settings file (Python `name = value` lines, or JSON)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one setting (repeatable), e.g. --set lr=1e-3")
+    parser.add_argument("--results-path", help="write the run into this folder instead of a new numbered one")
+    parser.add_argument("--results-root", default=str(RESULTS_ROOT), help="root of numbered folders")
+    parser.add_argument("--help-settings", action="store_true",
+                        help="list the settings of the task (from --config, or the default task) and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        overrides = dict(settings_module.parse_override(text) for text in args.overrides)
+        if args.help_settings:
+            import tasks
+            values = settings_module.load_file(args.config) if args.config else {}
+            values.update(overrides)
+            task = values.get("task", settings_module.CommonSettings.task)
+            print(f"settings of task '{task}':\n" + settings_module.describe(tasks.get(task).Settings))
+            return 0
+        settings = settings_module.load(args.config, overrides)
+        if args.results_path:
+            run_dir = RunDir(args.results_path)
+            if run_dir.status().get("state") == "done":
+                raise ResultsError(f"{run_dir.path} already holds a finished run; choose another --results-path")
+        else:
+            _, experiment = allocate_dir(args.results_root)
+            run_dir = RunDir(experiment / "0")
+        print(f"run folder: {run_dir.path}", file=sys.stderr)
+        summary = run(settings, run_dir, echo=True)
+    except (settings_module.SettingsError, ResultsError) as exc:
+        print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
+        return 2
+    except RunFailed as exc:
+        print(f"error: the run failed: {exc}\n(traceback in {run_dir.file('logs.log')})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; what was written is in {run_dir.path}", file=sys.stderr)
+        return 130
+    final = summary["final"]
+    print(f"done in {summary['wall_time']:.1f}s: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in final.items() if k.endswith(("_accuracy", "_loss"))))
+    print(f"results in {run_dir.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""One row per run of a sweep: varied settings, status, final and best metrics, wall time.
+
+    python report.py results_new/7                 a table on the terminal
+    python report.py results_new/7 --csv out.csv   the same rows as CSV ('-' for standard output)
+    python report.py results_new/7 --group         mean +- std over runs that differ only in seed
+"""
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+from results import RunDir, read_json
+
+
+def run_folders(folder):
+    folder = Path(folder)
+    if (folder / "status.json").exists():
+        return [folder]
+    return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def varied_names(folder):
+    manifest = read_json(Path(folder) / "sweep.json") or {}
+    names = [v["name"] for v in manifest.get("vary", [])]
+    if any("seed" in r.get("overrides", {}) for r in manifest.get("runs", [])) and "seed" not in names:
+        names.append("seed")
+    return names
+
+
+def rows(folder):
+    folder = Path(folder)
+    names = varied_names(folder)
+    out = []
+    for path in run_folders(folder):
+        run = RunDir(path)
+        config, status, summary = run.config() or {}, run.status(), run.summary() or {}
+        final = summary.get("final") or (run.read_metrics() or [{}])[-1]
+        row = {"run": path.name}
+        row.update({name: config.get(name) for name in names})
+        row["status"] = status.get("state", "missing")
+        for key, value in final.items():
+            if key.endswith(("_accuracy", "_loss")):
+                row[key] = value
+        for key, value in summary.items():
+            if key.startswith(("best_", "first_epoch_")):
+                row[key] = value
+        row["epoch"] = final.get("epoch")
+        row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
+        if row["status"] == "failed":
+            row["error"] = status.get("error", "")
+        out.append(row)
+    return out
+
+
+def group_rows(table, names):
+    """Mean and spread over the runs that share every varied setting except the seed."""
+    keys = [n for n in names if n != "seed"]
+    groups = {}
+    for row in table:
+        groups.setdefault(tuple(repr(row.get(k)) for k in keys), []).append(row)
+    out = []
+    for members in groups.values():
+        row = {k: members[0].get(k) for k in keys}
+        row["runs"] = len(members)
+        row["done"] = sum(r["status"] == "done" for r in members)
+        for metric in sorted({m for r in members for m in r if m.endswith(("_accuracy", "_loss"))
+                              and not m.startswith(("best_", "first_"))}):
+            values = [r[metric] for r in members if isinstance(r.get(metric), (int, float))]
+            if values:
+                row[f"{metric}_mean"] = statistics.fmean(values)
+                row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def columns(table):
+    cols = []
+    for row in table:
+        cols.extend(k for k in row if k not in cols)
+    return cols
+
+
+def format_table(table):
+    if not table:
+        return "(no runs)"
+    cols = columns(table)
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+        return "" if value is None else str(value)
+    cells = [[cell(r.get(c)) for c in cols] for r in table]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def write_csv(table, stream):
+    writer = csv.DictWriter(stream, fieldnames=columns(table))
+    writer.writeheader()
+    writer.writerows(table)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="a sweep folder results_new/<id> or one run folder")
+    p.add_argument("--csv", metavar="FILE", help="write the rows as CSV to FILE ('-': standard output)")
+    p.add_argument("--group", action="store_true", help="aggregate runs that differ only in seed")
+    args = p.parse_args(argv)
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    table = rows(folder)
+    if args.group:
+        table = group_rows(table, varied_names(folder))
+    if args.csv == "-":
+        write_csv(table, sys.stdout)
+    elif args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as f:
+            write_csv(table, f)
+        print(f"wrote {len(table)} rows to {args.csv}")
+    else:
+        print(format_table(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

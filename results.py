@@ -1,0 +1,204 @@
+"""Numbered result folders: race-free ids, atomic files, run status and metrics.
+
+Layout (Sacred's file observer is the model):
+    results_new/<experiment_id>/sweep.json          manifest of a sweep (grid, answers, job ids)
+    results_new/<experiment_id>/<n>/config.py       resolved settings, accepted by main.py --config
+                                   /config.json     the same as JSON
+                                   /status.json     queued | running | done | failed | interrupted
+                                   /logs.log        settings, data facts, model size, one line per evaluation
+                                   /metrics.jsonl   one JSON object per evaluation
+                                   /summary.json    final and best metrics, wall time
+Every file except the append-only logs.log is written to a temporary name in the same folder and then
+renamed over the target, so a crash, Ctrl-C or a full disk never leaves a half-written file.
+"""
+import datetime
+import errno
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS_ROOT = Path("results_new")
+STATES = ("queued", "running", "done", "failed", "interrupted")
+
+
+class ResultsError(RuntimeError):
+    """A problem with the results folders that the user must act on (full disk, missing folder)."""
+
+
+def now():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def atomic_write(path, text):
+    """Write text to path through a temporary file and a rename: readers see the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if exc.errno == errno.ENOSPC:
+            raise ResultsError(f"disk full while writing {path}; files already written are intact") from exc
+        raise
+
+
+def atomic_write_json(path, obj):
+    atomic_write(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path, default=None):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def allocate_dir(root, first=None, retries=1000):
+    """Create and return a new numbered folder under root, race-free.
+
+    The candidate is max(existing)+1 and the folder is taken with an exclusive mkdir; on a clash
+    (another process took it first, or a stale listing on a network file system) try the next number.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name) for p in root.iterdir() if p.name.isdigit()]
+    candidate = max(taken, default=-1) + 1 if first is None else first
+    for _ in range(retries):
+        try:
+            (root / str(candidate)).mkdir()
+            return candidate, root / str(candidate)
+        except FileExistsError:
+            candidate += 1
+    raise ResultsError(f"could not allocate a new folder under {root} after {retries} tries")
+
+
+class RunDir:
+    """One run's folder and the files in it."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def file(self, name):
+        return self.path / name
+
+    # ---- status
+    def status(self):
+        return read_json(self.file("status.json"), default={"state": "missing"})
+
+    def set_status(self, state, **extra):
+        assert state in STATES, state
+        record = {**self.status(), "state": state, "updated": now(), **extra}
+        if state == "running":
+            record.update(host=socket.gethostname(), pid=os.getpid(), started=now())
+            record.pop("error", None)
+        if state == "queued":
+            for key in ("error", "started", "host", "pid"):
+                record.pop(key, None)
+        record.pop("state_before", None)
+        atomic_write_json(self.file("status.json"), record)
+
+    # ---- claims: which worker runs this run (an exclusive link, so no half-written claim is ever seen)
+    def claim(self, token):
+        """True if this worker now owns the run (or already did, e.g. after a requeue)."""
+        target = self.file("claim.json")
+        fd, tmp = tempfile.mkstemp(prefix=".claim.", dir=self.path)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"token": token, "host": socket.gethostname(), "pid": os.getpid(), "time": now()}, f)
+        try:
+            os.link(tmp, target)
+            return True
+        except FileExistsError:
+            return (read_json(target) or {}).get("token") == token
+        finally:
+            os.unlink(tmp)
+
+    def claim_owner(self):
+        return read_json(self.file("claim.json"))
+
+    def release_claim(self):
+        try:
+            self.file("claim.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    # ---- settings, metrics, summary
+    def write_settings(self, settings, header=""):
+        import settings as settings_module
+        atomic_write(self.file("config.py"), settings_module.to_python(settings, header))
+        atomic_write_json(self.file("config.json"), settings_module.as_dict(settings))
+
+    def read_metrics(self):
+        path = self.file("metrics.jsonl")
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def write_summary(self, summary):
+        atomic_write_json(self.file("summary.json"), summary)
+
+    def summary(self):
+        return read_json(self.file("summary.json"))
+
+    def config(self):
+        return read_json(self.file("config.json"))
+
+
+class MetricsWriter:
+    """Keeps every evaluation in memory and rewrites metrics.jsonl atomically, at most every
+    `interval` seconds (and on close), so a run evaluating every epoch does not rewrite its
+    file thousands of times a second."""
+
+    def __init__(self, run_dir, records=(), interval=2.0):
+        self.path = run_dir.file("metrics.jsonl")
+        self.records = list(records)
+        self.interval = interval
+        self._last = float("-inf")
+        self._dirty = False
+
+    def append(self, record):
+        self.records.append(record)
+        self._dirty = True
+        if time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self):
+        if self._dirty or not self.path.exists():
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            self._dirty = False
+            self._last = time.monotonic()
+
+
+def run_logger(run_dir, echo=False):
+    """A logger writing to <run>/logs.log (one line per record, appended) and, if echo, to stderr."""
+    logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handler = logging.FileHandler(run_dir.file("logs.log"), encoding="utf-8")
+    handler.setFormatter(fmt)
+    logger.addHandler(handler)
+    if echo:
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(stream)
+    return logger
+
+
+def close_logger(logger):
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)

@@ -1,0 +1,284 @@
+"""Settings: load, validate and write back the `name = value` files every run is described by.
+
+A settings file is a Python file of `name = value` lines (the format the research codebases' users know)
+or a JSON object. Values are literals (numbers, strings, booleans, None, lists, dicts) or arithmetic on
+numbers such as `10 * 1000`; nothing is executed. Each task declares its settings as a dataclass built
+from `setting(...)` fields; validation refuses unknown names (suggesting the closest), wrong types and
+impossible values, all before any work starts, and reports every problem at once.
+"""
+import ast
+import dataclasses
+import difflib
+import json
+import operator
+import types
+import typing
+from pathlib import Path
+
+CURLY_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+class SettingsError(ValueError):
+    """A user mistake in settings: printed as a message, never as a traceback."""
+
+    def __init__(self, problems):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def setting(default, help, choices=None, low=None, high=None):
+    """A dataclass field with the facts validation and the written config need."""
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class CommonSettings:
+    """Settings every task understands: the training loop, seeding, device and evaluation cadence."""
+    task: str = setting("target_functions", "the research programme (a module of tasks/)")
+    seed: int = setting(0, "seed of everything random in the run (data, init, batch order)")
+    n_epochs: int = setting(10, "training epochs", low=1)
+    batch_size: int = setting(20, "training batch size; 0 means the whole training set (full batch)", low=0)
+    lr: float = setting(1e-3, "peak learning rate", low=0.0)
+    eta_min: float = setting(0.0, "final learning rate of the cosine schedule", low=0.0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", low=0.0)
+    eval_every: int = setting(1, "evaluate every this many epochs (and always after the last)", low=1)
+    eval_batch_size: int = setting(4096, "batch size of evaluations", low=1)
+    device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
+    mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU, none on CPU",
+                                   choices=("auto", "no", "bf16", "fp16"))
+    checkpoint_every: int = setting(0, "save a resumable checkpoint every this many epochs (0: never)", low=0)
+    progress: str = setting("auto", "progress bar: auto = only when a person watches a terminal",
+                            choices=("auto", "on", "off"))
+
+    def check(self):
+        """Cross-setting checks; returns a list of problems. Tasks extend it."""
+        problems = []
+        if self.eta_min > self.lr:
+            problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
+                            "the cosine schedule decays from lr down to eta_min")
+        return problems
+
+
+# ---------------------------------------------------------------- literal values
+
+_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+          ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.Mod: operator.mod}
+
+
+def _literal(node):
+    """ast.literal_eval plus arithmetic on numbers (e.g. `10 * 1000`, `2 ** 10`); nothing else runs."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+        left, right = _literal(node.left), _literal(node.right)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
+            raise ValueError("arithmetic is allowed on numbers only")
+        return _ARITH[type(node.op)](left, right)
+    return ast.literal_eval(node)
+
+
+def parse_value(text):
+    """A value typed by a person: a Python literal, else a bare string.
+
+    Curly quotes are straightened; true/false/none in any case mean the Python constants.
+    """
+    text = text.strip().translate(CURLY_QUOTES)
+    lowered = text.lower()
+    if lowered in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[lowered]
+    try:
+        return _literal(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+        return text
+
+
+def load_file(path):
+    """Read a settings file (Python `name = value` lines, or JSON) into a dict, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"settings file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8").translate(CURLY_QUOTES)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{path}: not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: a JSON settings file holds one object of name: value pairs")
+        return data
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        raise SettingsError(f"{path}, line {exc.lineno}: not a `name = value` line: {exc.msg}")
+    values, problems = {}, []
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            try:
+                values[stmt.targets[0].id] = _literal(stmt.value)
+            except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+                problems.append(f"{path}, line {stmt.lineno}: the value of {stmt.targets[0].id} is not a "
+                                "literal (numbers, quoted strings, True/False/None, lists, dicts)")
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+            continue  # a docstring
+        else:
+            problems.append(f"{path}, line {stmt.lineno}: expected `name = value`, found "
+                            f"{ast.get_source_segment(text, stmt)!r}")
+    if problems:
+        raise SettingsError(problems)
+    return values
+
+
+# ---------------------------------------------------------------- schema and validation
+
+def fields_of(settings_class):
+    """name -> dataclasses.Field (settings modules use real annotations, so `.type` is a type)."""
+    return {f.name: f for f in dataclasses.fields(settings_class)}
+
+
+def _type_name(hint):
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def conform(hint, value):
+    """Return value converted to `hint` where that loses nothing (int -> float), else raise TypeError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return conform(arg, value)
+            except TypeError:
+                pass
+        raise TypeError
+    if hint is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+            return int(value)  # 1e4 written for 10000
+        raise TypeError
+    if origin is list:
+        if isinstance(value, (list, tuple)):
+            return [conform(args[0], v) for v in value] if args else list(value)
+        raise TypeError
+    if origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise TypeError
+    if isinstance(value, hint):
+        return value
+    raise TypeError
+
+
+def suggest(name, valid):
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else "valid names: " + ", ".join(sorted(valid))
+
+
+def check_value(field, value):
+    """Converted value of one setting, or raise SettingsError naming the setting and what is valid."""
+    try:
+        value = conform(field.type, value)
+    except TypeError:
+        raise SettingsError(f"setting {field.name} = {value!r} has the wrong type: expected "
+                            f"{_type_name(field.type)} ({field.metadata['help']})")
+    meta = field.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise SettingsError(f"setting {field.name} = {value!r} is not one of: "
+                            + ", ".join(repr(c) for c in meta["choices"])
+                            + (f" ({suggest(str(value), [str(c) for c in meta['choices']])})"
+                               if isinstance(value, str) else ""))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if meta["low"] is not None and value < meta["low"]:
+            raise SettingsError(f"setting {field.name} = {value!r} is below its minimum {meta['low']!r} "
+                                f"({meta['help']})")
+        if meta["high"] is not None and value > meta["high"]:
+            raise SettingsError(f"setting {field.name} = {value!r} is above its maximum {meta['high']!r} "
+                                f"({meta['help']})")
+    return value
+
+
+def build(values, settings_class=None):
+    """Validated settings object from a dict of raw values; every problem reported at once.
+
+    settings_class defaults to the dataclass of the task named by values['task'].
+    """
+    if settings_class is None:
+        import tasks
+        task = values.get("task", CommonSettings.task)
+        try:
+            settings_class = tasks.get(task).Settings
+        except tasks.UnknownTask as exc:
+            raise SettingsError(str(exc))
+    fields = fields_of(settings_class)
+    problems, clean = [], {}
+    for name, value in values.items():
+        if name not in fields:
+            problems.append(f"unknown setting '{name}' for task '{values.get('task', CommonSettings.task)}'; "
+                            + suggest(name, list(fields)))
+            continue
+        try:
+            clean[name] = check_value(fields[name], value)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SettingsError(problems)
+    result = settings_class(**clean)
+    problems = result.check()
+    if problems:
+        raise SettingsError(problems)
+    return result
+
+
+def load(path=None, overrides=None):
+    """Settings from a file (or the task's defaults when path is None) with overrides applied on top."""
+    values = load_file(path) if path is not None else {}
+    values.update(overrides or {})
+    return build(values)
+
+
+def parse_override(text):
+    """`name=value` from the command line -> (name, parsed value)."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise SettingsError(f"--set expects name=value, got {text!r}")
+    return name.strip(), parse_value(raw)
+
+
+# ---------------------------------------------------------------- writing back
+
+def as_dict(settings):
+    return dataclasses.asdict(settings)
+
+
+def to_python(settings, header=""):
+    """The settings as a `name = value` file that `main.py --config` accepts, with each setting's help."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        lines.append(f"{f.name} = {value!r}  # {f.metadata['help']}")
+    return "\n".join(lines) + "\n"
+
+
+def describe(settings_class):
+    """One line per setting: name, type, default, help (for --help-settings and the prompts)."""
+    rows = []
+    for name, f in fields_of(settings_class).items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append(f"  {name:<22} {_type_name(f.type):<14} default {default!r:<14} {f.metadata['help']}")
+    return "\n".join(rows)

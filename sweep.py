@@ -1,0 +1,555 @@
+"""Queue one job per point of a grid of settings.
+
+Interactive (the questions the research codebases' users know):
+    python sweep.py
+Without a terminal, through the same questions answered from flags or a file:
+    python sweep.py --base conf/target_functions_cpu.py --vary lr=1e-3x2,1e-2x2 --vary batch_size=5 --yes
+    python sweep.py --answers answers.txt --yes        (one answer per line, exactly as typed)
+Resume the runs of a sweep that are not done:
+    python sweep.py --resume 7
+
+Values are literals (numbers, True/False/None, quoted or bare strings; curly quotes accepted) written
+AxB: value A repeated B times, where B is the digits after the last 'x' ('qwen1.7B' and 'A' alone mean
+B = 1; write '2x3x4x1' for the value 2x3x4). The grid is the Cartesian product, last name fastest.
+Repeats of one value get consecutive seeds (base seed + repeat) unless the seed itself is varied.
+"""
+import argparse
+import dataclasses
+import itertools
+import math
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import settings as settings_module
+from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, now, read_json
+
+Q_BASE = "Please specify filepath of base settings:"
+Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
+Q_VALUE = "Specify value of hyperparam and how many as AxB or 'END':"
+Q_CONFIRM = "You are about to queue {n} jobs. Would you like to proceed? (y/n)"
+END = "END"
+AXB = re.compile(r"^(?P<a>.+)x(?P<b>\d+)$", re.DOTALL)
+
+
+class SweepError(ValueError):
+    """A mistake in the sweep request: printed as a message, exit code 2."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- parsing answers
+
+def parse_axb(text):
+    """'0.1x5' -> (0.1, 5); 'qwen1.7B' -> ('qwen1.7B', 1); "'func7'x2" -> ('func7', 2)."""
+    text = text.strip().translate(settings_module.CURLY_QUOTES)
+    if not text:
+        raise SweepError("empty value: type a value, optionally followed by xB (e.g. 0.1x5), or END")
+    match = AXB.match(text)
+    if match and not _is_quoted(text):
+        a, b = match.group("a"), int(match.group("b"))
+        if b < 1:
+            raise SweepError(f"{text!r}: the count after 'x' must be at least 1")
+        return settings_module.parse_value(a), b
+    return settings_module.parse_value(text), 1
+
+
+def _is_quoted(text):
+    return len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+
+
+@dataclasses.dataclass
+class Plan:
+    base: str
+    base_values: dict
+    settings_class: type
+    vary: list = dataclasses.field(default_factory=list)      # [(name, [(value, count), ...]), ...]
+    answers: list = dataclasses.field(default_factory=list)   # every accepted answer, in order
+
+    @property
+    def job_count(self):
+        return math.prod(sum(count for _, count in values) for _, values in self.vary) if self.vary else 1
+
+
+# ---------------------------------------------------------------- the questions (one code path)
+
+class ScriptedAsker:
+    """Answers from a list (flags or an answers file): a wrong answer is an error, not a re-ask."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def ask(self, message, validate, completions=None):
+        if not self.answers:
+            raise SweepError(f"the answers ran out at the question: {message}")
+        answer = self.answers.pop(0)
+        problem = validate(answer)
+        if problem is not True:
+            raise SweepError(f"{message} {answer!r}: {problem}")
+        return answer
+
+
+class QuestionaryAsker:
+    """Asks a person at a terminal; a wrong answer shows why and asks again."""
+
+    def ask(self, message, validate, completions=None):
+        import questionary
+        if completions:
+            question = questionary.autocomplete(message, choices=completions, validate=validate,
+                                                match_middle=True)
+        else:
+            question = questionary.text(message, validate=validate)
+        answer = question.unsafe_ask()
+        return answer
+
+
+def _validator(fn):
+    """Turn a function raising SweepError/SettingsError into a questionary validator."""
+    def validate(text):
+        try:
+            fn(text)
+            return True
+        except (SweepError, settings_module.SettingsError) as exc:
+            return str(exc).replace("\n", "; ")
+    return validate
+
+
+def load_base(path):
+    values = settings_module.load_file(path)
+    settings = settings_module.build(values)  # the base itself must be valid
+    return values, type(settings)
+
+
+def collect(asker, yes=False):
+    """Ask the sweep's questions; return the Plan, or raise Cancelled if the person says no."""
+    loaded = {}
+
+    def check_base(text):
+        loaded["values"], loaded["class"] = load_base(text.strip())
+
+    base = asker.ask(Q_BASE, _validator(check_base)).strip()
+    if "values" not in loaded:  # a scripted asker validated it already; a person's answer too
+        check_base(base)
+    plan = Plan(base=base, base_values=loaded["values"], settings_class=loaded["class"], answers=[base])
+    fields = settings_module.fields_of(plan.settings_class)
+    names = [n for n in fields if n != "task"]
+
+    def check_name(text):
+        name = text.strip()
+        if name == END:
+            return
+        if name == "task":
+            raise SweepError("the task cannot be varied inside one sweep; run one sweep per task")
+        if name not in fields:
+            raise SweepError(f"unknown setting '{name}'; " + settings_module.suggest(name, names))
+        if name in [n for n, _ in plan.vary]:
+            raise SweepError(f"'{name}' is already varied in this sweep")
+
+    while True:
+        name = asker.ask(Q_NAME, _validator(check_name), completions=names + [END]).strip()
+        plan.answers.append(name)
+        if name == END:
+            break
+        values = []
+
+        def check_value(text, name=name, values=values):
+            if text.strip() == END:
+                if not values:
+                    raise SweepError(f"give at least one value for {name} before END")
+                return
+            value, _ = parse_axb(text)
+            settings_module.check_value(fields[name], value)
+
+        while True:
+            text = asker.ask(Q_VALUE, _validator(check_value)).strip()
+            plan.answers.append(text)
+            if text == END:
+                break
+            value, count = parse_axb(text)
+            values.append((settings_module.check_value(fields[name], value), count))
+        plan.vary.append((name, values))
+
+    grid(plan)  # every grid point valid before the question that queues them
+    if not yes:
+        def check_yes(text):
+            if text.strip().lower() not in ("y", "yes", "n", "no"):
+                raise SweepError("answer y or n")
+        answer = asker.ask(Q_CONFIRM.format(n=plan.job_count), _validator(check_yes))
+        plan.answers.append(answer.strip())
+        if answer.strip().lower() in ("n", "no"):
+            raise Cancelled()
+    return plan
+
+
+def flags_to_answers(base, vary):
+    """--base/--vary flags -> the answers a person would type, so flags take the same code path."""
+    answers = [base]
+    for item in vary:
+        name, sep, values = item.partition("=")
+        if not sep:
+            raise SweepError(f"--vary expects name=AxB,AxB,..., got {item!r}")
+        answers.append(name.strip())
+        answers.extend(v for v in _split_values(values))
+        answers.append(END)
+    answers.append(END)
+    return answers
+
+
+def _split_values(text):
+    """Split 'a,b' at commas outside brackets and quotes (so [1,2]x2 stays one value)."""
+    parts, depth, quote, current = [], 0, None, ""
+    for ch in text.translate(settings_module.CURLY_QUOTES):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+# ---------------------------------------------------------------- the grid
+
+def grid(plan):
+    """One dict of settings per job: the Cartesian product, last varied name fastest.
+
+    Repeats (B > 1) of a value get consecutive seeds unless the seed is itself varied, so repeated
+    runs are independent replicates rather than identical copies. Every point is validated.
+    """
+    axes = []
+    for name, values in plan.vary:
+        axes.append([(name, value, rep, count) for value, count in values for rep in range(count)])
+    base_seed = plan.base_values.get("seed", settings_module.CommonSettings.seed)
+    varies_seed = any(name == "seed" for name, _ in plan.vary)
+    points, problems = [], {}
+    for combo in itertools.product(*axes):
+        overrides = {name: value for name, value, _, _ in combo}
+        replicate = _replicate_index(combo)
+        if replicate and not varies_seed:
+            overrides["seed"] = base_seed + replicate
+        values = {**plan.base_values, **overrides}
+        try:
+            settings_module.build(values, plan.settings_class)
+        except settings_module.SettingsError as exc:
+            for problem in exc.problems:
+                problems.setdefault(problem, overrides)
+        points.append(overrides)
+    if problems:
+        lines = [f"{problem} (e.g. at {point})" for problem, point in problems.items()]
+        raise SweepError("some grid points are impossible; nothing was queued:\n  " + "\n  ".join(lines))
+    return points
+
+
+def _replicate_index(combo):
+    """Which repeat of its values this point is: mixed radix over (repeat, count) of each axis."""
+    index = 0
+    for _, _, rep, count in combo:
+        index = index * count + rep
+    return index
+
+
+# ---------------------------------------------------------------- experiment folders
+
+def create_experiment(plan, root, executor_facts):
+    """Allocate results_new/<id>/, write the manifest and one queued run folder per grid point."""
+    points = grid(plan)
+    experiment_id, folder = allocate_dir(root)
+    base_settings = settings_module.build(plan.base_values, plan.settings_class)
+    runs = []
+    for index, overrides in enumerate(points):
+        run_dir = RunDir(folder / str(index))
+        run_dir.path.mkdir()
+        settings = settings_module.build({**plan.base_values, **overrides}, plan.settings_class)
+        run_dir.write_settings(settings, header=f"Run {index} of sweep {folder}: {overrides}\n"
+                               f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
+        run_dir.set_status("queued")
+        runs.append({"run": str(index), "overrides": overrides})
+    manifest = {
+        "experiment_id": experiment_id, "created": now(), "host": socket.gethostname(),
+        "base": plan.base, "base_settings": settings_module.as_dict(base_settings),
+        "vary": [{"name": name, "values": [[v, c] for v, c in values]} for name, values in plan.vary],
+        "answers": plan.answers, "runs": runs, "executor": executor_facts, "submissions": [],
+    }
+    atomic_write_json(folder / "sweep.json", manifest)
+    return experiment_id, folder, manifest
+
+
+# ---------------------------------------------------------------- executors
+
+def default_executor():
+    return "slurm" if shutil.which("sbatch") else "local"
+
+
+def make_executor(args, folder):
+    import submitit
+    logs = folder / ".submitit"
+    if args.executor == "inprocess":
+        return submitit.DebugExecutor(folder=logs)
+    if args.executor == "local":
+        executor = submitit.LocalExecutor(folder=logs)
+        executor.update_parameters(timeout_min=args.time)
+        return executor
+    executor = submitit.SlurmExecutor(folder=logs)
+    params = dict(time=args.time, cpus_per_task=args.cpus, job_name=args.job_name,
+                  array_parallelism=args.max_parallel or 256)
+    for key in ("partition", "mem", "constraint", "account", "qos"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    if args.exclusive:
+        params["exclusive"] = True
+    if args.gpus_per_node:  # only on request: clusters without GRES refuse any GPU line
+        params["gpus_per_node"] = args.gpus_per_node
+    if args.setup:
+        params["setup"] = args.setup
+    executor.update_parameters(**params)
+    return executor
+
+
+def plan_workers(args, run_names):
+    """Which runs each submitted job trains.
+
+    local/in-process: `max_parallel` workers that each walk the whole list and claim what is free
+    (dynamic load balancing: a worker that finishes early takes the next run). slurm: an array with
+    `runs_per_job` runs per task.
+    """
+    if args.executor == "slurm":
+        k = max(1, args.runs_per_job)
+        return [run_names[i:i + k] for i in range(0, len(run_names), k)], None
+    parallel = 1 if args.executor == "inprocess" else max(1, min(args.max_parallel, len(run_names)))
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    return [run_names[i:] + run_names[:i] for i in range(parallel)], threads
+
+
+def submit(args, folder, run_names, manifest):
+    from worker import Worker
+    executor = make_executor(args, folder)
+    chunks, threads = plan_workers(args, run_names)
+    token = uuid.uuid4().hex[:8]
+    workers = [Worker(folder, chunk, f"{token}-{i}", threads) for i, chunk in enumerate(chunks)]
+    with executor.batch():
+        jobs = [executor.submit(w) for w in workers]
+    manifest["submissions"].append({"time": now(), "executor": args.executor, "token": token,
+                                    "job_ids": [str(j.job_id) for j in jobs], "runs": run_names})
+    atomic_write_json(folder / "sweep.json", manifest)
+    return jobs, workers
+
+
+def wait(jobs, workers, folder, run_names, out=sys.stderr):
+    """Wait for the jobs, printing progress; runs a dead worker left behind are marked failed."""
+    last = None
+    pending = list(zip(jobs, workers))
+    while pending:
+        if pending and type(pending[0][0]).__name__ == "DebugJob":
+            for job, _ in pending:
+                job.result()  # in-process: runs now
+        still = []
+        for job, worker in pending:
+            if job.done():
+                _settle(job, worker, folder)
+            else:
+                still.append((job, worker))
+        pending = still
+        counts = tally(folder, run_names)
+        line = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        if line != last:
+            print(f"[{time.strftime('%H:%M:%S')}] {line}", file=out, flush=True)
+            last = line
+        if pending:
+            time.sleep(0.25)
+
+
+def _settle(job, worker, folder):
+    """A finished job whose worker died mid-run leaves the run 'running': say so in its status."""
+    try:
+        error = job.exception()
+    except Exception as exc:  # submitit could not even read the outcome
+        error = exc
+    for name in worker.run_names:
+        run_dir = RunDir(folder / name)
+        owner = run_dir.claim_owner() or {}
+        if owner.get("token") == worker.token and run_dir.status().get("state") in ("running", "queued"):
+            run_dir.set_status("failed", error=f"the worker process ended while this run was in progress: "
+                               f"{error or 'no error reported (killed? out of memory?)'}")
+
+
+def tally(folder, run_names):
+    counts = {"done": 0, "failed": 0, "interrupted": 0, "running": 0, "queued": 0}
+    for name in run_names:
+        state = RunDir(folder / name).status().get("state", "missing")
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def final_report(folder, run_names, out=sys.stdout):
+    counts = tally(folder, run_names)
+    failed = [n for n in run_names if RunDir(folder / n).status().get("state") == "failed"]
+    print(f"sweep {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=out)
+    for name in failed:
+        status = RunDir(folder / name).status()
+        print(f"  run {name} failed: {status.get('error')}  (see {folder / name / 'logs.log'})", file=out)
+    print(f"table: python report.py {folder}", file=out)
+    if counts["done"] < len(run_names):
+        print(f"re-run what is not done: python sweep.py --resume {folder.name}"
+              + (f" --results-root {folder.parent}" if folder.parent != RESULTS_ROOT else ""), file=out)
+    return 0 if counts["done"] == len(run_names) else 1
+
+
+# ---------------------------------------------------------------- resume
+
+def prepare_resume(folder):
+    """Runs of the sweep that are not done, reset to queued (refusing runs still alive here)."""
+    manifest = read_json(folder / "sweep.json")
+    if manifest is None:
+        raise SweepError(f"{folder} has no sweep.json: not a sweep folder")
+    todo, alive = [], []
+    for run in manifest["runs"]:
+        run_dir = RunDir(folder / run["run"])
+        status = run_dir.status()
+        if status.get("state") == "done":
+            continue
+        if status.get("state") == "running" and _alive_here(status):
+            alive.append(f"run {run['run']} (pid {status.get('pid')})")
+            continue
+        todo.append(run["run"])
+    if alive:
+        raise SweepError("still running on this machine: " + ", ".join(alive)
+                         + "; stop that sweep first (Ctrl-C) and resume again")
+    for name in todo:
+        run_dir = RunDir(folder / name)
+        attempts = run_dir.status().get("attempts", 0) + 1
+        run_dir.release_claim()
+        run_dir.set_status("queued", attempts=attempts)
+    return manifest, todo
+
+
+def _alive_here(status):
+    if status.get("host") != socket.gethostname() or not status.get("pid"):
+        return False
+    try:
+        os.kill(int(status["pid"]), 0)
+        return int(status["pid"]) != os.getpid()
+    except (OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", help="base settings file (instead of the first question)")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=AxB,AxB",
+                   help="a varied setting and its values (repeatable, in grid order)")
+    p.add_argument("--answers", help="file with one answer per line, exactly as typed at the questions")
+    p.add_argument("--yes", "-y", action="store_true", help="queue without the final question")
+    p.add_argument("--resume", metavar="EXPERIMENT_ID", help="re-queue the runs of this sweep that are not done")
+    p.add_argument("--results-root", default=str(RESULTS_ROOT))
+    p.add_argument("--executor", choices=("local", "slurm", "inprocess"), default=default_executor(),
+                   help="local: jobs on this machine (default without sbatch); slurm: a job array; "
+                        "inprocess: in this process, one run after another (debugging)")
+    p.add_argument("--max-parallel", type=int, default=os.cpu_count() or 1,
+                   help="local: jobs at once (default: the number of cores); slurm: array parallelism")
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
+                   help="wait for the jobs (default: yes for local/inprocess, no for slurm)")
+    g = p.add_argument_group("slurm")
+    g.add_argument("--partition")
+    g.add_argument("--time", type=int, default=24 * 60, help="minutes per job (local: the job timeout)")
+    g.add_argument("--cpus", type=int, default=4, help="cpus per task")
+    g.add_argument("--mem", help="memory per node, e.g. 32GB")
+    g.add_argument("--gpus-per-node", type=int, default=0,
+                   help="emit a --gpus-per-node line (off by default: clusters without GRES refuse it)")
+    g.add_argument("--constraint", help="node feature, e.g. a GPU type reached without GRES")
+    g.add_argument("--exclusive", action="store_true")
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--setup", action="append", help="shell line run before the job (e.g. conda activate)")
+    g.add_argument("--runs-per-job", type=int, default=1, help="runs trained by each array task")
+    g.add_argument("--job-name", default="reasoning-lab")
+    args = p.parse_args(argv)
+    if args.max_parallel < 1:
+        p.error("--max-parallel must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(args.results_root)
+    try:
+        if args.resume:
+            folder = root / str(args.resume)
+            manifest, run_names = prepare_resume(folder)
+            if not run_names:
+                print(f"every run of {folder} is done; nothing to resume")
+                return 0
+            print(f"resuming {len(run_names)} runs of {folder}: {', '.join(run_names)}", file=sys.stderr)
+        else:
+            if args.answers:
+                try:
+                    lines = Path(args.answers).read_text(encoding="utf-8").splitlines()
+                except OSError as exc:
+                    raise SweepError(f"cannot read answers file {args.answers}: {exc}")
+                asker = ScriptedAsker([line for line in lines if line.strip()])
+            elif args.base:
+                asker = ScriptedAsker(flags_to_answers(args.base, args.vary))
+            else:
+                if not sys.stdin.isatty():
+                    raise SweepError("no terminal to ask the questions on: pass --base FILE --vary NAME=AxB "
+                                     "... --yes, or --answers FILE --yes")
+                asker = QuestionaryAsker()
+            if isinstance(asker, ScriptedAsker) and not args.yes and not _ends_with_yes(asker):
+                raise SweepError("add --yes (or end the answers with y) to queue without a terminal")
+            plan = collect(asker, yes=args.yes)
+            facts = {"kind": args.executor, "max_parallel": args.max_parallel}
+            _, folder, manifest = create_experiment(plan, root, facts)
+            run_names = [r["run"] for r in manifest["runs"]]
+            print(f"queued {len(run_names)} jobs in {folder}", file=sys.stderr)
+        jobs, workers = submit(args, folder, run_names, manifest)
+        should_wait = args.wait if args.wait is not None else args.executor != "slurm"
+        if not should_wait:
+            ids = ", ".join(str(j.job_id) for j in jobs)
+            print(f"submitted {len(jobs)} jobs ({ids}); follow with: python report.py {folder}")
+            return 0
+        try:
+            wait(jobs, workers, folder, run_names)
+        except KeyboardInterrupt:
+            for job in jobs:
+                try:
+                    job.cancel(check=False)
+                except Exception:
+                    pass
+            print(f"\ninterrupted: finished runs are kept in {folder}; "
+                  f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
+            return 130
+        return final_report(folder, run_names)
+    except Cancelled:
+        print("nothing queued")
+        return 0
+    except (SweepError, settings_module.SettingsError, ResultsError) as exc:
+        print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nnothing queued", file=sys.stderr)
+        return 130
+
+
+def _ends_with_yes(asker):
+    """An answers file may end with the y a person would type at the last question."""
+    return bool(asker.answers) and asker.answers[-1].strip().lower() in ("y", "yes")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Programme: can a transformer learn a rule with a short description (parity, patterns, primality,
+Dyck-2, ...) from a few hundred labelled strings? (reference/target_functions.md)
+
+Binary classification with one logit: BCEWithLogits, AdamW, cosine to eta_min per step, clip 1.0.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import collators
+import target_functions as tf
+from settings import CommonSettings, setting
+from tasks.base import Data
+from tasks.base import Task as BaseTask
+
+
+@dataclasses.dataclass
+class Settings(CommonSettings):
+    task: str = setting("target_functions", "the research programme (a module of tasks/)")
+    target_func: str = setting("func10", "ground-truth function func1..func22 (see target_functions.py)")
+    sequence_length: int = setting(20, "length L of the input strings", low=1)
+    train_set_size: int = setting(200, "training examples (even: the pool is exactly 50/50)", low=2)
+    test_set_size: int = setting(2000, "test examples (even)", low=2)
+    data_cache: bool = setting(True, "cache generated splits under .cache/ (key includes the generator version)")
+    model: str = setting("bloom", "model preset (models.MODEL_NAMES) or a *_finetune model")
+    n_layer: int | None = setting(2, "decoder layers (None: the preset's)", low=1)
+    n_head: int | None = setting(4, "attention heads (None: the preset's)", low=1)
+    n_embd: int | None = setting(128, "hidden width (None: the preset's)", low=1)
+    n_kv_head: int | None = setting(None, "key/value heads of grouped-query attention (None: preset's or n_head)", low=1)
+    intermediate_size: int | None = setting(None, "MLP width (None: preset's, scaled with n_embd)", low=1)
+    head_dim: int | None = setting(None, "attention head dimension (None: n_embd // n_head)", low=1)
+    pooling: str = setting("last", "logit from the last position or the mean over positions",
+                           choices=("last", "mean"))
+    num_models: int = setting(1, "ensemble size: logits of independently initialised models averaged", low=1)
+    dropout: float = setting(0.0, "dropout inside the decoder", low=0.0, high=1.0)
+    pretrained_path: str | None = setting(None, "local folder of a pretrained model (save_pretrained layout)")
+    finetune_layers: int = setting(0, "with pretrained_path: train the head plus this many top layers "
+                                   "(0: head only, -1: everything)", low=-1)
+    lora_r: int = setting(0, "with pretrained_path: LoRA rank (0: no LoRA)", low=0)
+    lora_alpha: int = setting(16, "LoRA alpha", low=1)
+    n_epochs: int = setting(30, "training epochs", low=1)
+    batch_size: int = setting(20, "training batch size; 0 means the whole training set", low=0)
+    lr: float = setting(1e-3, "peak learning rate", low=0.0)
+    eta_min: float = setting(1e-5, "final learning rate of the cosine schedule", low=0.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0)
+    eval_every: int = setting(5, "evaluate every this many epochs (and always after the last)", low=1)
+
+    def check(self):
+        problems = super().check()
+        try:
+            spec = tf.get(self.target_func)
+        except ValueError as exc:
+            problems.append(f"target_func: {exc}")
+        else:
+            reason = spec.length_error(self.sequence_length)
+            if reason:
+                problems.append(f"sequence_length = {self.sequence_length} does not suit {self.target_func}: {reason}")
+        for name in ("train_set_size", "test_set_size"):
+            if getattr(self, name) % 2:
+                problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
+        import models
+        if self.model not in models.MODEL_NAMES:
+            problems.append(f"model = {self.model!r} is unknown; " + _suggest(self.model, models.MODEL_NAMES))
+        if self.model.endswith("_finetune") and not self.pretrained_path:
+            problems.append(f"model = {self.model!r} fine-tunes pretrained weights: set pretrained_path "
+                            "to a local folder saved with save_pretrained")
+        if self.pretrained_path and not Path(self.pretrained_path).is_dir():
+            problems.append(f"pretrained_path = {self.pretrained_path!r} is not a folder")
+        if (self.lora_r or self.finetune_layers) and not self.pretrained_path:
+            problems.append("lora_r and finetune_layers apply to a pretrained model: set pretrained_path")
+        if self.lora_r and self.finetune_layers:
+            problems.append("choose either LoRA (lora_r > 0) or fine-tuning top layers (finetune_layers != 0)")
+        return problems
+
+
+def _suggest(name, valid):
+    from settings import suggest
+    return suggest(name, list(valid))
+
+
+def _cached_split(s):
+    """The split, from the on-disk cache when an identical request (same generator version) was made."""
+    args = dict(name=s.target_func, L=s.sequence_length, train_size=s.train_set_size,
+                test_size=s.test_set_size, seed=s.seed)
+    if not s.data_cache:
+        return tf.make_split(**args), False
+    key = hashlib.sha256(json.dumps({**args, "generator": tf.GENERATOR_VERSION}, sort_keys=True).encode())
+    path = Path(".cache") / "target_functions" / f"{key.hexdigest()[:24]}.pt"
+    if path.exists():
+        try:
+            return tf.Split(**torch.load(path, weights_only=False)), True
+        except Exception:
+            pass  # unreadable cache entry: regenerate and overwrite it
+    split = tf.make_split(**args)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(dataclasses.asdict(split), tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written (read-only or full disk) only costs time
+    return split, False
+
+
+class Task(BaseTask):
+    name = "target_functions"
+    Settings = Settings
+
+    def build_data(self):
+        s = self.settings
+        split, cached = _cached_split(s)
+        alphabet = tf.get(s.target_func).alphabet
+        if s.pretrained_path:
+            import models
+            tokenizer = models.load_tokenizer(s.pretrained_path)
+            encode = lambda x: collators.tokenized(x, tokenizer)  # noqa: E731
+        else:
+            encode = lambda x: collators.bos_ids(x, tf.BOS[alphabet])  # noqa: E731
+        splits = {"train": {**encode(split.x_train), "labels": split.y_train.float()},
+                  "test": {**encode(split.x_test), "labels": split.y_test.float()}}
+        return Data(splits=splits, facts={**split.facts, "from_cache": cached})
+
+    def build_model(self, data):
+        import models
+        s = self.settings
+        alphabet = tf.get(s.target_func).alphabet
+        return models.build_classifier(
+            s.model, vocab_size=tf.vocab_size(alphabet), max_positions=s.sequence_length + 2,
+            n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd, n_kv_head=s.n_kv_head,
+            intermediate_size=s.intermediate_size, head_dim=s.head_dim, pooling=s.pooling,
+            num_models=s.num_models, dropout=s.dropout, pretrained_path=s.pretrained_path,
+            finetune_layers=s.finetune_layers, lora_r=s.lora_r, lora_alpha=s.lora_alpha)
+
+    @staticmethod
+    def _logits(model, batch):
+        return model(batch["input_ids"], attention_mask=batch.get("attention_mask")).float()
+
+    def training_loss(self, model, batch):
+        return F.binary_cross_entropy_with_logits(self._logits(model, batch), batch["labels"])
+
+    def evaluate_batch(self, model, batch):
+        logits = self._logits(model, batch)
+        loss = F.binary_cross_entropy_with_logits(logits, batch["labels"], reduction="sum")
+        correct = ((logits >= 0).float() == batch["labels"]).sum()
+        return {"loss": loss, "correct": correct}

@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The smallest real run: a 1-layer BLOOM on 20/20 strings for 2 epochs (well under a second).
+TINY = dict(task="target_functions", target_func="func10", sequence_length=8, train_set_size=20,
+            test_set_size=20, model="bloom", n_layer=1, n_head=2, n_embd=16, batch_size=10, n_epochs=2,
+            eval_every=1, lr=1e-2, eta_min=1e-4, data_cache=False, progress="off")
+
+
+def write_settings(path, values):
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return path
+
+
+@pytest.fixture
+def tiny_base(tmp_path):
+    return write_settings(tmp_path / "base.py", TINY)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_cwd(tmp_path, monkeypatch):
+    """Every test runs in its own folder, so results_new/ and .cache/ never leak between tests."""
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,69 @@
+"""Numbered folders allocated race-free; files written atomically; claims exclusive."""
+import errno
+import multiprocessing
+import os
+
+import pytest
+
+import results
+
+
+def _allocate_many(args):
+    root, n = args
+    return [results.allocate_dir(root)[0] for _ in range(n)]
+
+
+def test_ids_are_unique_under_many_concurrent_processes(tmp_path):
+    root = tmp_path / "results_new"  # does not exist yet: no pre-created 0 needed
+    with multiprocessing.get_context("spawn").Pool(16) as pool:
+        got = [i for chunk in pool.map(_allocate_many, [(root, 10)] * 16) for i in chunk]
+    assert len(got) == len(set(got)) == 160
+    assert sorted(got) == list(range(160))
+    assert sorted(int(p.name) for p in root.iterdir()) == list(range(160))
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "status.json"
+    results.atomic_write(target, "old")
+
+    def failing_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(results.ResultsError, match="disk full"):
+        results.atomic_write(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left behind
+
+
+def test_atomic_write_never_shows_a_partial_file(tmp_path):
+    target = tmp_path / "m.jsonl"
+    big = "x" * 1_000_000
+    results.atomic_write(target, "small")
+    ctx = multiprocessing.get_context("fork")
+    writer = ctx.Process(target=lambda: [results.atomic_write(target, big) for _ in range(20)])
+    writer.start()
+    seen = set()
+    while writer.is_alive():
+        seen.add(len(target.read_text()))
+    writer.join()
+    assert seen <= {5, 1_000_000}
+
+
+def test_claim_is_exclusive_and_recognises_its_owner(tmp_path):
+    run = results.RunDir(tmp_path)
+    assert run.claim("a")
+    assert not run.claim("b")
+    assert run.claim("a")  # the same worker after a requeue
+    run.release_claim()
+    assert run.claim("b")
+
+
+def test_metrics_writer_flushes_complete_lines(tmp_path):
+    run = results.RunDir(tmp_path)
+    writer = results.MetricsWriter(run, interval=3600)
+    writer.append({"epoch": 0})   # first append writes (the file did not exist)
+    writer.append({"epoch": 1})   # throttled
+    assert run.read_metrics() == [{"epoch": 0}]
+    writer.flush()
+    assert run.read_metrics() == [{"epoch": 0}, {"epoch": 1}]

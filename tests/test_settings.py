@@ -1,0 +1,97 @@
+"""Settings files and validation: every mistake is named, with what would be valid."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import settings
+from conftest import ROOT, TINY, write_settings
+
+
+def test_python_and_json_files_load_the_same(tmp_path):
+    py = write_settings(tmp_path / "a.py", TINY)
+    js = tmp_path / "a.json"
+    js.write_text(json.dumps(TINY))
+    assert settings.load(py) == settings.load(js)
+
+
+def test_comments_docstring_arithmetic_and_curly_quotes(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text('"""doc"""\n# a comment\ntarget_func = \u2019func7\u2019  # why\ntest_set_size = 10 * 100\n')
+    s = settings.load(path)
+    assert (s.target_func, s.test_set_size) == ("func7", 1000)
+
+
+def test_unknown_name_suggests_the_closest(tmp_path):
+    path = write_settings(tmp_path / "s.py", {"lrr": 0.1, "targte_func": "func7"})
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(path)
+    text = str(err.value)
+    assert "unknown setting 'lrr'" in text and "did you mean 'lr'" in text
+    assert "did you mean 'target_func'" in text  # both problems reported at once
+
+
+def test_wrong_type_names_setting_and_expected_type():
+    with pytest.raises(settings.SettingsError, match=r"lr = 'fast' has the wrong type: expected float"):
+        settings.build({"lr": "fast"})
+    with pytest.raises(settings.SettingsError, match="n_epochs"):
+        settings.build({"n_epochs": 2.5})
+    with pytest.raises(settings.SettingsError, match="wrong type"):
+        settings.build({"n_epochs": True})  # a bool is not an int here
+
+
+def test_conversions_that_lose_nothing():
+    s = settings.build({"lr": 1, "n_epochs": 1e1, "n_layer": None})
+    assert s.lr == 1.0 and isinstance(s.lr, float)
+    assert s.n_epochs == 10 and isinstance(s.n_epochs, int)
+    assert s.n_layer is None
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"batch_size": -1}, "batch_size = -1 is below its minimum 0"),
+    ({"device": "gpu"}, "device = 'gpu' is not one of"),
+    ({"train_set_size": 201}, "train_set_size = 201 must be even"),
+    ({"eta_min": 0.1, "lr": 0.01}, "eta_min = 0.1 is larger than lr"),
+    ({"target_func": "func5"}, "func5"),
+    ({"target_func": "fucn7"}, "func7"),
+    ({"model": "qwen17B"}, "model = 'qwen17B' is unknown"),
+    ({"task": "grokking"}, "unknown task 'grokking'"),
+    ({"model": "qwen3_finetune"}, "pretrained_path"),
+])
+def test_impossible_values_are_refused(values, needle):
+    with pytest.raises(settings.SettingsError) as err:
+        settings.build(values)
+    assert needle in str(err.value)
+
+
+def test_non_literal_line_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text("lr = 0.1\nimport os\nseed = os.getpid()\n")
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(path)
+    assert "line 2" in str(err.value) and "line 3" in str(err.value)
+
+
+def test_written_config_loads_back_identically(tmp_path):
+    s = settings.build({**TINY, "n_kv_head": None, "lr": 3e-4})
+    path = tmp_path / "config.py"
+    path.write_text(settings.to_python(s, header="header\nline"))
+    assert settings.load(path) == s
+
+
+def test_overrides_parse_and_apply(tmp_path):
+    s = settings.load(write_settings(tmp_path / "s.py", TINY), dict([settings.parse_override("lr=0.5")]))
+    assert s.lr == 0.5
+    with pytest.raises(settings.SettingsError):
+        settings.parse_override("lr")
+
+
+def test_main_reports_a_mistake_without_traceback(tmp_path):
+    path = write_settings(tmp_path / "s.py", {**TINY, "batchsize": 4})
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "did you mean 'batch_size'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results_new").exists()  # refused before any work

@@ -1,0 +1,243 @@
+"""Sweeps end to end: the questions, the grid, every file of every run, failures, resume, repeats."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import main
+import report
+import settings
+import sweep
+from conftest import ROOT, TINY, write_settings
+from results import RunDir
+
+RUN_FILES = {"config.py", "config.json", "status.json", "logs.log", "metrics.jsonl", "summary.json", "claim.json"}
+
+
+def scripted(answers, yes=True):
+    return sweep.collect(sweep.ScriptedAsker(answers), yes=yes)
+
+
+def test_grid_is_the_cartesian_product_last_name_fastest(tiny_base):
+    plan = scripted([str(tiny_base), "lr", "0.1x1", "0.2x1", "END", "batch_size", "5x1", "10", "END", "END"])
+    assert plan.job_count == 4
+    points = sweep.grid(plan)
+    assert [(p["lr"], p["batch_size"]) for p in points] == [(0.1, 5), (0.1, 10), (0.2, 5), (0.2, 10)]
+
+
+def test_repeats_become_replicates_with_distinct_seeds(tiny_base):
+    plan = scripted([str(tiny_base), "lr", "0.1x3", "0.2x2", "END", "END"])
+    points = sweep.grid(plan)
+    assert plan.job_count == 5 == len(points)
+    assert [(p["lr"], p.get("seed", TINY.get("seed", 0))) for p in points] == \
+        [(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1)]
+
+
+def test_flags_take_the_same_path_as_answers(tiny_base):
+    answers = sweep.flags_to_answers(str(tiny_base), ["lr=0.1x2,0.2", "target_func='func7'x1"])
+    assert answers == [str(tiny_base), "lr", "0.1x2", "0.2", "END", "target_func", "'func7'x1", "END", "END"]
+
+
+@pytest.mark.parametrize("answers, needle", [
+    (["missing.py"], "settings file not found"),
+    (["{base}", "lrr"], "did you mean 'lr'"),
+    (["{base}", "lr", "fastx2"], "lr = 'fast' has the wrong type"),
+    (["{base}", "lr", "END"], "at least one value"),
+    (["{base}", "lr", "0.1", "END", "lr"], "already varied"),
+    (["{base}", "task"], "cannot be varied"),
+    (["{base}", "sequence_length", "10", "END", "target_func", "func16", "END", "END"], "impossible"),
+])
+def test_scripted_mistakes_are_named(tiny_base, answers, needle):
+    answers = [a.format(base=tiny_base) for a in answers]
+    with pytest.raises((sweep.SweepError, settings.SettingsError)) as err:
+        scripted(answers)
+    assert needle in str(err.value)
+
+
+def _interactive(keys, timeout=30):
+    """Drive sweep.collect through questionary with scripted keystrokes; fail rather than hang."""
+    from prompt_toolkit.application import create_app_session
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    outcome = {}
+
+    def target():
+        with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+            sender = threading.Thread(target=lambda: [inp.send_text(k) or time.sleep(0.05) for k in keys])
+            sender.start()
+            try:
+                outcome["plan"] = sweep.collect(sweep.QuestionaryAsker())
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+            sender.join()
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the prompts waited for input that never came"
+    return outcome
+
+
+def test_interactive_prompts_reask_after_a_wrong_answer(tiny_base):
+    backspaces = "\x7f" * 10
+    keys = [f"{tiny_base}\r",
+            "lrr\r", backspaces + "lr\r",          # unknown name: re-asked
+            "0.1x2\r", "fast\r", backspaces + "0.2\r", "END\r",  # wrong type: re-asked
+            "END\r",
+            "maybe\r", backspaces + "y\r"]          # not y/n: re-asked
+    outcome = _interactive(keys)
+    assert "error" not in outcome, outcome.get("error")
+    plan = outcome["plan"]
+    assert plan.vary == [("lr", [(0.1, 2), (0.2, 1)])]
+    assert plan.job_count == 3
+    assert plan.answers == [str(tiny_base), "lr", "0.1x2", "0.2", "END", "END", "y"]
+
+
+def test_interactive_no_cancels(tiny_base):
+    outcome = _interactive([f"{tiny_base}\r", "END\r", "n\r"])
+    assert isinstance(outcome.get("error"), sweep.Cancelled)
+
+
+def _check_run_folder(path, expected_overrides):
+    names = {p.name for p in path.iterdir()}
+    assert RUN_FILES <= names, names
+    assert not [n for n in names if n.endswith(".tmp")]
+    status = json.loads((path / "status.json").read_text())
+    assert status["state"] == "done"
+    config = json.loads((path / "config.json").read_text())
+    for key, value in expected_overrides.items():
+        assert config[key] == value
+    assert settings.load(path / "config.py") == settings.build(config)  # config.py is a valid --config
+    metrics = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(config["n_epochs"] + 1))
+    for m in metrics:
+        assert {"step", "epoch", "samples", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "lr", "elapsed"} <= set(m)
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["final"]["test_accuracy"] == metrics[-1]["test_accuracy"]
+    log = (path / "logs.log").read_text()
+    assert "parameters" in log and "data fact" in log and log.count("eval epoch") == len(metrics)
+
+
+def test_inprocess_sweep_end_to_end(tiny_base, tmp_path, capsys):
+    code = sweep.main(["--base", str(tiny_base), "--vary", "target_func=func7,func10", "--vary", "seed=0,1",
+                       "--executor", "inprocess", "--yes"])
+    assert code == 0
+    folder = tmp_path / "results_new" / "0"
+    manifest = json.loads((folder / "sweep.json").read_text())
+    assert [r["overrides"] for r in manifest["runs"]] == [
+        {"target_func": f, "seed": s} for f in ("func7", "func10") for s in (0, 1)]
+    assert manifest["answers"][0] == str(tiny_base) and manifest["submissions"][0]["job_ids"]
+    for run in manifest["runs"]:
+        _check_run_folder(folder / run["run"], run["overrides"])
+    table = report.rows(folder)
+    assert [(r["target_func"], r["seed"], r["status"]) for r in table] == [
+        ("func7", 0, "done"), ("func7", 1, "done"), ("func10", 0, "done"), ("func10", 1, "done")]
+    assert all(isinstance(r["test_accuracy"], float) and r["wall_time"] > 0 for r in table)
+
+
+def test_local_executor_sweep_with_a_failing_job(tiny_base, tmp_path):
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    write_settings(tiny_base, {**TINY, "model": "qwen3_finetune", "pretrained_path": str(empty)})
+    ok = write_settings(tmp_path / "ok.py", TINY)
+    # one sweep whose second point cannot load its (empty) pretrained folder
+    answers = tmp_path / "answers.txt"
+    answers.write_text(f"{ok}\nmodel\nbloomx2\n'qwen3_finetune'x1\nEND\npretrained_path\n'{empty}'\nEND\nEND\ny\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--answers", str(answers),
+                           "--executor", "local", "--max-parallel", "2"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    folder = tmp_path / "results_new" / "0"
+    states = {r["run"]: r["status"] for r in report.rows(folder)}
+    assert states == {"0": "done", "1": "done", "2": "failed"}
+    for name in ("0", "1"):
+        _check_run_folder(folder / name, {"model": "bloom"})
+    assert "run failed" in (folder / "2" / "logs.log").read_text()
+    assert "Traceback" in (folder / "2" / "logs.log").read_text()
+    assert "run 2 failed" in proc.stdout and f"--resume 0" in proc.stdout
+
+
+def test_resume_reruns_exactly_what_is_not_done(tiny_base, tmp_path):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    # what an interruption leaves: one run interrupted half-way, one never started
+    RunDir(folder / "1").set_status("interrupted", error="interrupted")
+    RunDir(folder / "2").set_status("queued")
+    (folder / "2" / "summary.json").unlink()
+    done_before = (folder / "0" / "metrics.jsonl").stat().st_mtime_ns
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
+    assert (folder / "0" / "metrics.jsonl").stat().st_mtime_ns == done_before
+    assert all(RunDir(folder / n).status()["state"] == "done" for n in "012")
+    assert RunDir(folder / "1").status()["attempts"] == 1
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0  # nothing left: a no-op
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path):
+    base = write_settings(tmp_path / "slow.py", {**TINY, "n_epochs": 40, "train_set_size": 100})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), "--base", str(base), "--vary",
+                             "seed=0,1,2,3,4,5", "--executor", "local", "--max-parallel", "1", "--yes"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    folder = tmp_path / "results_new" / "0"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (folder / "0" / "summary.json").exists():
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at the terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume 0" in err
+    states = {r["run"]: r["status"] for r in report.rows(folder)}
+    assert states["0"] == "done" and "done" in states.values() and set(states.values()) != {"done"}
+    finished = {n for n, s in states.items() if s == "done"}
+    stamps = {n: (folder / n / "summary.json").stat().st_mtime_ns for n in finished}
+    resumed = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--resume", "0", "--executor", "local"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert {r["status"] for r in report.rows(folder)} == {"done"}
+    assert stamps == {n: (folder / n / "summary.json").stat().st_mtime_ns for n in finished}
+
+
+def test_repeating_a_run_from_its_folder_gives_the_same_metrics(tiny_base, tmp_path):
+    assert main.main(["--config", str(tiny_base), "--results-path", "first"]) == 0
+    assert main.main(["--config", "first/config.py", "--results-path", "second"]) == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("elapsed", "eval_time")} for r in rows]  # noqa
+    first, second = RunDir("first").read_metrics(), RunDir("second").read_metrics()
+    assert strip(first) == strip(second) and len(first) == TINY["n_epochs"] + 1
+    # and a different seed gives different metrics (the comparison above can fail)
+    assert main.main(["--config", str(tiny_base), "--set", "seed=5", "--results-path", "third"]) == 0
+    assert strip(RunDir("third").read_metrics()) != strip(first)
+
+
+def test_main_without_results_path_gets_a_fresh_numbered_folder(tiny_base, tmp_path):
+    assert main.main(["--config", str(tiny_base)]) == 0
+    assert main.main(["--config", str(tiny_base)]) == 0
+    assert sorted(p.name for p in (tmp_path / "results_new").iterdir()) == ["0", "1"]
+    assert RunDir(tmp_path / "results_new" / "1" / "0").status()["state"] == "done"
+
+
+def test_report_csv(tiny_base, tmp_path):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "lr=0.01x2", "--executor", "inprocess", "--yes"]) == 0
+    assert report.main([str(tmp_path / "results_new" / "0"), "--csv", "out.csv"]) == 0
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0].startswith("run,lr,seed,status") and len(lines) == 3
+
+
+def test_slurm_script_has_an_array_and_no_gpu_line(tiny_base, tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 4242'\n")
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    code = sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "slurm",
+                       "--partition", "gpu", "--yes"])
+    assert code == 0
+    script = (fake / "submitted.sh").read_text()
+    assert "#SBATCH --array=0-2" in script and "#SBATCH --partition=gpu" in script
+    assert "gres" not in script and "gpus" not in script
+    manifest = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())
+    assert manifest["submissions"][0]["job_ids"][0].startswith("4242")

@@ -11,7 +11,8 @@ Resume the runs of a sweep that are not done:
 Values are literals (numbers, True/False/None, quoted or bare strings; curly quotes accepted) written
 AxB: value A repeated B times, where B is the digits after the last 'x' ('qwen1.7B' and 'A' alone mean
 B = 1; write '2x3x4x1' for the value 2x3x4). The grid is the Cartesian product, last name fastest.
-Repeats of one value get consecutive seeds (base seed + repeat) unless the seed itself is varied.
+Repeats of a value are replicates: each gets the seed setting plus its repeat index (seed=0x3 gives
+seeds 0, 1, 2).
 """
 import argparse
 import dataclasses
@@ -34,6 +35,7 @@ Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
 Q_VALUE = "Specify value of hyperparam and how many as AxB or 'END':"
 Q_CONFIRM = "You are about to queue {n} jobs. Would you like to proceed? (y/n)"
 END = "END"
+PROJECT = Path(__file__).resolve().parent
 AXB = re.compile(r"^(?P<a>.+)x(?P<b>\d+)$", re.DOTALL)
 
 
@@ -228,20 +230,19 @@ def _split_values(text):
 def grid(plan):
     """One dict of settings per job: the Cartesian product, last varied name fastest.
 
-    Repeats (B > 1) of a value get consecutive seeds unless the seed is itself varied, so repeated
-    runs are independent replicates rather than identical copies. Every point is validated.
+    Repeats (B > 1) of a value are replicates, not identical copies: a point's seed is its seed
+    setting (varied or from the base) plus its repeat index. Every point is validated.
     """
     axes = []
     for name, values in plan.vary:
         axes.append([(name, value, rep, count) for value, count in values for rep in range(count)])
     base_seed = plan.base_values.get("seed", settings_module.CommonSettings.seed)
-    varies_seed = any(name == "seed" for name, _ in plan.vary)
     points, problems = [], {}
     for combo in itertools.product(*axes):
         overrides = {name: value for name, value, _, _ in combo}
         replicate = _replicate_index(combo)
-        if replicate and not varies_seed:
-            overrides["seed"] = base_seed + replicate
+        if replicate:
+            overrides["seed"] = overrides.get("seed", base_seed) + replicate
         values = {**plan.base_values, **overrides}
         try:
             settings_module.build(values, plan.settings_class)
@@ -337,6 +338,9 @@ def plan_workers(args, run_names):
 
 def submit(args, folder, run_names, manifest):
     from worker import Worker
+    # job processes unpickle worker.Worker: make the project importable wherever they start
+    paths = [str(PROJECT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     executor = make_executor(args, folder)
     chunks, threads = plan_workers(args, run_names)
     token = uuid.uuid4().hex[:8]
@@ -373,12 +377,16 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
             time.sleep(0.25)
 
 
-def _settle(job, worker, folder):
+def _settle(job, worker, folder, out=sys.stderr):
     """A finished job whose worker died mid-run leaves the run 'running': say so in its status."""
     try:
         error = job.exception()
     except Exception as exc:  # submitit could not even read the outcome
         error = exc
+    if error is not None:
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        print(f"job {job.job_id} ended with an error: {lines[-1] if lines else error!r} "
+              f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
     for name in worker.run_names:
         run_dir = RunDir(folder / name)
         owner = run_dir.claim_owner() or {}

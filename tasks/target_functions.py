@@ -66,6 +66,15 @@ class Settings(CommonSettings):
         import models
         if self.model not in models.MODEL_NAMES:
             problems.append(f"model = {self.model!r} is unknown; " + _suggest(self.model, models.MODEL_NAMES))
+        elif not self.pretrained_path and not problems and self.model not in models.FINETUNE_MODELS:
+            try:  # the shape is checked now (config only, no weights), not when the job starts
+                models.make_config(self.model, tf.vocab_size(tf.get(self.target_func).alphabet),
+                                   self.sequence_length + 2, n_layer=self.n_layer, n_head=self.n_head,
+                                   n_embd=self.n_embd, n_kv_head=self.n_kv_head,
+                                   intermediate_size=self.intermediate_size, head_dim=self.head_dim,
+                                   dropout=self.dropout)
+            except models.ModelConfigError as exc:
+                problems.append(f"model shape: {exc}")
         if self.model.endswith("_finetune") and not self.pretrained_path:
             problems.append(f"model = {self.model!r} fine-tunes pretrained weights: set pretrained_path "
                             "to a local folder saved with save_pretrained")

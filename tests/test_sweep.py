@@ -36,6 +36,9 @@ def test_repeats_become_replicates_with_distinct_seeds(tiny_base):
     assert plan.job_count == 5 == len(points)
     assert [(p["lr"], p.get("seed", TINY.get("seed", 0))) for p in points] == \
         [(0.1, 0), (0.1, 1), (0.1, 2), (0.2, 0), (0.2, 1)]
+    plan = scripted([str(tiny_base), "seed", "10x2", "20", "END", "lr", "0.1x2", "END", "END"])
+    assert [(p["seed"], p["lr"]) for p in sweep.grid(plan)] == [(10, 0.1), (11, 0.1), (12, 0.1), (13, 0.1),
+                                                               (20, 0.1), (21, 0.1)]
 
 
 def test_flags_take_the_same_path_as_answers(tiny_base):
@@ -143,11 +146,9 @@ def test_inprocess_sweep_end_to_end(tiny_base, tmp_path, capsys):
 def test_local_executor_sweep_with_a_failing_job(tiny_base, tmp_path):
     empty = tmp_path / "not_a_model"
     empty.mkdir()
-    write_settings(tiny_base, {**TINY, "model": "qwen3_finetune", "pretrained_path": str(empty)})
-    ok = write_settings(tmp_path / "ok.py", TINY)
-    # one sweep whose second point cannot load its (empty) pretrained folder
+    # valid settings, but the third run's pretrained folder holds no model: it fails when it starts
     answers = tmp_path / "answers.txt"
-    answers.write_text(f"{ok}\nmodel\nbloomx2\n'qwen3_finetune'x1\nEND\npretrained_path\n'{empty}'\nEND\nEND\ny\n")
+    answers.write_text(f"{tiny_base}\npretrained_path\nNonex2\n'{empty}'x1\nEND\nEND\ny\n")
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--answers", str(answers),
                            "--executor", "local", "--max-parallel", "2"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -232,6 +233,8 @@ def test_slurm_script_has_an_array_and_no_gpu_line(tiny_base, tmp_path, monkeypa
     fake.mkdir()
     (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 4242'\n")
     (fake / "sbatch").chmod(0o755)
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
+    (fake / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     code = sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "slurm",
                        "--partition", "gpu", "--yes"])

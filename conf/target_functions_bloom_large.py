@@ -1,0 +1,19 @@
+# Seed README "Sweep - Bloom training on large dataset" at the paper's size (GPU): 15 runs.
+# python sweep.py --base conf/target_functions_bloom_large.py --vary target_func=func18,func3,func22 \
+#     --vary sequence_length=100,50,30,25,20 --yes
+task = 'target_functions'
+model = 'bloom'
+n_layer = 24
+n_head = 8
+n_embd = 512
+target_func = 'func18'
+sequence_length = 100
+train_set_size = 100000
+test_set_size = 10000
+batch_size = 256
+n_epochs = 1000
+lr = 1e-5
+eta_min = 1e-5
+weight_decay = 0.01
+eval_every = 10
+eval_batch_size = 2048

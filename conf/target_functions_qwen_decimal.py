@@ -1,0 +1,19 @@
+# Seed README "Sweep - qwen3 1.7B (decimal)" at the paper's size (GPU): 10 runs.
+# python sweep.py --base conf/target_functions_qwen_decimal.py --vary target_func=func19,func22 \
+#     --vary sequence_length=100,50,30,25,20 --yes
+task = 'target_functions'
+model = 'qwen1.7B'
+n_layer = None          # None: the preset's published shape (28 layers, 2048 wide, 16 heads, 8 kv heads)
+n_head = None
+n_embd = None
+target_func = 'func19'
+sequence_length = 100
+train_set_size = 200
+test_set_size = 10000
+batch_size = 20
+n_epochs = 200
+lr = 1e-5
+eta_min = 1e-6
+weight_decay = 0.01
+eval_every = 10
+eval_batch_size = 512

@@ -1,0 +1,19 @@
+# CPU scale of target_functions_qwen_decimal.py: the Qwen3 preset shrunk to 2 layers, 128 wide.
+# python sweep.py --base conf/target_functions_qwen_decimal_cpu.py --vary target_func=func19,func22 \
+#     --vary sequence_length=30,20 --yes
+task = 'target_functions'
+model = 'qwen1.7B'
+n_layer = 2
+n_head = 4
+n_kv_head = 2
+n_embd = 128
+intermediate_size = 384
+target_func = 'func19'
+sequence_length = 20
+train_set_size = 200
+test_set_size = 2000
+batch_size = 20
+n_epochs = 50
+lr = 1e-3
+eta_min = 1e-5
+eval_every = 10

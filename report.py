@@ -39,13 +39,11 @@ def rows(folder):
         row = {"run": path.name}
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
-        for key, value in final.items():
-            if key.endswith(("_accuracy", "_loss")):
-                row[key] = value
-        for key, value in summary.items():
-            if key.startswith(("best_", "first_epoch_")):
-                row[key] = value
         row["epoch"] = final.get("epoch")
+        # accuracies, then losses, then the best test accuracy and when each accuracy first reached 1
+        for suffix in ("_accuracy", "_loss"):
+            row.update({k: v for k, v in final.items() if k.endswith(suffix)})
+        row.update({k: v for k, v in summary.items() if k.startswith("best_test") or k.startswith("first_epoch_")})
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
         if row["status"] == "failed":
             row["error"] = status.get("error", "")

@@ -115,6 +115,10 @@ def train(settings, run_dir, log, started=None):
     total_steps = settings.n_epochs * len(batches)
     optimizer, scheduler = task.configure_optimizer(model, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # Accelerate's optimizer wrapper costs ~0.3 ms a step (import look-ups, signature inspection), which
+    # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.
+    stepper = optimizer.optimizer if accelerator.scaler is None and accelerator.gradient_accumulation_steps == 1 \
+        else optimizer
     log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
              f"{len(batches)} steps per epoch of batch {batches.batch_size}, {total_steps} steps")
 
@@ -159,9 +163,9 @@ def train(settings, run_dir, log, started=None):
                 accelerator.backward(loss)
                 if settings.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
+                stepper.step()
                 scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                stepper.zero_grad(set_to_none=True)
                 step += 1
             train_time += time.time() - t
             done = epoch + 1

@@ -1,0 +1,19 @@
+# Large depth, experiment 1: 3 layers, accuracy against H at N = 70, d = d_h in {7, 10, 13}.
+#   python sweep.py --base conf/assoc_memory_depth_exp1.py --vary d=7,10,13 --vary H=1,5,9,13,17,21 --vary seed=0,1,2,3,4 --yes
+# Learning rate: the original sets lr = lr_low = 5e-2 as factors, i.e. a constant effective rate
+# 5e-2 * 5e-2 = 2.5e-3 (lr_schedule = 'original' with lr = lr_end = 5e-2 gives the same).
+task = 'assoc_memory'
+N = 70
+alphas = [1.0, 1.0, 1.0]
+model = 'aot'
+d = 10
+d_h = None
+H = 9
+nb_layers = 3
+batch_size = 512
+num_batch = 128            # 65,536 sequences
+n_epochs = 64
+lr = 2.5e-3
+lr_end = 2.5e-3
+eval_every = 16
+seed = 0

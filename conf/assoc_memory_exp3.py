@@ -1,0 +1,18 @@
+# Experiment 3: accuracy against the embedding dimension d at d_h = 10, H = 20, N = 50 (original: linear up
+# to d = d_h, 0.264 -> 0.809, flat after).
+#   python sweep.py --base conf/assoc_memory_exp3.py --vary d=5,6,7,8,9,10,11,12,13,14,15 --vary seed=0,1,2,3,4 --yes
+task = 'assoc_memory'
+N = 50
+alphas = [1.0, 1.0, 1.0]
+model = 'aot'
+d = 10
+d_h = 10
+H = 20
+nb_layers = 1
+batch_size = 256
+num_batch = 64
+n_epochs = 64
+lr = 1e-2
+lr_end = 5e-4
+eval_every = 16
+seed = 0

@@ -1,0 +1,19 @@
+# Experiment 4: the per-head slope of experiment 1 against d = d_h (original: about cubic, 0.0013 at d = 3
+# to 0.0554 at d = 13). The original reuses experiment 1's data; this grid is that sweep, and the slope of
+# each d is the least-squares slope of accuracy against H in `python report.py results_new/<id> --group`.
+#   python sweep.py --base conf/assoc_memory_exp4.py --vary d=3,4,5,6,7,8,9,10,11,12,13 --vary H=1,6,11,16,21,26,31 --vary seed=0,1,2,3,4 --yes
+task = 'assoc_memory'
+N = 50
+alphas = [1.0, 1.0, 1.0]
+model = 'aot'
+d = 10
+d_h = None                 # = d, whatever d the sweep sets
+H = 11
+nb_layers = 1
+batch_size = 256
+num_batch = 64
+n_epochs = 64
+lr = 1e-2
+lr_end = 5e-4
+eval_every = 16
+seed = 0

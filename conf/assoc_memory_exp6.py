@@ -1,0 +1,18 @@
+# Experiment 6: the setting of Corollary 1, N = 10 (100 associations), d = d_h = 2, H = 1..21, 20 models
+# per point (original: 0.33 -> 0.86, above the bound by about 1.5x).
+#   python sweep.py --base conf/assoc_memory_exp6.py --vary H=1,5,9,13,17,21 --vary seed=0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19 --yes
+task = 'assoc_memory'
+N = 10
+alphas = [1.0, 1.0, 1.0]
+model = 'aot'
+d = 2
+d_h = None
+H = 5
+nb_layers = 1
+batch_size = 256
+num_batch = 64
+n_epochs = 64
+lr = 1e-2
+lr_end = 5e-4
+eval_every = 16
+seed = 0

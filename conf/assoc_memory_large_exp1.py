@@ -1,0 +1,17 @@
+# Large dimension, experiment 1: accuracy against H at N = 200 (40,000 associations), d = d_h in {40, 50, 60}.
+#   python sweep.py --base conf/assoc_memory_large_exp1.py --vary d=40,50,60 --vary H=1,3,5,7,9,11 --vary seed=0,1,2,3,4 --yes
+task = 'assoc_memory'
+N = 200
+alphas = [1.0, 1.0, 1.0]
+model = 'aot'
+d = 50
+d_h = None
+H = 5
+nb_layers = 1
+batch_size = 1024
+num_batch = 64             # 65,536 sequences
+n_epochs = 64
+lr = 1e-2                  # original: lr = 0.1, lr_low = lr * 5e-2 (factors)
+lr_end = 5e-4
+eval_every = 16
+seed = 0

@@ -1,0 +1,335 @@
+"""Associative memory: the n-gram tables, vectorised sampling, the models (heads, compress maps, parameter
+counts), the loss floor, the learning-rate ramp, the metrics, and one run end to end.
+
+Expected values come from hand computation or from independent definitions written here (a per-head
+loop, explicit indexing of the tables), never from the code under test.
+"""
+import json
+import math
+
+import pytest
+import torch
+
+import main
+import settings
+from conftest import write_settings
+from tasks import assoc_memory as am
+
+
+class _Log:
+    def info(self, *args):
+        pass
+
+
+def make(**values):
+    return settings.build({"task": "assoc_memory", **values})
+
+
+def loss_of(task, model, batch):
+    with torch.no_grad():
+        return float(task.training_loss(model, batch))
+
+
+def task_and_data(**values):
+    task = am.Task(make(**values), _Log())
+    return task, task.build_data()
+
+
+class Predictor(torch.nn.Module):
+    """A model that answers from a table of logits indexed by the context (t0, t1)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens):
+        return self.logits[tokens[:, 0], tokens[:, 1]] + 0 * self.dummy
+
+
+def one_hot_logits(table, shift=0, scale=60.0):
+    """Logits putting all mass on the most likely next token (shifted by `shift` to be always wrong)."""
+    N = table.shape[-1]
+    best = (table.argmax(-1) + shift) % N
+    return scale * torch.nn.functional.one_hot(best, N).float()
+
+
+# ---------------------------------------------------------------- tables and sampling
+
+@pytest.mark.parametrize("alphas, nb_tokens", [([1.0, 1.0, 1.0], [7, 7, 1]),
+                                                ([0.5, 0.8, 0.3], [7, 4, 3]),
+                                                ([2.0, 1.0], [3, 7])])
+def test_tables_are_distributions_with_the_given_support_and_geometric_weights(alphas, nb_tokens):
+    N = 7
+    tables = am.power_unif_law(alphas, nb_tokens, N, torch.Generator().manual_seed(1))
+    assert [tuple(t.shape) for t in tables] == [(N,) * (k + 1) for k in range(len(alphas))]
+    for alpha, support, table in zip(alphas, nb_tokens, tables):
+        rows = table.reshape(-1, N)
+        assert torch.allclose(rows.sum(1), torch.ones(len(rows), dtype=rows.dtype), atol=1e-12)
+        assert ((rows > 0).sum(1) == support).all()
+        weights = [alpha ** r for r in range(support)]
+        expected = sorted((w / sum(weights) for w in weights), reverse=True)
+        for row in rows:
+            assert row[row > 0].sort(descending=True).values.tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_permutations_differ_per_context_and_follow_the_seed():
+    a = am.power_unif_law([0.5, 0.5, 1.0], [5, 5, 1], 5, torch.Generator().manual_seed(3))
+    b = am.power_unif_law([0.5, 0.5, 1.0], [5, 5, 1], 5, torch.Generator().manual_seed(3))
+    c = am.power_unif_law([0.5, 0.5, 1.0], [5, 5, 1], 5, torch.Generator().manual_seed(4))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert len(set(a[1].argmax(-1).tolist())) > 1           # the most likely t1 depends on t0
+    assert len(set(a[2].argmax(-1).flatten().tolist())) > 1  # f(t0, t1) is not constant
+
+
+def test_experiments_setting_has_n_squared_associations():
+    task, data = task_and_data(N=50, d=10, H=11)
+    N = 50
+    t0, t1, t2 = task.tables
+    assert torch.allclose(t0, torch.full((N,), 1 / N, dtype=t0.dtype))
+    assert torch.allclose(t1, torch.full((N, N), 1 / N, dtype=t1.dtype))
+    assert ((t2 == 1).sum(-1) == 1).all() and ((t2 == 0).sum(-1) == N - 1).all()
+    contexts = data.splits["contexts"]["tokens"]
+    assert data.size("contexts") == N * N == data.facts["contexts"] == 2500
+    assert len({(a, b) for a, b, _ in contexts.tolist()}) == 2500
+    assert all(t2[a, b, c] == 1 for a, b, c in contexts.tolist())  # the target is f(t0, t1)
+    assert torch.allclose(data.splits["contexts"]["weight"], torch.ones(2500))
+    assert data.size("train") == 256 * 64
+    train = data.splits["train"]["tokens"]
+    assert (t2[train[:, 0], train[:, 1], train[:, 2]] == 1).all()
+    assert data.facts["optimal_accuracy"] == 1.0
+    # 1/50 + (49/50) * (11 * 10 + 10) / 2500, by hand
+    assert task.bound == pytest.approx(0.06704, abs=1e-12)
+
+
+def test_vectorised_sampling_matches_the_tables():
+    N, count = 4, 200_000
+    tables = am.power_unif_law([0.6, 0.8, 0.5], [4, 3, 2], N, torch.Generator().manual_seed(0))
+    joint = tables[0][:, None, None] * tables[1][:, :, None] * tables[2]
+    for chunk in (1 << 22, 4 * 1000):  # one block, and 1000 samples per block
+        seq = am.sample_sequences(tables, count, torch.Generator().manual_seed(5), chunk_entries=chunk)
+        assert seq.shape == (count, 3) and seq.dtype == torch.long
+        observed = torch.zeros(N, N, N, dtype=torch.float64)
+        observed.index_put_((seq[:, 0], seq[:, 1], seq[:, 2]), torch.ones(count, dtype=torch.float64),
+                            accumulate=True)
+        assert observed[joint == 0].sum() == 0  # nothing outside the support
+        expected = count * joint[joint > 0]
+        chi2 = float(((observed[joint > 0] - expected) ** 2 / expected).sum())
+        assert (joint > 0).sum() == 24
+        assert chi2 < 49.7  # chi-square, 23 degrees of freedom, p = 0.001
+
+
+def test_data_follows_seed_and_data_seed():
+    tokens = lambda **v: task_and_data(N=6, d=4, H=1, num_batch=4, **v)[1].splits["train"]["tokens"]  # noqa: E731
+    assert torch.equal(tokens(seed=1), tokens(seed=1))
+    assert not torch.equal(tokens(seed=1), tokens(seed=2))
+    assert torch.equal(tokens(seed=1, data_seed=7), tokens(seed=2, data_seed=7))
+
+
+# ---------------------------------------------------------------- models
+
+def test_aot_with_d_equal_d_h_has_no_compress_map_and_the_papers_parameter_count():
+    # 4 d^2 H + d (2N + 1) counts N x d embedding, N x d unembedding, 4 d^2 per head and ONE positional
+    # row of d: it holds for a positional table of a single row, i.e. a bigram read from one token.
+    d, H, N = 8, 3, 20
+    model = am.build_model(make(N=N, d=d, H=H, alphas=[1.0, 1.0], context_window=1))
+    assert model.compress is None and model.decompress is None
+    assert not any("compress" in name for name, _ in model.named_parameters())
+    assert sum(p.numel() for p in model.parameters()) == 4 * d * d * H + d * (2 * N + 1) == 1096
+    # the original's trigram layout has context_window = 3 positional rows: two more rows of d
+    model = am.build_model(make(N=N, d=d, H=H))
+    assert sum(p.numel() for p in model.parameters()) == 4 * d * d * H + d * (2 * N + 3)
+
+
+def test_compress_maps_are_shared_and_counted_once():
+    N, d, d_h, H, layers = 20, 8, 4, 3, 2
+    model = am.build_model(make(N=N, d=d, d_h=d_h, H=H, nb_layers=layers))
+    assert tuple(model.compress.weight.shape) == (d_h, d) and tuple(model.decompress.weight.shape) == (d, d_h)
+    assert sum("compress" in name for name, _ in model.named_parameters()) == 2
+    expected = N * d + 3 * d_h + layers * H * 4 * d_h * d_h + 2 * d * d_h + d * N
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_transformer_has_one_gelu_mlp_per_layer():
+    N, d, W = 20, 8, 12
+    model = am.build_model(make(N=N, d=d, H=1, W=W, model="transformer", nb_layers=2))
+    mlp = model.mlp[0]
+    assert isinstance(mlp[1], torch.nn.GELU)
+    assert mlp[0].bias is not None and mlp[2].bias is None
+    expected = N * d + 3 * d + 2 * (4 * d * d + d * W + W + W * d) + d * N
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("d, d_h, T, layers", [(6, 6, 2, 1), (6, 4, 3, 2), (5, 7, 4, 3)])
+def test_batched_heads_equal_a_loop_over_single_head_attentions(d, d_h, T, layers):
+    torch.manual_seed(0)
+    H = 3
+    model = am.MemoryTransformer(9, d, d_h, H, nb_layers=layers, context_window=T)
+    x = torch.randint(0, 9, (5, T))
+
+    def reference(x):
+        resid = model.embed(x)
+        for attn in model.attn:
+            a = (resid if model.compress is None else resid @ model.compress.weight.T) + model.pos[:T]
+            total = 0
+            for h in range(H):
+                q, k, v = a @ attn.q[:, h], a @ attn.k[:, h], a @ attn.v[:, h]
+                scores = (q @ k.transpose(1, 2) / math.sqrt(d_h)).masked_fill(
+                    torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+                total = total + scores.softmax(-1) @ v @ attn.out[h]
+            resid = resid + (total if model.decompress is None else total @ model.decompress.weight.T)
+        return model.unembed(resid[:, -1])
+
+    assert torch.allclose(model(x), reference(x), atol=1e-5)
+
+
+def test_attention_is_causal():
+    torch.manual_seed(0)
+    heads = am.ParallelHeads(4, 3)
+    a = torch.randn(2, 3, 4)
+    b = a.clone()
+    b[:, 2] += 1.0
+    assert torch.allclose(heads(a)[:, :2], heads(b)[:, :2])
+    assert not torch.allclose(heads(a)[:, 2], heads(b)[:, 2])
+
+
+# ---------------------------------------------------------------- loss, schedule, metrics
+
+def test_loss_floor_is_zero_for_a_perfect_predictor_and_log_n_for_a_uniform_one():
+    task, data = task_and_data(N=6, d=4, H=1, num_batch=4)
+    batch = data.splits["train"]
+    table = task.tables[2]
+    perfect, uniform = Predictor(one_hot_logits(table)), Predictor(torch.zeros(6, 6, 6))
+    for loss in ("ce", "kl"):
+        task.settings.loss = loss
+        assert abs(loss_of(task, perfect, batch)) < 1e-6
+        assert loss_of(task, uniform, batch) == pytest.approx(math.log(6), abs=1e-5)
+
+
+def test_loss_subtracts_the_true_conditional_entropy_on_a_random_table():
+    task, data = task_and_data(N=6, d=4, H=1, alphas=[1.0, 1.0, 0.5], nb_tokens=[6, 6, 3], num_batch=40)
+    batch = data.splits["train"]
+    table = task.tables[2].float()
+    logits = torch.randn(6, 6, 6, generator=torch.Generator().manual_seed(0))
+    model = Predictor(logits)
+    t = batch["tokens"]
+    log_q = logits.log_softmax(-1)[t[:, 0], t[:, 1]]
+    rows = table[t[:, 0], t[:, 1]]
+    entropy = -(rows * rows.clamp_min(1e-30).log()).sum(-1)
+    ce = -log_q.gather(1, t[:, 2:]).squeeze(1)
+    task.settings.loss = "ce"
+    assert loss_of(task, model, batch) == pytest.approx(float((ce - entropy).mean()), abs=1e-5)
+    kl = (rows * (rows.clamp_min(1e-30).log() - log_q)).sum(-1)
+    task.settings.loss = "kl"
+    assert loss_of(task, model, batch) == pytest.approx(float(kl.mean()), abs=1e-5)
+    # predicting pi itself: KL is exactly 0, and CE - entropy is 0 up to sampling noise
+    exact = Predictor(task.tables[2].float().clamp_min(1e-30).log())
+    assert abs(loss_of(task, exact, batch)) < 1e-5
+    task.settings.loss = "ce"
+    assert abs(loss_of(task, exact, batch)) < 0.05
+
+
+def test_contexts_split_counts_memorised_associations():
+    task, data = task_and_data(N=6, d=4, H=1, num_batch=4)
+    split = data.splits["contexts"]
+    perfect, wrong = Predictor(one_hot_logits(task.tables[2])), Predictor(one_hot_logits(task.tables[2], 1))
+    with torch.inference_mode():  # as the loop evaluates
+        out = task.evaluate_batch(perfect, split)
+    assert int(out["correct"]) == 36 and float(out["expected_accuracy"]) == pytest.approx(36)
+    assert abs(float(out["loss"])) < 1e-4
+    with torch.inference_mode():
+        out = task.evaluate_batch(wrong, split)
+    assert int(out["correct"]) == 0 and float(out["expected_accuracy"]) == 0.0
+
+
+@pytest.mark.parametrize("schedule, lr, lr_end, expected", [
+    ("linear", 0.01, 0.001, [0.01, 0.00775, 0.0055, 0.00325, 0.001, 0.001]),
+    ("linear", 0.0, 0.004, [0.0, 0.001, 0.002, 0.003, 0.004, 0.004]),
+    ("original", 0.1, 0.005, [0.01, 0.007625, 0.00525, 0.002875, 0.0005, 0.0005]),  # lr^2 -> lr * lr_low
+])
+def test_learning_rate_ramps_linearly_per_step(schedule, lr, lr_end, expected):
+    task = am.Task(make(lr=lr, lr_end=lr_end, lr_schedule=schedule), _Log())
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = task.configure_optimizer(model, total_steps=5)
+    assert isinstance(optimizer, torch.optim.Adam)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        model(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx(expected, abs=1e-12)
+
+
+def test_last_batches_accuracy_is_a_window_over_training_batches():
+    task, data = task_and_data(N=6, d=4, H=1, num_batch=2, acc_window=3)
+    batch = data.splits["train"]
+    right, wrong = Predictor(one_hot_logits(task.tables[2])), Predictor(one_hot_logits(task.tables[2], 1))
+    assert task.extra_metrics() == {"last_batches_accuracy": 0.0}
+    for model, expected in [(right, 1.0), (wrong, 0.5), (wrong, 1 / 3), (wrong, 0.0), (right, 1 / 3)]:
+        task.training_loss(model, batch)
+        assert task.extra_metrics()["last_batches_accuracy"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("values, needle", [
+    (dict(W=10), "AoT has no MLP"),
+    (dict(eta_min=1e-4), "lr_end"),
+    (dict(nb_tokens=[5, 5]), "one support size per position"),
+    (dict(N=5, nb_tokens=[5, 6, 1]), "1..N"),
+    (dict(context_window=1), "shorter than"),
+    (dict(alphas=[1.0]), "at least two positions"),
+    (dict(lossx="ce"), "did you mean 'loss'"),
+])
+def test_impossible_settings_are_refused_with_a_message(values, needle):
+    with pytest.raises(settings.SettingsError, match=needle):
+        make(**values)
+
+
+# ---------------------------------------------------------------- end to end
+
+TINY = dict(task="assoc_memory", N=6, d=8, H=4, batch_size=32, num_batch=8, n_epochs=20, eval_every=10,
+            lr=3e-2, lr_end=1e-2, progress="off")
+
+
+def test_tiny_run_end_to_end_learns_and_writes_its_folder(tmp_path):
+    config = write_settings(tmp_path / "tiny.py", TINY)
+    assert main.main(["--config", str(config), "--results-path", "x"]) == 0
+    summary = json.loads((tmp_path / "x" / "summary.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 10, 20]
+    assert summary["contexts"] == 36 and summary["optimal_accuracy"] == 1.0
+    assert summary["lower_bound_accuracy"] == pytest.approx(1 / 6 + 5 / 6 * min(1, (4 * 8 + 8) / 36))
+    final = summary["final"]
+    # 36 associations, capacity H d_h + d = 40: learnt (4 seeds tried: all at 0.99-1.0; chance is 1/6)
+    assert final["last_batches_accuracy"] > 0.9 and final["contexts_accuracy"] > 0.9
+    assert summary["memorised_contexts"] == round(final["contexts_accuracy"] * 36)
+    assert summary["parameters"]["total"] == 6 * 8 + 3 * 8 + 4 * 64 * 4 + 8 * 6
+    assert "parameters" in (tmp_path / "x" / "logs.log").read_text()
+    # the same settings give the same metrics
+    assert main.main(["--config", str(config), "--results-path", "y"]) == 0
+    again = json.loads((tmp_path / "y" / "summary.json").read_text())["final"]
+    assert {k: v for k, v in again.items() if k != "elapsed"} == {k: v for k, v in final.items() if k != "elapsed"}
+    # and the plot of the run
+    paths = am.plot(tmp_path / "x", tmp_path)
+    assert len(paths) == 1 and paths[0].stat().st_size > 1000
+
+
+def test_plot_of_a_sweep_puts_the_varied_setting_on_the_axis(tmp_path):
+    from results import RunDir, atomic_write_json
+    folder = tmp_path / "sweep"
+    runs = []
+    for i, (d_h, seed, state) in enumerate([(2, 0, "done"), (2, 1, "done"), (4, 0, "done"), (4, 1, "failed")]):
+        run = RunDir(folder / str(i))
+        run.path.mkdir(parents=True)
+        atomic_write_json(run.file("config.json"), settings.as_dict(make(d=4, d_h=d_h, seed=seed)))
+        run.set_status(state)
+        if state == "done":
+            run.write_summary({"final": {"last_batches_accuracy": 0.1 * d_h, "contexts_accuracy": 0.05 * d_h},
+                               "lower_bound_accuracy": 0.02 * d_h})
+        runs.append({"run": str(i), "overrides": {"d_h": d_h, "seed": seed}})
+    atomic_write_json(folder / "sweep.json", {"vary": [{"name": "d_h", "values": [[2, 1], [4, 1]]},
+                                                       {"name": "seed", "values": [[0, 1], [1, 1]]}],
+                                              "runs": runs})
+    assert [p.name for p in am.plot(folder, tmp_path)] == ["assoc_memory_accuracy_vs_d_h.png"]
+    assert len(am._runs(folder)) == 3  # the failed run is left out

@@ -1,0 +1,457 @@
+"""Group arithmetic: tables against independent arithmetic, the data file's group axioms, the critical ratio,
+the losses, the ridge top layer, Muon, refusals, and tiny runs end to end."""
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import main
+import settings
+import sweep
+from results import RunDir
+from tasks import group_arithmetic as ga
+
+BASE = dict(task="group_arithmetic", hidden_size=32, n_epochs=3, progress="off")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: a second intra-op thread only adds waiting, which on a busy shared machine
+    made this file four times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build(**values):
+    return settings.build({**BASE, **values})
+
+
+def table_rows(**values):
+    """Every (operands, label) row of the task's data, train and test together."""
+    data = ga.Task(build(**values), None).build_data()
+    x = torch.cat([data.splits["train"]["x"], data.splits["test"]["x"]]).numpy()
+    labels = torch.cat([data.splits["train"]["labels"], data.splits["test"]["labels"]]).numpy()
+    return data, x, labels
+
+
+def refusal(**values):
+    with pytest.raises(settings.SettingsError) as err:
+        build(**values)
+    return str(err.value)
+
+
+# ---------------------------------------------------------------- tables against independent arithmetic
+
+def test_every_pair_appears_once_and_the_split_follows_test_size():
+    data, x, _ = table_rows(M=13, test_size=0.3)
+    assert sorted(map(tuple, x)) == list(itertools.product(range(13), repeat=2))
+    assert data.size("train") == round(0.7 * 169) == 118
+
+
+def test_cyclic_product_labels_are_componentwise_sums_in_mixed_radix():
+    orders = (2, 3, 4)
+
+    def digits(e):  # first factor least significant
+        return e % 2, (e // 2) % 3, e // 6
+
+    _, x, labels = table_rows(M="2x3x4")
+    assert len(x) == 24 * 24
+    for (a, b), c in zip(x, labels):
+        assert digits(c) == tuple((p + q) % m for p, q, m in zip(digits(a), digits(b), orders))
+
+
+def test_three_operands_sum_every_triple():
+    _, x, labels = table_rows(M=5, num_of_ops=3)
+    assert len(x) == 125
+    assert all(c == (a + b + d) % 5 for (a, b, d), c in zip(x, labels))
+
+
+def test_modular_multiplication_over_nonzero_residues():
+    _, x, labels = table_rows(group_type="modular_multiplication", M=7)
+    assert len(x) == 36
+    assert all(c + 1 == (a + 1) * (b + 1) % 7 for (a, b), c in zip(x, labels))
+
+
+def test_symmetric_group_labels_are_compositions():
+    def compose(p, q):  # apply p first, then q
+        return tuple(q[p[i]] for i in range(len(p)))
+
+    perms = sorted(itertools.permutations(range(4)))
+    assert [tuple(p) for p in ga.symmetric_group(4)] == perms
+    _, x, labels = table_rows(group_type="sym", M=4)
+    assert len(x) == 576
+    for (a, b), c in zip(x, labels):
+        assert perms[c] == compose(perms[a], perms[b])
+    # the group is not abelian, so the order of composition is really tested
+    assert any(compose(p, q) != compose(q, p) for p in perms for q in perms)
+
+
+def test_expression_is_evaluated_mod_M():
+    _, x, labels = table_rows(group_type="expression", M=11, expression="x**2+x*y+y**2")
+    assert all(c == (a * a + a * b + b * b) % 11 for (a, b), c in zip(x, labels))
+    _, x, labels = table_rows(group_type="expression", M=10, expression="3*x - y**3 + -(5)")
+    assert all(c == (3 * a - b ** 3 - 5) % 10 for (a, b), c in zip(x, labels))
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("__import__('os').system('true')", "is not allowed"),
+    ("x / 2", "is not allowed"),
+    ("x ** y", "exponents must be integers"),
+    ("x + z", "is not allowed"),
+    ("x +", "not a valid expression"),
+])
+def test_expression_is_parsed_never_evaluated(text, needle):
+    assert needle in refusal(group_type="expression", M=7, expression=text)
+
+
+# ---------------------------------------------------------------- the Cayley-table file
+
+# Groups of order n (OEIS A000001) for n = 1..64; abelian ones are counted from partitions below.
+GROUPS_OF_ORDER = [1, 1, 1, 2, 1, 2, 1, 5, 2, 2, 1, 5, 1, 2, 1, 14, 1, 5, 1, 5, 2, 2, 1, 15, 2, 2, 5, 4, 1, 4, 1,
+                   51, 1, 2, 1, 14, 1, 2, 2, 14, 1, 6, 1, 4, 2, 2, 1, 52, 2, 5, 1, 5, 1, 15, 2, 13, 2, 2, 1, 13,
+                   1, 2, 4, 267]
+
+
+def abelian_groups_of_order(n):
+    def partitions(k, largest=None):
+        largest = k if largest is None else largest
+        return 1 if k == 0 else sum(partitions(k - i, i) for i in range(1, min(k, largest) + 1))
+    count, p = 1, 2
+    while n > 1:
+        e = 0
+        while n % p == 0:
+            n, e = n // p, e + 1
+        count *= partitions(e)
+        p += 1
+    return count
+
+
+def test_data_file_holds_every_nonabelian_group_up_to_64():
+    records = ga.load_collection()
+    for n in range(1, 65):
+        ids = [r["smallgroup_id"] for r in records if r["order"] == n]
+        assert len(ids) == GROUPS_OF_ORDER[n - 1] - abelian_groups_of_order(n), n
+        assert len(set(ids)) == len(ids) and all(1 <= i <= GROUPS_OF_ORDER[n - 1] for i in ids)
+    assert len(records) == 469
+
+
+def test_every_table_in_the_data_file_is_a_nonabelian_group():
+    for r in ga.load_collection():
+        t, n = r["table"], r["order"]
+        assert t.shape == (n, n) and t.min() >= 0 and t.max() < n  # closure
+        a = np.arange(n)
+        # associativity: (ab)c == a(bc) for every triple
+        assert np.array_equal(t[t[:, :, None], a[None, None, :]], t[a[:, None, None], t[None, :, :]]), r["name"]
+        identities = [e for e in range(n) if np.array_equal(t[e], a) and np.array_equal(t[:, e], a)]
+        assert len(identities) == 1, r["name"]
+        e = identities[0]
+        assert all((t[g] == e).sum() == 1 and (t[:, g] == e).sum() == 1 for g in range(n)), r["name"]  # inverses
+        assert not np.array_equal(t, t.T), r["name"]
+        assert sum(d * d for d in r["irrep_degrees"]) == n and r["num_irreps"] == len(r["irrep_degrees"])
+
+
+def test_the_data_file_is_json_lines_as_documented():
+    import gzip
+    with gzip.open(ga.DATA_FILE, "rt") as f:
+        first = json.loads(f.readline())
+    assert {"table", "order", "smallgroup_id", "name", "num_irreps", "irrep_degrees"} <= set(first)
+    assert first["index_base"] == 1 and min(map(min, first["table"])) == 1
+
+
+def test_collection_selects_by_largest_irrep_degree_and_indexes_with_M():
+    data, x, labels = table_rows(group_type="collection", group_collection_max_dk=3, M=0)
+    group = [r for r in ga.load_collection() if max(r["irrep_degrees"]) == 3][0]
+    assert data.facts["order"] == group["order"] and data.facts["irrep_degrees"] == group["irrep_degrees"]
+    assert all(c == group["table"][a, b] for (a, b), c in zip(x, labels))
+
+
+def test_collection_refuses_a_degree_without_groups_and_lists_the_available_ones():
+    message = refusal(group_type="collection")  # the original's default max_dk 0 selects nothing
+    assert "group_collection_max_dk = 0 selects no group" in message
+    assert "2 (282)" in message and "7 (1)" in message
+    assert "choose 0..25" in refusal(group_type="collection", group_collection_max_dk=3, M=26)
+
+
+# ---------------------------------------------------------------- the critical ratio
+
+@pytest.mark.parametrize("M, n_train", [(23, 198), (71, 832), (127, 1691)])
+def test_critical_ratio_counts_match_the_paper(M, n_train):
+    data = ga.Task(build(M=M, use_critical_ratio=True), None).build_data()
+    assert (data.size("train"), data.size("train") + data.size("test")) == (n_train, M * M)
+
+
+def test_multiplier_and_delta_and_the_collection_correction():
+    for c, expected in ((1.75, 126), (3.75, 270)):  # round(c * 23 ln 23): 126.2, 270.3
+        data = ga.Task(build(M=23, use_critical_ratio=True, critical_ratio_multiplier=c), None).build_data()
+        assert data.size("train") == expected
+    data = ga.Task(build(M=23, use_critical_ratio=True, critical_ratio_delta=1.0), None).build_data()
+    assert data.size("train") == 126  # (2.7482 - 1) * 23 ln 23 = 126.1
+    # A4 (order 12, largest irrep degree 3): corr = 3/2, p = 1.5 * 2.7482 * ln 12 / 12 of 144 pairs
+    data = ga.Task(build(group_type="collection", group_collection_max_dk=3, M=0, use_critical_ratio=True),
+                   None).build_data()
+    assert data.size("train") == 123  # 1.5 * 2.7482 * ln(12) * 12 = 122.9
+
+
+def test_split_is_seeded():
+    a = ga.Task(build(M=11, seed=1), None).build_data().splits["train"]["x"]
+    b = ga.Task(build(M=11, seed=1), None).build_data().splits["train"]["x"]
+    c = ga.Task(build(M=11, seed=2), None).build_data().splits["train"]["x"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# ---------------------------------------------------------------- model, losses, ridge
+
+def _onehot_forward(model, x, M):
+    """The paper's network written out: act(W [onehot(a); onehot(b)]) then V."""
+    onehots = torch.cat([F.one_hot(x[:, i], M).float() for i in range(x.shape[1])], 1)
+    h = onehots @ model.W.weight.t()
+    return h, model.V.weight
+
+
+def test_model_is_W_times_concatenated_onehots_then_sqr_then_V():
+    torch.manual_seed(0)
+    model = ga.GroupMLP(7, 2, 16)
+    x = torch.randint(0, 7, (40, 2))
+    h, V = _onehot_forward(model, x, 7)
+    assert torch.allclose(model(x), (h * h) @ V.t(), atol=1e-5)
+    with torch.inference_mode():  # the evaluation path (in-place activations) gives the same
+        assert torch.allclose(model(x), (h * h) @ V.t(), atol=1e-5)
+    trainable = ga.GroupMLP(7, 2, 16, embed_trainable=True)
+    trainable.load_state_dict(model.state_dict())
+    assert torch.allclose(trainable(x), model(x), atol=1e-5)  # identity embedding at init
+    assert trainable.embedding.weight.requires_grad and not model.embedding.weight.requires_grad
+
+
+def test_relu_residual_layers_and_multipliers():
+    torch.manual_seed(0)
+    model = ga.GroupMLP(5, 2, 8, activation="relu", other_layers=1, output_multiplier=3.0)
+    x = torch.randint(0, 5, (20, 2))
+    h0, V = _onehot_forward(model, x, 5)
+    h = torch.relu(h0)
+    L = model.layers[0].weight
+    assert torch.allclose(model(x), 3.0 * torch.relu(h + h @ L.t()) @ V.t(), atol=1e-5)
+    for name, act in (("silu", F.silu), ("relusqr", lambda v: torch.relu(v) ** 2)):
+        model.activation = name
+        expected = act(act(h0) + act(h0) @ L.t()) @ V.t() * 3.0
+        assert torch.allclose(model(x), expected, atol=1e-4), name
+        with torch.inference_mode():
+            assert torch.allclose(model(x), expected, atol=1e-4), name
+    torch.manual_seed(0)
+    scaled = ga.GroupMLP(5, 2, 8, activation="relu", other_layers=1, top_layer_init_multiplier=0.5)
+    assert torch.allclose(scaled.V.weight, 0.5 * V)
+
+
+def test_complex_weights_give_the_real_part():
+    torch.manual_seed(0)
+    model = ga.GroupMLP(5, 2, 8, use_complex_weights=True)
+    x = torch.randint(0, 5, (10, 2))
+    onehots = torch.cat([F.one_hot(x[:, i], 5) for i in range(2)], 1).to(torch.cfloat)
+    h = onehots @ model.W.weight.t()
+    assert model.W.weight.is_complex()
+    assert torch.allclose(model(x), ((h * h) @ model.V.weight.t()).real, atol=1e-5)
+
+
+def test_mse_loss_is_the_centred_squared_distance():
+    torch.manual_seed(0)
+    out, labels = torch.randn(30, 7) * 3, torch.randint(0, 7, (30,))
+    centred = out - out.mean(1, keepdim=True)
+    target = torch.zeros(30, 7)
+    target[torch.arange(30), labels] = 1.0
+    expected = ((centred - (target - 1 / 7)) ** 2).sum(1)
+    assert torch.allclose(ga.mse_loss(out, labels), expected.mean(), atol=1e-5)
+    assert torch.allclose(ga.mse_loss(out, labels, reduction="sum"), expected.sum(), atol=1e-4)
+
+
+def test_ridge_solution_is_the_regularised_least_squares_solution():
+    torch.manual_seed(0)
+    h, labels, lam = torch.randn(60, 12), torch.randint(0, 5, (60,)), 0.7
+    Y = F.one_hot(labels, 5).double() - 0.2
+    H = h.double()
+    expected = torch.linalg.solve(H.T @ H + lam * torch.eye(12, dtype=torch.float64), H.T @ Y)
+    assert torch.allclose(ga.ridge_solution(h, Y.float(), lam).double(), expected, atol=1e-4)
+    # lambda 0 with more rows than features: ordinary least squares
+    assert torch.allclose(ga.ridge_solution(h, Y.float(), 0.0).double(), torch.linalg.lstsq(H, Y).solution,
+                          atol=1e-4)
+
+
+def test_ridge_top_layer_is_refit_every_training_forward_and_gets_no_gradient():
+    torch.manual_seed(0)
+    model = ga.GroupMLP(5, 2, 12, ridge_lambda=0.1)
+    x, labels = torch.randint(0, 5, (40, 2)), torch.randint(0, 5, (40,))
+    out = model(x, ridge_labels=labels)
+    H = model.features(x).detach().double()
+    Y = F.one_hot(labels, 5).double() - 0.2
+    expected = torch.linalg.solve(H.T @ H + 0.1 * torch.eye(12, dtype=torch.float64), H.T @ Y)
+    assert torch.allclose(model.V.weight.t().double(), expected, atol=1e-3)
+    ga.mse_loss(out, labels).backward()
+    assert model.V.weight.grad is None and model.W.weight.grad is not None
+    before = model.V.weight.clone()
+    model(x)  # evaluation forward: V is kept
+    assert torch.equal(model.V.weight, before)
+
+
+# ---------------------------------------------------------------- optimisers and schedules
+
+def test_muon_update_is_orthogonal_and_decay_is_decoupled():
+    torch.manual_seed(0)
+    W = torch.nn.Parameter(torch.randn(256, 46))
+    opt = ga.MuonAdam([{"params": [W], "muon": True}], lr=1.0, weight_decay=0.0, momentum=0.99)
+    W.grad = torch.randn(256, 46) * torch.linspace(0.2, 5, 46)  # unevenly scaled columns
+    before = W.detach().clone()
+    opt.step()
+    update = before - W.detach()
+    s = torch.linalg.svdvals(update)
+    assert s.min() > 0.7 and s.max() < 1.3, s
+    U, _, Vh = torch.linalg.svd(W.grad, full_matrices=False)
+    assert torch.linalg.norm(update - U @ Vh) / torch.linalg.norm(U @ Vh) < 0.25
+    assert torch.linalg.svdvals(W.grad).max() / torch.linalg.svdvals(W.grad).min() > 5  # the input was not
+    # with no gradient signal, a step is the decoupled decay alone: p <- p (1 - lr wd)
+    P = torch.nn.Parameter(torch.randn(8, 4))
+    opt = ga.MuonAdam([{"params": [P], "muon": True}], lr=0.1, weight_decay=0.5)
+    P.grad = torch.zeros(8, 4)
+    start = P.detach().clone()
+    opt.step()
+    assert torch.allclose(P.detach(), start * (1 - 0.1 * 0.5))
+
+
+def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
+    torch.manual_seed(0)
+    s = build(M=5, optim="muon", weight_decay=1e-2, lr=0.05, embed_trainable=True)
+    model = ga.GroupMLP(5, 2, 8, embed_trainable=True)
+    opt = ga.make_optimizer(model, s)
+    muon = [p for g in opt.param_groups if g["muon"] for p in g["params"]]
+    assert len(muon) == 1 and muon[0] is model.W.weight
+    V = model.V.weight
+    twin = torch.nn.Parameter(V.detach().clone())
+    reference = torch.optim.Adam([twin], lr=0.05, weight_decay=1e-2)
+    for _ in range(3):
+        grad = torch.randn_like(V)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p) if p is not V else grad.clone()
+        twin.grad = grad.clone()
+        opt.step()
+        reference.step()
+    assert torch.allclose(V, twin, atol=1e-6)
+
+
+def test_torch_muon_is_not_the_papers_update():
+    """Why MuonAdam exists: torch.optim.Muon scales the step of a tall matrix by sqrt(rows / cols)."""
+    torch.manual_seed(0)
+    grad = torch.randn(64, 4)
+    ours, theirs = torch.nn.Parameter(torch.zeros(64, 4)), torch.nn.Parameter(torch.zeros(64, 4))
+    a = ga.MuonAdam([{"params": [ours], "muon": True}], lr=1.0, weight_decay=0.0)
+    b = torch.optim.Muon([theirs], lr=1.0, weight_decay=0.0, momentum=0.99, nesterov=False)
+    ours.grad, theirs.grad = grad.clone(), grad.clone()
+    a.step()
+    b.step()
+    # sqrt(64 / 4) = 4 times larger, up to the two Newton-Schulz schedules' different singular values
+    assert 2.5 < theirs.norm() / ours.norm() < 5
+
+
+@pytest.mark.parametrize("schedule, extra, at_epoch_5", [
+    ("none", {}, 0.1),
+    ("step", {"lr_step_size": 2, "lr_gamma": 0.5}, 0.1 * 0.5 ** 2),
+    ("exponential", {"lr_gamma": 0.9}, 0.1 * 0.9 ** 5),
+    ("multistep", {"lr_milestones": [1, 4], "lr_gamma": 0.1}, 0.1 * 0.01),
+    ("cosine", {"eta_min": 0.0}, 0.1 * (1 + math.cos(math.pi * 5 / 10)) / 2),
+])
+def test_lr_schedules_in_epochs(schedule, extra, at_epoch_5):
+    s = build(M=5, lr=0.1, n_epochs=10, lr_schedule=schedule, **extra)
+    model = ga.GroupMLP(5, 2, 4)
+    opt = ga.make_optimizer(model, s)
+    sched = ga.make_scheduler(opt, s, total_steps=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(at_epoch_5)
+
+
+# ---------------------------------------------------------------- refusals
+
+@pytest.mark.parametrize("values, needle", [
+    (dict(set_weight_reg=0.1), "set_weight_reg = 0.1 fits V by ridge regression"),
+    (dict(set_weight_reg=0.1, loss_func="mse", use_complex_weights=True), "cannot go with use_complex_weights"),
+    (dict(use_complex_weights=True, activation="relu"), "needs activation = 'sqr'"),
+    (dict(use_complex_weights=True, optim="muon"), "optim = 'muon' orthogonalises real matrices"),
+    (dict(critical_ratio_multiplier=3.75), "no effect unless use_critical_ratio = True"),
+    (dict(critical_ratio_delta=0.5), "no effect unless use_critical_ratio = True"),
+    (dict(use_critical_ratio=True, M=3), "none to test"),
+    (dict(test_size=1.0), "no training examples"),
+    (dict(test_size=0.0), "none to test"),
+    (dict(group_type="modular_multiplication", M=8), "needs a prime M"),
+    (dict(group_type="sym", M="2x3"), "for group_type 'modular_addition' only"),
+    (dict(M="2xfoo"), "neither an integer nor a product"),
+    (dict(group_type="sym", M=8), "more than 20,000,000"),
+    (dict(group_type="expression", M=7), "needs expression"),
+    (dict(expression="x+y"), "expression applies to group_type = 'expression'"),
+    (dict(group_type="expression", M=7, expression="x+y", num_of_ops=3), "num_of_ops must be 2"),
+    (dict(lr_schedule="multistep"), "needs lr_milestones"),
+    (dict(lr_milestones=[10]), "applies to lr_schedule = 'multistep'"),
+    (dict(eta_min=1e-4), "no effect with lr_schedule = 'none'"),
+    (dict(group_type="modular_addtion"), "did you mean 'modular_addition'"),
+])
+def test_nonsensical_settings_are_refused_with_a_clear_message(values, needle):
+    assert needle in refusal(**values)
+
+
+def test_every_problem_is_reported_at_once():
+    message = refusal(group_type="modular_multiplication", M=8, set_weight_reg=0.1, lr_schedule="multistep")
+    assert "needs a prime M" in message and "set_weight_reg" in message and "lr_milestones" in message
+
+
+def test_a_refused_run_never_starts(tmp_path, capsys):
+    config = tmp_path / "bad.py"
+    config.write_text("task = 'group_arithmetic'\nM = 7\nset_weight_reg = 0.1\nloss_func = 'nll'\n")
+    assert main.main(["--config", str(config), "--results-path", "x"]) == 2
+    assert "loss_func = 'mse'" in capsys.readouterr().err
+    assert not Path("x").exists()
+
+
+# ---------------------------------------------------------------- end to end
+
+def _write(path, values):
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return path
+
+
+def test_tiny_run_end_to_end_through_main(tmp_path):
+    config = _write(tmp_path / "tiny.py", {**BASE, "M": 7, "loss_func": "mse", "test_size": 0.3, "n_epochs": 4})
+    assert main.main(["--config", str(config), "--results-path", "x"]) == 0
+    run = RunDir("x")
+    metrics, summary = run.read_metrics(), run.summary()
+    assert [m["epoch"] for m in metrics] == [0, 1, 2, 3, 4]
+    assert summary["data_facts"]["n_train"] == 34 and summary["data_facts"]["order"] == 7
+    assert {"grokking_delay", "final_train_loss", "final_test_loss"} <= set(summary)
+    assert summary["final_test_loss"] == metrics[-1]["test_loss"]
+    assert settings.load(Path("x") / "config.py").M == 7  # the written config is a valid --config
+    assert not (Path("x") / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("ridge", dict(loss_func="mse", set_weight_reg=1e-3)),
+    ("muon", dict(optim="muon", embed_trainable=True, lr=0.05)),
+    ("complex", dict(use_complex_weights=True, optim="adamw", lr_schedule="cosine")),
+    ("bn_sgd_relu", dict(use_bn=True, optim="sgd", activation="relu", lr=0.1, other_layers=1)),
+])
+def test_model_variants_learn_a_small_table(tmp_path, name, extra):
+    config = _write(tmp_path / f"{name}.py", {**BASE, "M": 5, "test_size": 0.2, "n_epochs": 40,
+                                               "hidden_size": 32, "lr": 0.02} | extra)
+    assert main.main(["--config", str(config), "--results-path", name]) == 0
+    summary = RunDir(name).summary()
+    assert summary["best_train_accuracy"] == 1.0, summary["final"]
+
+
+def test_sweep_folder_plots(tmp_path):
+    base = _write(tmp_path / "base.py", {**BASE, "M": 7, "use_critical_ratio": True, "n_epochs": 5})
+    assert sweep.main(["--base", str(base), "--vary", "critical_ratio_multiplier=1.0,2.0", "--executor",
+                       "inprocess", "--yes"]) == 0
+    written = ga.plot(tmp_path / "results_new" / "0", tmp_path / "plots")
+    assert [p.name for p in written] == ["0_accuracy.png", "0_phase.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)

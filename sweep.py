@@ -395,6 +395,13 @@ def _settle(job, worker, folder, out=sys.stderr):
                                f"{error or 'no error reported (killed? out of memory?)'}")
 
 
+def _finished(job):
+    try:
+        return job.done()
+    except Exception:
+        return True
+
+
 def tally(folder, run_names):
     counts = {"done": 0, "failed": 0, "interrupted": 0, "running": 0, "queued": 0}
     for name in run_names:
@@ -539,6 +546,9 @@ def main(argv=None):
                     job.cancel(check=False)
                 except Exception:
                     pass
+            deadline = time.time() + 30  # let workers record 'interrupted' before we return
+            while time.time() < deadline and not all(_finished(job) for job in jobs):
+                time.sleep(0.2)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
             return 130

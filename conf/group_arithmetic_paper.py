@@ -2,7 +2,7 @@
 # trained full batch with the mse loss on 90% of the Z_M addition table, 10k epochs.
 # One run:   python main.py --config conf/group_arithmetic_paper.py
 # The paper's sweep (5 x 4 x 3 x 5 = 300 runs; about 30 s each on a GPU):
-#   python sweep.py --base conf/group_arithmetic_paper.py --vary weight_decay=1e-5,5e-5,1e-4,2e-4,5e-4 \
+# python sweep.py --base conf/group_arithmetic_paper.py --vary weight_decay=1e-5,5e-5,1e-4,2e-4,5e-4 \
 #       --vary hidden_size=256,512,1024,2048 --vary M=23,71,127 --vary seed=1,2,3,4,5
 task = 'group_arithmetic'
 group_type = 'modular_addition'

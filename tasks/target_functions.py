@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import collators
 import target_functions as tf
-from settings import CommonSettings, setting
+from settings import CommonSettings, setting, suggest
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
@@ -65,7 +65,7 @@ class Settings(CommonSettings):
                 problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
         import models
         if self.model not in models.MODEL_NAMES:
-            problems.append(f"model = {self.model!r} is unknown; " + _suggest(self.model, models.MODEL_NAMES))
+            problems.append(f"model = {self.model!r} is unknown; " + suggest(self.model, list(models.MODEL_NAMES)))
         elif not self.pretrained_path and not problems and self.model not in models.FINETUNE_MODELS:
             try:  # the shape is checked now (config only, no weights), not when the job starts
                 models.make_config(self.model, tf.vocab_size(tf.get(self.target_func).alphabet),
@@ -85,11 +85,6 @@ class Settings(CommonSettings):
         if self.lora_r and self.finetune_layers:
             problems.append("choose either LoRA (lora_r > 0) or fine-tuning top layers (finetune_layers != 0)")
         return problems
-
-
-def _suggest(name, valid):
-    from settings import suggest
-    return suggest(name, list(valid))
 
 
 def _cached_split(s):

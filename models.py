@@ -629,7 +629,18 @@ def _scratch_member(config, family: _Family, pooling: str, attn_implementation: 
     backbone = AutoModel.from_config(
         copy.deepcopy(config), attn_implementation=attn_implementation or family.attn_implementation
     )
-    return SequenceClassifier(backbone, pooling)
+    return SequenceClassifier(_fused_activations(backbone), pooling)
+
+
+def _fused_activations(backbone: nn.Module) -> nn.Module:
+    """Swap BLOOM's Python-level tanh GELU (BloomGelu: a custom autograd function of ~10 element-wise
+    ops) for torch's fused ``GELU(approximate="tanh")``: the same function, x/2 (1 + tanh(sqrt(2/pi)
+    (x + 0.044715 x^3))), to float rounding, and it no longer dominates a small model's step on CPU
+    (training step of a 2-layer, 128-wide BLOOM: 13 ms -> 9 ms). Other families are returned as is."""
+    for module in backbone.modules():
+        if type(module).__name__ == "BloomMLP":
+            module.gelu_impl = nn.GELU(approximate="tanh")
+    return backbone
 
 
 def _pretrained_member(args: dict[str, Any], pooling: str) -> SequenceClassifier:
@@ -663,7 +674,7 @@ def _pretrained_member(args: dict[str, Any], pooling: str) -> SequenceClassifier
         dtype=torch.float32,  # transformers 5 defaults to the checkpoint's dtype (often bf16)
         attn_implementation=args["attn_implementation"] or family.attn_implementation,
     )
-    member = SequenceClassifier(backbone, pooling)
+    member = SequenceClassifier(_fused_activations(backbone), pooling)
     _choose_trainable(member, family, args)
     return member
 

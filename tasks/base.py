@@ -52,7 +52,8 @@ class Task:
         """AdamW with a per-step cosine decay from lr to eta_min (the research codebases' default)."""
         s = self.settings
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        # fused: one kernel for all parameters instead of ~10 small ops each (CPU and CUDA alike)
+        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps),
                                                                eta_min=s.eta_min)
         return optimizer, scheduler

@@ -563,3 +563,21 @@ def test_tokenizer_gets_a_pad_token_and_feeds_the_model(checkpoints):
     logits = model(batch["input_ids"], batch["attention_mask"])
     alone = model(tokenizer(["12"], return_tensors="pt")["input_ids"])
     torch.testing.assert_close(logits[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bloom_uses_torch_fused_gelu_that_equals_bloom_gelu():
+    """BLOOM's Python-level BloomGelu is swapped for torch's fused tanh GELU; the swap must not change
+    the model: same function as transformers' own bloom_gelu_forward, forward and gradient."""
+    from transformers.models.bloom import modeling_bloom
+
+    bloom = build_classifier("bloom", 3, SEQ, n_layer=2, n_head=4, n_embd=40)
+    gelus = [block.mlp.gelu_impl for block in bloom.backbone.h]
+    assert all(isinstance(g, torch.nn.GELU) and g.approximate == "tanh" for g in gelus)
+    x = torch.linspace(-6.0, 6.0, 2001, dtype=torch.float64, requires_grad=True)
+    ours = gelus[0](x)
+    theirs = modeling_bloom.BloomGelu().train()(x)  # training mode: its custom autograd function
+    torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-7)
+    weights = torch.randn(x.shape, dtype=torch.float64)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-6, atol=1e-7)

@@ -831,6 +831,12 @@ def load_tokenizer(pretrained_path: str):
     """
     from transformers import AutoTokenizer
 
+    known = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+    if not any(os.path.isfile(os.path.join(pretrained_path, name)) for name in known):
+        raise ModelConfigError(
+            f"pretrained_path={pretrained_path!r} holds no tokenizer (none of {', '.join(known)}): save it next "
+            f"to the weights with tokenizer.save_pretrained(path); strings reach the model through it."
+        )
     tokenizer = AutoTokenizer.from_pretrained(pretrained_path, local_files_only=True)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token

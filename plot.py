@@ -14,6 +14,64 @@ import tasks
 from results import RunDir
 
 
+def load_runs(folder):
+    """Every run under folder (a sweep or one run) that has a config and metrics: dicts with name,
+    config, metrics (the evaluation records) and summary ({} while a run is unfinished)."""
+    out = []
+    for path in report.run_folders(folder):
+        run = RunDir(path)
+        config, metrics = run.config(), run.read_metrics()
+        if config and metrics:
+            out.append({"name": path.name, "config": config, "metrics": metrics, "summary": run.summary() or {}})
+    return out
+
+
+def stem(folder):
+    """File-name stem of a folder's plots: the sweep id, or run_<n> for a single run."""
+    folder = Path(folder)
+    return f"run_{folder.name}" if (folder / "status.json").exists() else folder.name
+
+
+def accuracy_curves(folder, runs, out_dir, title=None, cols=3):
+    """Train (dashed) and test (solid) accuracy against epochs: one panel per point of the grid, the
+    seeds of a point overlaid. title(label, runs_of_the_point) -> panel title (default: the label,
+    i.e. the varied settings other than seed). Returns the PNG's path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    varied = [n for n in report.varied_names(folder) if n != "seed"]
+    points = {}
+    for run in runs:
+        label = ", ".join(f"{n}={run['config'].get(n)}" for n in varied) or run["config"].get("task", "")
+        points.setdefault(label, []).append(run)
+    cols = min(cols, len(points))
+    rows = -(-len(points) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    for ax, (label, members) in zip(axes.flat, points.items()):
+        for i, run in enumerate(members):
+            epochs = [r["epoch"] for r in run["metrics"]]
+            seed = run["config"].get("seed")
+            ax.plot(epochs, [r["test_accuracy"] for r in run["metrics"]], color=f"C{i}", label=f"test, seed {seed}")
+            ax.plot(epochs, [r["train_accuracy"] for r in run["metrics"]], color=f"C{i}", ls="--", alpha=0.6,
+                    label=f"train, seed {seed}")
+        ax.set_title(title(label, members) if title else label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(points):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem(folder)}_accuracy.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def task_of(folder):
     for path in report.run_folders(folder):
         config = RunDir(path).config()

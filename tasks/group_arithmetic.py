@@ -681,70 +681,24 @@ class Task(BaseTask):
 
 # ---------------------------------------------------------------- plots
 
-def _runs(folder):
-    import report
-    from results import RunDir
-    out = []
-    for path in report.run_folders(folder):
-        run = RunDir(path)
-        config, metrics = run.config(), run.read_metrics()
-        if config and metrics:
-            out.append({"name": path.name, "config": config, "metrics": metrics, "summary": run.summary() or {}})
-    return out
-
-
-def _label(config, names):
-    return ", ".join(f"{n}={config.get(n)}" for n in names) or config.get("group_type", "")
-
-
 def plot(folder, out_dir):
     """Accuracy curves of every run, and for a sweep the phase diagram of the data boundary."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import report
-    folder, out_dir = Path(folder), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = _runs(folder)
+    import plot as plots
+
+    def title(label, members):
+        facts = members[0]["summary"].get("data_facts", {})
+        return f"{label}\n{facts.get('group', '')}, n_train {facts.get('n_train', '?')}"
+
+    runs = plots.load_runs(folder)
     if not runs:
         return []
-    varied = [n for n in report.varied_names(folder) if n != "seed"]
-    stem = folder.name if not (folder / "status.json").exists() else f"run_{folder.name}"
-    written = []
-
-    # curves: one panel per point of the grid (seeds overlaid), train dashed, test solid
-    points = {}
-    for run in runs:
-        points.setdefault(_label(run["config"], varied), []).append(run)
-    cols = min(3, len(points))
-    rows_ = math.ceil(len(points) / cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 3.4 * rows_), squeeze=False, sharey=True)
-    for ax, (label, members) in zip(axes.flat, points.items()):
-        for i, run in enumerate(members):
-            epochs = [r["epoch"] for r in run["metrics"]]
-            color = f"C{i}"
-            seed = run["config"].get("seed")
-            ax.plot(epochs, [r["test_accuracy"] for r in run["metrics"]], color=color, label=f"test, seed {seed}")
-            ax.plot(epochs, [r["train_accuracy"] for r in run["metrics"]], color=color, ls="--", alpha=0.6,
-                    label=f"train, seed {seed}")
-        facts = members[0]["summary"].get("data_facts", {})
-        ax.set_title(f"{label}\n{facts.get('group', '')}, n_train {facts.get('n_train', '?')}", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(points):]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path = out_dir / f"{stem}_accuracy.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
-
+    written = [plots.accuracy_curves(folder, runs, Path(out_dir), title)]
     if len(runs) > 1:
-        written.append(_phase_diagram(runs, out_dir / f"{stem}_phase.png", plt))
+        written.append(_phase_diagram(runs, Path(out_dir) / f"{plots.stem(folder)}_phase.png", plt))
     return written
 
 

@@ -123,11 +123,19 @@ class Task(BaseTask):
             import models
             tokenizer = models.load_tokenizer(s.pretrained_path)
             encode = lambda x: collators.tokenized(x, tokenizer)  # noqa: E731
+            how = f"the tokenizer of {s.pretrained_path}, digits separated by spaces"
         else:
             encode = lambda x: collators.bos_ids(x, tf.BOS[alphabet])  # noqa: E731
+            how = f"symbols as token ids after BOS = {tf.BOS[alphabet]}"
         splits = {"train": {**encode(split.x_train), "labels": split.y_train.float()},
                   "test": {**encode(split.x_test), "labels": split.y_test.float()}}
-        return Data(splits=splits, facts={**split.facts, "from_cache": cached})
+        first = splits["train"]
+        ids = first["input_ids"][0]
+        if "attention_mask" in first:
+            ids = ids[first["attention_mask"][0].bool()]
+        # what the model really reads, e.g. '0 1 1 0' -> [2, 3, 3, 2], so an encoding mistake shows in logs.log
+        encoding = f"{how}; '{collators.digit_text(split.x_train[:1])[0]}' -> {ids.tolist()}"
+        return Data(splits=splits, facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
     def build_model(self, data):
         import models
@@ -152,3 +160,19 @@ class Task(BaseTask):
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"], reduction="sum")
         correct = ((logits >= 0).float() == batch["labels"]).sum()
         return {"loss": loss, "correct": correct}
+
+
+def plot(folder, out_dir):
+    """Train (dashed) and test (solid) accuracy against epochs, one panel per grid point: memorising
+    shows as train -> 1 with test flat at 0.5."""
+    import plot as plots
+
+    runs = plots.load_runs(folder)
+    if not runs:
+        return []
+
+    def title(label, members):
+        facts = members[0]["summary"].get("data_facts", {})
+        return f"{label}\n{facts.get('description', '')}" if facts.get("description") else label
+
+    return [plots.accuracy_curves(folder, runs, out_dir, title, cols=4)]

@@ -16,6 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
+import tiny_checkpoints  # noqa: E402
 from models import ModelConfigError, build_classifier, count_parameters, make_config  # noqa: E402
 
 SEQ = 22
@@ -367,45 +368,13 @@ def test_make_config_refuses_finetune_names_and_bad_task_sizes():
 # Pretrained fine-tuning (tiny checkpoints written by the tests)
 # --------------------------------------------------------------------------------------------------
 
-HIDDEN, LAYERS, HEADS, KV, HEAD_DIM, VOCAB = 32, 3, 4, 2, 8, 13
+from tiny_checkpoints import HEAD_DIM, HEADS, HIDDEN, KV, LAYERS, VOCAB  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """A tiny Qwen3 (tied, float32) and a tiny Llama (untied, bfloat16, deepseek-like), saved as causal LMs the way real
-    checkpoints are, plus a WordLevel digit tokenizer without a pad token."""
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers import models as tok_models
-    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen3Config
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    shape = dict(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=48,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV,
-        head_dim=HEAD_DIM,
-        max_position_embeddings=64,
-    )
-    saved = {}
-    torch.manual_seed(1)
-    for name, config in [
-        ("qwen3", Qwen3Config(tie_word_embeddings=True, **shape)),
-        ("llama", LlamaConfig(tie_word_embeddings=False, rope_parameters={"rope_type": "linear", "rope_theta": 1e5, "factor": 4.0}, **shape)),
-    ]:
-        lm = AutoModelForCausalLM.from_config(config)
-        if name == "llama":
-            lm = lm.to(torch.bfloat16)  # as real checkpoints often are; loading must still give float32
-        lm.save_pretrained(root / name)
-        saved[name] = (root / name, {k: v.float() for k, v in lm.model.state_dict().items()})
-
-    vocab = {"[UNK]": 0, "[EOS]": 1, **{str(d): d + 2 for d in range(10)}}
-    tok = Tokenizer(tok_models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Digits(individual_digits=True)
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]").save_pretrained(root / "qwen3")
-    return saved
+    """tiny_checkpoints.write: a tiny Qwen3 and a tiny Llama, plus a digit tokenizer without a pad token."""
+    return tiny_checkpoints.write(tmp_path_factory.mktemp("checkpoints"))
 
 
 FINETUNE_NAME = {"qwen3": "qwen3_finetune", "llama": "deepseek_finetune"}

@@ -569,3 +569,19 @@ def test_encode_vocab_and_text():
         tf.encode(x, "hex")
     with pytest.raises(ValueError):
         tf.vocab_size("hex")
+
+
+def test_sweep_folder_plots_one_panel_per_grid_point(tmp_path):
+    import plot
+    import sweep
+    from conftest import TINY, write_settings
+
+    base = write_settings(tmp_path / "base.py", TINY)
+    assert sweep.main(["--base", str(base), "--vary", "target_func=func7,func10", "--executor", "inprocess",
+                       "--yes"]) == 0
+    assert plot.main(["results_new/0", "--out", str(tmp_path / "png")]) == 0
+    png = tmp_path / "png" / "0_accuracy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = plot.load_runs(tmp_path / "results_new" / "0")
+    assert sorted(r["config"]["target_func"] for r in runs) == ["func10", "func7"]
+    assert all([m["epoch"] for m in r["metrics"]] == [0, 1, 2] for r in runs)

@@ -73,10 +73,12 @@ def group_rows(table, names):
 
 
 def columns(table):
+    """Every key of the rows in order of first appearance, wall_time and error last (a column that only
+    later runs have, such as a first_epoch_* one, still sits with the metrics)."""
     cols = []
     for row in table:
         cols.extend(k for k in row if k not in cols)
-    return cols
+    return [c for c in cols if c not in ("wall_time", "error")] + [c for c in ("wall_time", "error") if c in cols]
 
 
 def format_table(table):

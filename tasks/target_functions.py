@@ -49,6 +49,8 @@ class Settings(CommonSettings):
     eta_min: float = setting(1e-5, "final learning rate of the cosine schedule", low=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0)
     eval_every: int = setting(5, "evaluate every this many epochs (and always after the last)", low=1)
+    eval_batch_size: int = setting(512, "batch size of evaluations (512 strings: faster on a CPU than one "
+                                   "big batch, and bounded memory for the paper-size models)", low=1)
 
     def check(self):
         problems = super().check()

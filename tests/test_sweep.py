@@ -244,3 +244,11 @@ def test_slurm_script_has_an_array_and_no_gpu_line(tiny_base, tmp_path, monkeypa
     assert "gres" not in script and "gpus" not in script
     manifest = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())
     assert manifest["submissions"][0]["job_ids"][0].startswith("4242")
+
+
+def test_report_columns_keep_metrics_together_and_wall_time_last():
+    table = [{"run": "0", "status": "done", "test_accuracy": 0.5, "wall_time": 3.0},
+             {"run": "1", "status": "failed", "test_accuracy": 1.0, "first_epoch_test_accuracy_1": 20,
+              "wall_time": 2.0, "error": "boom"}]
+    assert report.columns(table) == ["run", "status", "test_accuracy", "first_epoch_test_accuracy_1",
+                                     "wall_time", "error"]

@@ -41,8 +41,16 @@ def run(settings, run_dir, echo=False):
         run_dir.set_status("done", wall_time=summary["wall_time"])
         return summary
     except KeyboardInterrupt:
-        log.error("interrupted (Ctrl-C or a stop signal); finished evaluations are kept in metrics.jsonl")
-        run_dir.set_status("interrupted", error="interrupted")
+        summary_file = run_dir.file("summary.json")
+        if summary_file.exists() and summary_file.stat().st_mtime >= started:
+            # the stop came after this attempt wrote its summary: the run is finished, keep it as done
+            # (marking it interrupted would make --resume train it again)
+            summary = run_dir.summary() or {}
+            log.info("stop signal after the summary was written: the run is done")
+            run_dir.set_status("done", wall_time=summary.get("wall_time"))
+        else:
+            log.error("interrupted (Ctrl-C or a stop signal); finished evaluations are kept in metrics.jsonl")
+            run_dir.set_status("interrupted", error="interrupted")
         raise
     except Exception as exc:
         log.error("run failed:\n" + traceback.format_exc())

@@ -252,3 +252,28 @@ def test_report_columns_keep_metrics_together_and_wall_time_last():
               "wall_time": 2.0, "error": "boom"}]
     assert report.columns(table) == ["run", "status", "test_accuracy", "first_epoch_test_accuracy_1",
                                      "wall_time", "error"]
+
+
+def test_a_stop_after_the_summary_keeps_the_run_done(tiny_base, tmp_path, monkeypatch):
+    """Ctrl-C landing between summary.json and status 'done' must not mark a finished run interrupted
+    (resume would train it again); a stop before the summary still marks it interrupted."""
+    import training
+    real_train = training.train
+
+    def finish_then_stop(settings, run_dir, log, started=None):
+        real_train(settings, run_dir, log, started)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", finish_then_stop)
+    values = settings.load(str(tiny_base))
+    with pytest.raises(KeyboardInterrupt):
+        main.run(values, tmp_path / "late")
+    assert RunDir(tmp_path / "late").status()["state"] == "done"
+
+    def stop_early(settings, run_dir, log, started=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", stop_early)
+    with pytest.raises(KeyboardInterrupt):
+        main.run(values, tmp_path / "early")
+    assert RunDir(tmp_path / "early").status()["state"] == "interrupted"

@@ -5,7 +5,9 @@
 # (A BLOOM of the same size does not even fit the parity rules in 2,000 steps: ALiBi's recency bias
 # averages the bits away; RoPE keeps them apart.)
 # python sweep.py --base conf/target_functions_reproduction_cpu.py \
-#     --vary target_func=func7,func15,func18,func3,func10,func13 --vary sequence_length=20,30 --yes
+#     --vary target_func=func7,func15,func18,func3,func10,func13 --vary sequence_length=20,30 --vary seed=0x3 --yes
+# (docs/target_functions/README.md: all 36 runs fit the training set; test accuracy 0.48-0.52 on the
+# four hard rules, 1.0 on func10 and func13.)
 task = 'target_functions'
 model = 'qwen0.6B'
 n_layer = 2

@@ -2,7 +2,7 @@
 # decoder (2 layers, 4 heads, width 128, trained from scratch) fits the training set of every rule, but
 # generalises only the simple ones (func10: the first bit; func13: first bit != last bit). Parity of all
 # bits (func7), of 3 or 10 fixed positions (func15, func18) and one Rule-30 step (func3) stay at chance.
-# (A BLOOM of the same size does not even fit the parity rules in 2,000 steps: ALiBi's recency bias
+# (A BLOOM of the same size does not even fit the parity rules in 2,000 steps; a likely reason: ALiBi's recency bias
 # averages the bits away; RoPE keeps them apart.)
 # python sweep.py --base conf/target_functions_reproduction_cpu.py \
 #     --vary target_func=func7,func15,func18,func3,func10,func13 --vary sequence_length=20,30 --vary seed=0x3 --yes

@@ -44,6 +44,7 @@ def rows(folder):
         for suffix in ("_accuracy", "_loss"):
             row.update({k: v for k, v in final.items() if k.endswith(suffix)})
         row.update({k: v for k, v in summary.items() if k.startswith("best_test") or k.startswith("first_epoch_")})
+        row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
         if row["status"] == "failed":
             row["error"] = status.get("error", "")

@@ -199,6 +199,8 @@ def train(settings, run_dir, log, started=None):
         "data_facts": data.facts,
     }
     summary.update(task.extra_summary(data, history))
+    if task.report_columns:
+        summary["report_columns"] = list(task.report_columns)
     run_dir.write_summary(summary)
     if checkpoint_path.exists():
         checkpoint_path.unlink()  # the finished run's metrics and summary say everything

@@ -26,6 +26,7 @@ class Data:
 class Task:
     name = "base"
     Settings = None  # dataclass of this task's settings (extends settings.CommonSettings)
+    report_columns = ()  # keys of extra_summary() that report.py shows (and averages with --group)
 
     def __init__(self, settings, log):
         self.settings = settings

@@ -624,6 +624,7 @@ def make_scheduler(optimizer, s, total_steps):
 class Task(BaseTask):
     name = "group_arithmetic"
     Settings = Settings
+    report_columns = ("grokking_delay",)
 
     def build_data(self):
         s = self.settings

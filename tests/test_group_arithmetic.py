@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import main
+import report
 import settings
 import sweep
 from results import RunDir
@@ -455,3 +456,9 @@ def test_sweep_folder_plots(tmp_path):
     written = ga.plot(tmp_path / "results_new" / "0", tmp_path / "plots")
     assert [p.name for p in written] == ["0_accuracy.png", "0_phase.png"]
     assert all(p.stat().st_size > 10_000 for p in written)
+    # the programme's own report column: the grokking delay of each run, as in its summary
+    rows = report.rows(tmp_path / "results_new" / "0")
+    for row in rows:
+        summary = RunDir(tmp_path / "results_new" / "0" / row["run"]).summary()
+        assert "grokking_delay" in row and row["grokking_delay"] == summary["grokking_delay"]
+    assert "grokking_delay" in report.format_table(rows).splitlines()[0]

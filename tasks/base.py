@@ -26,7 +26,7 @@ class Data:
 class Task:
     name = "base"
     Settings = None  # dataclass of this task's settings (extends settings.CommonSettings)
-    report_columns = ()  # keys of extra_summary() that report.py shows (and averages with --group)
+    report_columns = ()  # keys of extra_summary() that report.py shows as columns of its per-run table
 
     def __init__(self, settings, log):
         self.settings = settings

@@ -426,24 +426,25 @@ def final_report(folder, run_names, out=sys.stdout):
 
 # ---------------------------------------------------------------- resume
 
-def prepare_resume(folder):
-    """Runs of the sweep that are not done, reset to queued (refusing runs still alive here)."""
+def prepare_resume(folder, grace=10.0):
+    """Runs of the sweep that are not done, reset to queued (refusing runs still alive here).
+
+    A worker that was just stopped may need a moment to exit (submitit's local controller sends SIGINT,
+    then SIGKILL a second later): runs whose process is still alive are re-checked for `grace` seconds
+    before the resume is refused."""
     manifest = read_json(folder / "sweep.json")
     if manifest is None:
         raise SweepError(f"{folder} has no sweep.json: not a sweep folder")
-    todo, alive = [], []
-    for run in manifest["runs"]:
-        run_dir = RunDir(folder / run["run"])
-        status = run_dir.status()
-        if status.get("state") == "done":
-            continue
-        if status.get("state") == "running" and _alive_here(status):
-            alive.append(f"run {run['run']} (pid {status.get('pid')})")
-            continue
-        todo.append(run["run"])
+    deadline = time.time() + grace
+    while True:
+        alive = _alive_runs(folder, [run["run"] for run in manifest["runs"]])
+        if not alive or time.time() >= deadline:
+            break
+        time.sleep(0.2)
     if alive:
-        raise SweepError("still running on this machine: " + ", ".join(alive)
+        raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
                          + "; stop that sweep first (Ctrl-C) and resume again")
+    todo = [run["run"] for run in manifest["runs"] if RunDir(folder / run["run"]).status().get("state") != "done"]
     for name in todo:
         run_dir = RunDir(folder / name)
         attempts = run_dir.status().get("attempts", 0) + 1
@@ -452,14 +453,31 @@ def prepare_resume(folder):
     return manifest, todo
 
 
+def _alive_runs(folder, run_names):
+    """(run, pid) of the runs marked running by a process that is still alive on this machine."""
+    alive = []
+    for name in run_names:
+        status = RunDir(folder / name).status()
+        if status.get("state") == "running" and _alive_here(status):
+            alive.append((name, status.get("pid")))
+    return alive
+
+
 def _alive_here(status):
     if status.get("host") != socket.gethostname() or not status.get("pid"):
         return False
-    try:
-        os.kill(int(status["pid"]), 0)
-        return int(status["pid"]) != os.getpid()
-    except (OSError, ValueError):
+    pid = int(status["pid"]) if str(status["pid"]).isdigit() else None
+    if pid is None or pid == os.getpid():
         return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a killed worker not yet reaped by init is a zombie: it answers os.kill but runs nothing
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # ---------------------------------------------------------------- command line
@@ -546,8 +564,9 @@ def main(argv=None):
                     job.cancel(check=False)
                 except Exception:
                     pass
-            deadline = time.time() + 30  # let workers record 'interrupted' before we return
-            while time.time() < deadline and not all(_finished(job) for job in jobs):
+            deadline = time.time() + 30  # let workers record 'interrupted' and exit before we return
+            while time.time() < deadline and (not all(_finished(job) for job in jobs)
+                                              or _alive_runs(folder, run_names)):
                 time.sleep(0.2)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)

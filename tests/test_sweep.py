@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +278,47 @@ def test_a_stop_after_the_summary_keeps_the_run_done(tiny_base, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         main.run(values, tmp_path / "early")
     assert RunDir(tmp_path / "early").status()["state"] == "interrupted"
+
+
+def _sweep_with_a_running_run(tiny_base, pid):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 0
+    folder = Path("results_new") / "0"
+    run = RunDir(folder / "1")
+    run.set_status("running")  # records this host and this pid ...
+    record = json.loads(run.file("status.json").read_text())
+    record["pid"] = pid  # ... which we replace by the process under test
+    run.file("status.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_resume_refuses_a_run_whose_process_is_alive_and_waits_for_one_that_exits(tiny_base):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = _sweep_with_a_running_run(tiny_base, sleeper.pid)
+        with pytest.raises(sweep.SweepError, match=f"still running on this machine: run 1 \\(pid {sleeper.pid}\\)"):
+            sweep.prepare_resume(folder, grace=0.5)
+        assert RunDir(folder / "0").status()["state"] == "done"  # nothing was touched
+        # a process that exits within the grace period no longer blocks the resume
+        threading.Timer(0.5, sleeper.kill).start()
+        threading.Timer(0.6, sleeper.wait).start()
+        _, todo = sweep.prepare_resume(folder, grace=20)
+        assert todo == ["1"] and RunDir(folder / "1").status()["state"] == "queued"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombie detection reads /proc")
+def test_resume_treats_a_killed_unreaped_worker_as_gone(tiny_base):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while time.time() < deadline:  # exited but not waited for: a zombie, which os.kill(pid, 0) still finds
+        if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    try:
+        folder = _sweep_with_a_running_run(tiny_base, child.pid)
+        _, todo = sweep.prepare_resume(folder, grace=0.0)
+        assert todo == ["1"]
+    finally:
+        child.wait()

@@ -52,8 +52,22 @@ class Settings(CommonSettings):
     eval_batch_size: int = setting(512, "batch size of evaluations (512 strings: faster on a CPU than one "
                                    "big batch, and bounded memory for the paper-size models)", low=1)
 
+    def __post_init__(self):
+        # A pretrained model's shape comes from its checkpoint: the small from-scratch default sizes
+        # (2 layers, 4 heads, width 128) do not apply and are recorded as None. A size set to anything
+        # else next to pretrained_path is refused by check().
+        if self.pretrained_path:
+            for name in SIZE_SETTINGS:
+                if getattr(self, name) == SIZE_DEFAULTS[name]:
+                    setattr(self, name, None)
+
     def check(self):
         problems = super().check()
+        if self.pretrained_path:
+            given = [f"{name} = {getattr(self, name)!r}" for name in SIZE_SETTINGS if getattr(self, name) is not None]
+            if given:
+                problems.append(f"{', '.join(given)}: with pretrained_path the shape comes from the checkpoint; "
+                                "leave the size settings unset (or None)")
         try:
             spec = tf.get(self.target_func)
         except ValueError as exc:
@@ -87,6 +101,10 @@ class Settings(CommonSettings):
         if self.lora_r and self.finetune_layers:
             problems.append("choose either LoRA (lora_r > 0) or fine-tuning top layers (finetune_layers != 0)")
         return problems
+
+
+SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size", "head_dim")
+SIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in SIZE_SETTINGS}
 
 
 def _cached_split(s):

@@ -78,3 +78,22 @@ def test_a_tokenizerless_checkpoint_fails_with_a_clear_message(saved, tmp_path, 
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "failed"
     assert "holds no tokenizer" in (tmp_path / "run" / "logs.log").read_text()
     assert "holds no tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("conf", ["target_functions_finetune.py", "target_functions_finetune_cpu.py"])
+def test_the_fine_tuning_confs_run_on_a_checkpoint(saved, tmp_path, conf):
+    """The conf files as shipped (their from-scratch default sizes untouched), pointed at a checkpoint:
+    the sizes come from the checkpoint and are recorded as None; a size set explicitly is refused."""
+    from conftest import ROOT
+
+    folder, _ = saved["qwen3"]
+    small = ["--set", "n_epochs=1", "--set", "sequence_length=20", "--set", "test_set_size=40",
+             "--set", "finetune_layers=1", "--set", f"pretrained_path='{folder}'"]
+    assert main.main(["--config", str(ROOT / "conf" / conf), *small, "--results-path", "run"]) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["n_layer"] is None and config["n_head"] is None and config["n_embd"] is None
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "done"
+
+    assert main.main(["--config", str(ROOT / "conf" / conf), *small, "--set", "n_layer=6",
+                      "--results-path", "refused"]) == 2
+    assert not (tmp_path / "refused").exists()

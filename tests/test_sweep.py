@@ -144,12 +144,15 @@ def test_inprocess_sweep_end_to_end(tiny_base, tmp_path, capsys):
     assert all(isinstance(r["test_accuracy"], float) and r["wall_time"] > 0 for r in table)
 
 
-def test_local_executor_sweep_with_a_failing_job(tiny_base, tmp_path):
+def test_local_executor_sweep_with_a_failing_job(tmp_path):
     empty = tmp_path / "not_a_model"
     empty.mkdir()
     # valid settings, but the third run's pretrained folder holds no model: it fails when it starts
+    # (the base keeps the default model sizes, which a pretrained run takes from its checkpoint instead)
+    base = write_settings(tmp_path / "base.py", {k: v for k, v in TINY.items()
+                                                 if k not in ("n_layer", "n_head", "n_embd")})
     answers = tmp_path / "answers.txt"
-    answers.write_text(f"{tiny_base}\npretrained_path\nNonex2\n'{empty}'x1\nEND\nEND\ny\n")
+    answers.write_text(f"{base}\npretrained_path\nNonex2\n'{empty}'x1\nEND\nEND\ny\n")
     proc = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--answers", str(answers),
                            "--executor", "local", "--max-parallel", "2"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)

@@ -8,7 +8,6 @@ import argparse
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import settings as settings_module
 from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, run_logger

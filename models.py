@@ -43,7 +43,6 @@ import difflib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -754,18 +753,6 @@ _ARGS_FILE = "classifier.json"
 _WEIGHTS_FILE = "classifier.safetensors"
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
 def save_model(module: nn.Module, path: str | os.PathLike) -> None:
     """Write a classifier built by ``build_classifier`` to the folder ``path``.
 
@@ -773,6 +760,8 @@ def save_model(module: nn.Module, path: str | os.PathLike) -> None:
     adapters + head); ``load_model`` takes the frozen rest from ``pretrained_path`` again.
     """
     from safetensors.torch import save_file
+
+    from results import atomic_replace, atomic_write
 
     args = getattr(module, "build_args", None)
     if args is None:
@@ -784,9 +773,8 @@ def save_model(module: nn.Module, path: str | os.PathLike) -> None:
     else:
         kind, tensors = "trainable", {n: p for n, p in module.named_parameters() if p.requires_grad}
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    _atomic_write(folder / _WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
-    text = json.dumps({"weights": kind, "build_args": args}, indent=2, sort_keys=True)
-    _atomic_write(folder / _ARGS_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_replace(folder / _WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
+    atomic_write(folder / _ARGS_FILE, json.dumps({"weights": kind, "build_args": args}, indent=2, sort_keys=True) + "\n")
 
 
 def load_model(path: str | os.PathLike, *, pretrained_path: str | None = None) -> nn.Module:

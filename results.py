@@ -33,24 +33,33 @@ def now():
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def atomic_write(path, text):
-    """Write text to path through a temporary file and a rename: readers see the old or the new file."""
+def atomic_replace(path, write):
+    """Create path through write(temporary path in the same folder), an fsync and a rename: readers see
+    the old or the new file, never a partial one. A full disk raises ResultsError; the old file stays."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if exc.errno == errno.ENOSPC:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise ResultsError(f"disk full while writing {path}; files already written are intact") from exc
         raise
+
+
+def atomic_write(path, text):
+    """Write text to path atomically (atomic_replace)."""
+    atomic_replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path, obj):

@@ -504,7 +504,7 @@ def _next_primes(digits: np.ndarray) -> list[int]:
     # Primes below 10**(L-1) divide a candidate (> 10**(L-1)) only if the candidate is composite.
     primes = _small_primes(int(min(_SIEVE_BOUND, 10 ** (L - 1))))
     width = int(6.5 * L * math.log(10)) + 64  # no prime in the window: probability ~ e^-6.5, fallback
-    small, large = primes[primes < width], primes[primes >= width]
+    small = primes[primes < width]
     out = []
     for lo in range(0, m, 512):
         block = digits[lo:lo + 512]

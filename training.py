@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 import dataloaders
 import tasks
-from results import MetricsWriter, atomic_write
+from results import MetricsWriter
 
 CHECKPOINT = "checkpoint.pt"
 

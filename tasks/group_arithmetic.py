@@ -178,10 +178,6 @@ def parse_orders(M):
     return orders
 
 
-def _is_prime(n):
-    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
-
-
 def _int_M(s):
     if not isinstance(s.M, int):
         orders = parse_orders(s.M)
@@ -210,7 +206,8 @@ def group_order(s):
         return math.prod(orders), 1.0
     M = _int_M(s)
     if s.group_type == "modular_multiplication":
-        if not _is_prime(M) or M < 3:
+        import sympy
+        if M < 3 or not sympy.isprime(M):
             raise SettingsError(f"M = {M}: modular_multiplication needs a prime M >= 3 (the nonzero residues of a "
                                 "composite M are not a group)")
         return M - 1, 1.0

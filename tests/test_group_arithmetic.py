@@ -14,6 +14,7 @@ import main
 import report
 import settings
 import sweep
+from conftest import write_settings
 from results import RunDir
 from tasks import group_arithmetic as ga
 
@@ -417,13 +418,8 @@ def test_a_refused_run_never_starts(tmp_path, capsys):
 
 # ---------------------------------------------------------------- end to end
 
-def _write(path, values):
-    path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
-    return path
-
-
 def test_tiny_run_end_to_end_through_main(tmp_path):
-    config = _write(tmp_path / "tiny.py", {**BASE, "M": 7, "loss_func": "mse", "test_size": 0.3, "n_epochs": 4})
+    config = write_settings(tmp_path / "tiny.py", {**BASE, "M": 7, "loss_func": "mse", "test_size": 0.3, "n_epochs": 4})
     assert main.main(["--config", str(config), "--results-path", "x"]) == 0
     run = RunDir("x")
     metrics, summary = run.read_metrics(), run.summary()
@@ -442,7 +438,7 @@ def test_tiny_run_end_to_end_through_main(tmp_path):
     ("bn_sgd_relu", dict(use_bn=True, optim="sgd", activation="relu", lr=0.1, other_layers=1)),
 ])
 def test_model_variants_learn_a_small_table(tmp_path, name, extra):
-    config = _write(tmp_path / f"{name}.py", {**BASE, "M": 5, "test_size": 0.2, "n_epochs": 40,
+    config = write_settings(tmp_path / f"{name}.py", {**BASE, "M": 5, "test_size": 0.2, "n_epochs": 40,
                                                "hidden_size": 32, "lr": 0.02} | extra)
     assert main.main(["--config", str(config), "--results-path", name]) == 0
     summary = RunDir(name).summary()
@@ -450,7 +446,7 @@ def test_model_variants_learn_a_small_table(tmp_path, name, extra):
 
 
 def test_sweep_folder_plots(tmp_path):
-    base = _write(tmp_path / "base.py", {**BASE, "M": 7, "use_critical_ratio": True, "n_epochs": 5})
+    base = write_settings(tmp_path / "base.py", {**BASE, "M": 7, "use_critical_ratio": True, "n_epochs": 5})
     assert sweep.main(["--base", str(base), "--vary", "critical_ratio_multiplier=1.0,2.0", "--executor",
                        "inprocess", "--yes"]) == 0
     written = ga.plot(tmp_path / "results_new" / "0", tmp_path / "plots")

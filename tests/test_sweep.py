@@ -164,7 +164,7 @@ def test_local_executor_sweep_with_a_failing_job(tmp_path):
         _check_run_folder(folder / name, {"model": "bloom"})
     assert "run failed" in (folder / "2" / "logs.log").read_text()
     assert "Traceback" in (folder / "2" / "logs.log").read_text()
-    assert "run 2 failed" in proc.stdout and f"--resume 0" in proc.stdout
+    assert "run 2 failed" in proc.stdout and "--resume 0" in proc.stdout
 
 
 def test_resume_reruns_exactly_what_is_not_done(tiny_base, tmp_path):

@@ -40,6 +40,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import functools
 import json
 import logging
 import os
@@ -458,8 +459,14 @@ class SequenceClassifier(nn.Module):
         self.backbone = backbone
         self.pooling = pooling
         self.head = nn.Linear(backbone.config.hidden_size, 1)
+        # Final blocks that can compute the last position alone (a tuple: not registered as submodules)
+        self._last_position_blocks = tuple(m for m in backbone.modules() if hasattr(m, "last_position_only"))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # Without a mask, "last" pooling reads position -1 only: the final block may skip the others.
+        only_last = self.pooling == "last" and attention_mask is None
+        for block in self._last_position_blocks:
+            block.last_position_only = only_last
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         pooled = _pool(hidden, attention_mask, self.pooling)
         return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1)
@@ -628,7 +635,64 @@ def _scratch_member(config, family: _Family, pooling: str, attn_implementation: 
     backbone = AutoModel.from_config(
         copy.deepcopy(config), attn_implementation=attn_implementation or family.attn_implementation
     )
+    if config.model_type == "bloom":
+        _compute_last_position_only(getattr(backbone, family.layers_attr)[-1])
     return SequenceClassifier(_fused_activations(backbone), pooling)
+
+
+def _compute_last_position_only(block: nn.Module) -> None:
+    """Let BLOOM's final block compute only the last position when that is all the head reads.
+
+    With "last" pooling and no attention mask (models built from scratch read BOS + symbols, never
+    padded), the classifier reads the final hidden state at position -1 only. The final block's
+    other positions feed nothing: it needs their keys and values, but its query, attention output,
+    dense projection and MLP only at position -1. Computing just that removes about 40% of a
+    2-layer model's matmul work (a training step of the 2-layer, 128-wide BLOOM at L=20, batch 20:
+    10.2 ms -> 7.1 ms). The result equals the full block's position -1 to float rounding, value and
+    gradient (tests/test_models.py checks both against transformers' own block). The block's class
+    becomes a subclass of BloomBlock with the same submodules, so parameter names, state dicts and
+    saved models are unchanged; any call the shortcut does not cover runs the original forward.
+    """
+    block.__class__ = _last_position_bloom_block()
+    block.last_position_only = False  # SequenceClassifier.forward sets it per call
+
+
+@functools.cache
+def _last_position_bloom_block() -> type:
+    import torch.nn.functional as F
+    from transformers.models.bloom.modeling_bloom import BloomBlock, dropout_add
+
+    class LastPositionBloomBlock(BloomBlock):
+        """BloomBlock whose forward, with ``last_position_only`` set, returns position -1 only: [batch, 1, hidden]."""
+
+        def forward(self, hidden_states, alibi, attention_mask, layer_past=None, use_cache=False,
+                    output_attentions=False, **kwargs):
+            attention = self.self_attention
+            if (not self.last_position_only or layer_past is not None or use_cache or output_attentions
+                    or attention.pretraining_tp > 1 and attention.slow_but_exact):
+                return super().forward(hidden_states, alibi, attention_mask, layer_past=layer_past,
+                                       use_cache=use_cache, output_attentions=output_attentions, **kwargs)
+            post_norm = self.apply_residual_connection_post_layernorm
+            normed = self.input_layernorm(hidden_states)
+            residual = (normed if post_norm else hidden_states)[:, -1:]
+            query, key, value = attention._reshape(attention.query_key_value(normed))  # [b, heads, L, d]
+            batch, heads, length, head_dim = key.shape
+            query = query[:, :, -1:].reshape(batch * heads, 1, head_dim)
+            key = key.reshape(batch * heads, length, head_dim).transpose(-1, -2)
+            value = value.reshape(batch * heads, length, head_dim)
+            # alibi is [batch * heads, 1, L]: BLOOM's bias depends on the key position only
+            scores = alibi.baddbmm(batch1=query, batch2=key, beta=attention.beta, alpha=attention.inv_norm_factor)
+            scores = scores.view(batch, heads, 1, length)
+            if attention_mask is not None:
+                scores = scores + attention_mask[:, :, -1:, :]
+            probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            probs = attention.attention_dropout(probs)
+            context = attention._merge_heads(torch.bmm(probs.view(batch * heads, 1, length), value))
+            attended = dropout_add(attention.dense(context), residual, attention.hidden_dropout, self.training)
+            normed = self.post_attention_layernorm(attended)
+            return self.mlp(normed, normed if post_norm else attended), probs
+
+    return LastPositionBloomBlock
 
 
 def _fused_activations(backbone: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
 import target_functions as tf  # noqa: E402
@@ -55,9 +56,10 @@ def throughput(model_name, batch, L=30, steps=30, **shape):
     for _ in range(steps):
         step()
     seconds = time.perf_counter() - t
-    non_embedding = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n and p.dim() > 1)
-    flops = 6 * non_embedding * batch * (L + 1) * steps  # forward + backward, matmuls only
-    return batch * steps / seconds, flops / seconds
+    with FlopCounterMode(display=False) as counter:  # matmul FLOPs of one forward + backward, as computed
+        torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+    opt.zero_grad(set_to_none=True)
+    return batch * steps / seconds, counter.get_total_flops() * steps / seconds
 
 
 def main():

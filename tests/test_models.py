@@ -550,3 +550,72 @@ def test_bloom_uses_torch_fused_gelu_that_equals_bloom_gelu():
     (g_ours,) = torch.autograd.grad((ours * weights).sum(), x)
     (g_theirs,) = torch.autograd.grad((theirs * weights).sum(), x)
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-6, atol=1e-7)
+
+
+def _vanilla_bloom_twin(model):
+    """transformers' own BloomModel holding the same weights as our classifier's backbone."""
+    from transformers import BloomModel
+
+    twin = BloomModel(copy.deepcopy(model.backbone.config))
+    twin.load_state_dict(model.backbone.state_dict())
+    return twin.train()
+
+
+def _block_output_lengths(model, run):
+    lengths = []
+    handle = model.backbone.h[-1].register_forward_hook(lambda m, args, out: lengths.append(out[0].shape[1]))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return result, lengths
+
+
+def test_bloom_final_block_computes_only_the_last_position_with_the_same_result():
+    """With "last" pooling and no mask, BLOOM's final block computes position -1 alone; logits and every
+    gradient equal those of transformers' unmodified BloomModel with the same weights."""
+    torch.manual_seed(0)
+    model = build_classifier("bloom", 3, SEQ, n_layer=3, n_head=4, n_embd=32)
+    twin = _vanilla_bloom_twin(model)
+    x = torch.randint(0, 3, (6, 15))
+    y = torch.randint(0, 2, (6,)).float()
+
+    logits, lengths = _block_output_lengths(model, lambda: model(x))
+    assert lengths == [1]  # the shortcut ran: one position out of the final block
+    expected = model.head(twin(input_ids=x).last_hidden_state[:, -1]).squeeze(-1)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    ours = torch.autograd.grad(bce(logits, y), list(model.backbone.parameters()) + list(model.head.parameters()))
+    theirs = torch.autograd.grad(bce(expected, y), list(twin.parameters()) + list(model.head.parameters()))
+    assert len(ours) == len(theirs) and all(g.abs().sum() > 0 for g in ours[-2:])
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    # parameter names (state dicts, saved models) are those of transformers' model
+    assert list(model.backbone.state_dict()) == list(twin.state_dict())
+
+
+def test_bloom_final_block_computes_every_position_when_a_mask_or_mean_pooling_needs_them():
+    torch.manual_seed(1)
+    x = torch.randint(0, 3, (4, 9))
+    mask = torch.ones_like(x)
+    mask[0, 6:] = 0
+    mask[2, 3:] = 0
+    model = build_classifier("bloom", 3, SEQ, n_layer=2, n_head=2, n_embd=16).eval()
+    twin = _vanilla_bloom_twin(model).eval()
+    logits, lengths = _block_output_lengths(model, lambda: model(x, mask))
+    assert lengths == [9]
+    hidden = twin(input_ids=x, attention_mask=mask).last_hidden_state
+    last = torch.tensor([5, 8, 2, 8])
+    torch.testing.assert_close(logits, model.head(hidden[torch.arange(4), last]).squeeze(-1), rtol=1e-5, atol=1e-5)
+
+    mean = build_classifier("bloom", 3, SEQ, n_layer=2, n_head=2, n_embd=16, pooling="mean").eval()
+    twin = _vanilla_bloom_twin(mean).eval()
+    logits, lengths = _block_output_lengths(mean, lambda: mean(x))
+    assert lengths == [9]
+    expected = mean.head(twin(input_ids=x).last_hidden_state.mean(1)).squeeze(-1)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    # the same classifier, asked again without a mask, takes the shortcut again
+    _, lengths = _block_output_lengths(model, lambda: model(x))
+    assert lengths == [1]

@@ -1,5 +1,5 @@
 # Target-function learnability at CPU scale: a small BLOOM decoder trained from scratch on 200 strings.
-# python main.py --config conf/target_functions_cpu.py          (one run, ~12 s on 2 cores)
+# python main.py --config conf/target_functions_cpu.py          (one run, ~8 s on 2 cores)
 # python sweep.py --base conf/target_functions_cpu.py --vary target_func=func7,func10 --yes
 task = 'target_functions'
 target_func = 'func10'

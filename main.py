@@ -5,6 +5,8 @@ Without --config the run uses the embedded defaults (a CPU-scale target-function
 any work; a mistake is reported as a message naming the setting, never as a traceback.
 """
 import argparse
+import contextlib
+import signal
 import sys
 import time
 import traceback
@@ -15,6 +17,35 @@ from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logg
 
 class RunFailed(RuntimeError):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a session ending) taken down the Ctrl-C path: what was written is kept and an
+    unfinished run is marked interrupted, instead of the process vanishing mid-write."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises Terminated (main thread only; elsewhere nothing changes)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_code(interrupt):
+    return getattr(interrupt, "exit_code", 130)
 
 
 def run(settings, run_dir, echo=False):
@@ -81,7 +112,12 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with sigterm_as_interrupt():
+        return _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv):
+    args = parse_args(argv)
     try:
         overrides = dict(settings_module.parse_override(text) for text in args.overrides)
         if args.help_settings:
@@ -107,9 +143,9 @@ def main(argv=None):
     except RunFailed as exc:
         print(f"error: the run failed: {exc}\n(traceback in {run_dir.file('logs.log')})", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"\ninterrupted; what was written is in {run_dir.path}", file=sys.stderr)
-        return 130
+        return exit_code(stop)
     final = summary["final"]
     print(f"done in {summary['wall_time']:.1f}s: " + ", ".join(
         f"{k} {v:.4f}" for k, v in final.items() if k.endswith(("_accuracy", "_loss"))))

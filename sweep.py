@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import settings as settings_module
+from main import exit_code, sigterm_as_interrupt
 from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, now, read_json
 
 Q_BASE = "Please specify filepath of base settings:"
@@ -519,7 +520,13 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # `kill` stops the sweep like Ctrl-C: its jobs are cancelled, finished runs are kept
+    with sigterm_as_interrupt():
+        return _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv):
+    args = parse_args(argv)
     root = Path(args.results_root)
     try:
         if args.resume:
@@ -558,7 +565,7 @@ def main(argv=None):
             return 0
         try:
             wait(jobs, workers, folder, run_names)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             for job in jobs:
                 try:
                     job.cancel(check=False)
@@ -570,7 +577,7 @@ def main(argv=None):
                 time.sleep(0.2)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
-            return 130
+            return exit_code(stop)
         return final_report(folder, run_names)
     except Cancelled:
         print("nothing queued")
@@ -578,9 +585,9 @@ def main(argv=None):
     except (SweepError, settings_module.SettingsError, ResultsError) as exc:
         print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("\nnothing queued", file=sys.stderr)
-        return 130
+        return exit_code(stop)
 
 
 def _ends_with_yes(asker):

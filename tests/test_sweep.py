@@ -1,6 +1,7 @@
 """Sweeps end to end: the questions, the grid, every file of every run, failures, resume, repeats."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,7 +183,8 @@ def test_resume_reruns_exactly_what_is_not_done(tiny_base, tmp_path):
     assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0  # nothing left: a no-op
 
 
-def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def test_a_stopped_sweep_keeps_finished_runs_and_resume_completes(tmp_path, stop):
     base = write_settings(tmp_path / "slow.py", {**TINY, "n_epochs": 40, "train_set_size": 100})
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), "--base", str(base), "--vary",
                              "seed=0,1,2,3,4,5", "--executor", "local", "--max-parallel", "1", "--yes"],
@@ -192,12 +194,16 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (folder / "0" / "summary.json").exists():
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at the terminal does
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at the terminal does: every process gets it
+    else:
+        proc.send_signal(signal.SIGTERM)  # `kill <pid>`: only the sweep gets it, it must stop its workers
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if stop == "ctrl-c" else 143), err
     assert "--resume 0" in err
     states = {r["run"]: r["status"] for r in report.rows(folder)}
     assert states["0"] == "done" and "done" in states.values() and set(states.values()) != {"done"}
+    assert "running" not in states.values()  # no worker is left training after the sweep returned
     finished = {n for n, s in states.items() if s == "done"}
     stamps = {n: (folder / n / "summary.json").stat().st_mtime_ns for n in finished}
     resumed = subprocess.run([sys.executable, str(ROOT / "sweep.py"), "--resume", "0", "--executor", "local"],
@@ -205,6 +211,24 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert {r["status"] for r in report.rows(folder)} == {"done"}
     assert stamps == {n: (folder / n / "summary.json").stat().st_mtime_ns for n in finished}
+
+
+def test_kill_stops_a_run_like_ctrl_c_and_keeps_every_evaluation(tmp_path):
+    base = write_settings(tmp_path / "slow.py", {**TINY, "n_epochs": 2000, "eval_every": 1})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(base), "--results-path", "run"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "logs.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "eval epoch 5 " in log.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted" in err
+    assert RunDir(tmp_path / "run").status()["state"] == "interrupted"
+    logged = [int(e) for e in re.findall(r"eval epoch (\d+) ", log.read_text())]
+    # metrics.jsonl is rewritten at most every 2 s; the stop must still flush every evaluation logged
+    assert [r["epoch"] for r in RunDir(tmp_path / "run").read_metrics()] == logged and len(logged) >= 6
 
 
 def test_repeating_a_run_from_its_folder_gives_the_same_metrics(tiny_base, tmp_path):

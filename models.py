@@ -700,7 +700,17 @@ def _last_position_bloom_block() -> type:
             normed = self.post_attention_layernorm(attended)
             return self.mlp(normed, normed if post_norm else attended), probs
 
+    LastPositionBloomBlock.__module__ = __name__  # picklable as models.LastPositionBloomBlock (see below)
+    LastPositionBloomBlock.__qualname__ = "LastPositionBloomBlock"
     return LastPositionBloomBlock
+
+
+def __getattr__(name: str):
+    # The class is built on first use (transformers is imported lazily); unpickling a whole model
+    # (torch.save(model)) looks it up here by name, in a process that may not have built it yet.
+    if name == "LastPositionBloomBlock":
+        return _last_position_bloom_block()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fused_activations(backbone: nn.Module) -> nn.Module:

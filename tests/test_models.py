@@ -7,6 +7,7 @@ checkpoints that the tests write themselves with save_pretrained (nothing is dow
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -619,3 +620,24 @@ def test_bloom_final_block_computes_every_position_when_a_mask_or_mean_pooling_n
     # the same classifier, asked again without a mask, takes the shortcut again
     _, lengths = _block_output_lengths(model, lambda: model(x))
     assert lengths == [1]
+
+
+def test_a_whole_bloom_classifier_pickles_and_comes_back_equal(tmp_path):
+    """torch.save(model) pickles classes by name: the last-position block class must be findable,
+    also in a fresh process that never built a BLOOM."""
+    torch.manual_seed(0)
+    model = build_classifier("bloom", 3, SEQ, n_layer=2, n_head=2, n_embd=16).eval()
+    torch.save(model, tmp_path / "whole.pt")
+    x = torch.randint(0, 3, (3, 7))
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(model(x).detach(), tmp_path / "expected.pt")
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import models; "
+        "m = torch.load(sys.argv[2] + '/whole.pt', weights_only=False); x = torch.load(sys.argv[2] + '/x.pt'); "
+        "torch.testing.assert_close(m(x), torch.load(sys.argv[2] + '/expected.pt')); "
+        "print(type(m.backbone.h[-1]).__name__, m._last_position_blocks[0] is m.backbone.h[-1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(Path(models.__file__).parent), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["LastPositionBloomBlock", "True"]

@@ -436,22 +436,26 @@ def prepare_resume(folder, grace=10.0):
     manifest = read_json(folder / "sweep.json")
     if manifest is None:
         raise SweepError(f"{folder} has no sweep.json: not a sweep folder")
-    deadline = time.time() + grace
-    while True:
-        alive = _alive_runs(folder, [run["run"] for run in manifest["runs"]])
-        if not alive or time.time() >= deadline:
-            break
-        time.sleep(0.2)
+    names = [run["run"] for run in manifest["runs"]]
+    _wait_for(lambda: not _alive_runs(folder, names), grace)
+    alive = _alive_runs(folder, names)
     if alive:
         raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
                          + "; stop that sweep first (Ctrl-C) and resume again")
-    todo = [run["run"] for run in manifest["runs"] if RunDir(folder / run["run"]).status().get("state") != "done"]
+    todo = [name for name in names if RunDir(folder / name).status().get("state") != "done"]
     for name in todo:
         run_dir = RunDir(folder / name)
         attempts = run_dir.status().get("attempts", 0) + 1
         run_dir.release_claim()
         run_dir.set_status("queued", attempts=attempts)
     return manifest, todo
+
+
+def _wait_for(condition, seconds):
+    """Poll condition() every 0.2 s until it holds or `seconds` have passed."""
+    deadline = time.time() + seconds
+    while not condition() and time.time() < deadline:
+        time.sleep(0.2)
 
 
 def _alive_runs(folder, run_names):
@@ -571,10 +575,8 @@ def _main(argv):
                     job.cancel(check=False)
                 except Exception:
                     pass
-            deadline = time.time() + 30  # let workers record 'interrupted' and exit before we return
-            while time.time() < deadline and (not all(_finished(job) for job in jobs)
-                                              or _alive_runs(folder, run_names)):
-                time.sleep(0.2)
+            # let workers record 'interrupted' and exit before we return
+            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 30)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
             return exit_code(stop)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 import dataloaders
 import tasks
-from results import MetricsWriter
+from results import MetricsWriter, atomic_replace
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -70,7 +70,7 @@ def _format_eval(record):
     return " | ".join(parts)
 
 
-def _firsts(history, threshold=1.0):
+def first_epochs(history, threshold=1.0):
     """First epoch at which each accuracy reached the threshold (grokking delay = their difference)."""
     out = {}
     for record in history:
@@ -188,7 +188,7 @@ def train(settings, run_dir, log, started=None):
         "steps": step,
         "final": {k: v for k, v in history[-1].items() if k not in ("eval_time",)},
         **_best(history),
-        **_firsts(history),
+        **first_epochs(history),
         "parameters": {"total": total, "trainable": trainable},
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
@@ -214,6 +214,4 @@ def _save_checkpoint(path, accelerator, model, optimizer, scheduler, batch_order
              "scheduler": scheduler.state_dict(), "batch_order": batch_order.get_state(),
              "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step, "train_time": train_time,
              "history": list(history)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_replace(path, lambda tmp: torch.save(state, tmp))

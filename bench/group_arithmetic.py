@@ -29,15 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-
-def matmul_gflops(n=2048, repeats=10):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
+from matmul import matmul_gflops  # noqa: E402
 
 
 def flops_per_step(n, M, H, onehot_matmul):

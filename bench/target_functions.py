@@ -26,15 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import models  # noqa: E402
 import target_functions as tf  # noqa: E402
-
-
-def matmul_rate(n=2048, repeats=10):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t)
+from matmul import matmul_gflops  # noqa: E402
 
 
 def throughput(model_name, batch, L=30, steps=30, **shape):
@@ -69,14 +61,14 @@ def main():
     p.add_argument("--job-repeats", type=int, default=3, help="runs of the reference job (the machine is noisy)")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}")
-    peak = matmul_rate()
-    print(f"measured fp32 matmul rate: {peak / 1e9:.1f} GFLOP/s")
+    peak = matmul_gflops()
+    print(f"measured fp32 matmul rate: {peak:.1f} GFLOP/s")
     small = dict(n_layer=2, n_head=4, n_embd=128)
     for name, shape in (("bloom", small), ("qwen0.6B", {**small, "n_kv_head": 2, "intermediate_size": 384})):
         for batch in (20, 256):
             rate, flops = throughput(name, batch, **shape)
             print(f"train {name:9s} L=30 batch {batch:3d}: {rate:8.0f} examples/s, "
-                  f"{flops / 1e9:6.2f} GFLOP/s = {flops / peak:.1%} of matmul peak")
+                  f"{flops / 1e9:6.2f} GFLOP/s = {flops / 1e9 / peak:.1%} of matmul peak")
     if not args.skip_data:
         for name in tf.FUNCTIONS:
             t = time.perf_counter()

@@ -667,9 +667,10 @@ class Task(BaseTask):
                 "correct": (out.argmax(1) == batch["labels"]).sum()}
 
     def extra_summary(self, data, history):
-        def first(key):
-            return next((r["epoch"] for r in history if r.get(key, 0.0) >= 1.0), None)
-        train_1, test_1 = first("train_accuracy"), first("test_accuracy")
+        from training import first_epochs  # the loop's own first epochs at accuracy 1.0, also in the summary
+
+        firsts = first_epochs(history)
+        train_1, test_1 = firsts.get("first_epoch_train_accuracy_1"), firsts.get("first_epoch_test_accuracy_1")
         last = history[-1]
         return {"grokking_delay": test_1 - train_1 if train_1 is not None and test_1 is not None else None,
                 "final_train_loss": last.get("train_loss"), "final_test_loss": last.get("test_loss"),

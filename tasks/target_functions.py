@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import collators
 import target_functions as tf
+import models
 from settings import CommonSettings, setting, suggest
 from tasks.base import Data
 from tasks.base import Task as BaseTask
@@ -57,14 +58,15 @@ class Settings(CommonSettings):
         # (2 layers, 4 heads, width 128) do not apply and are recorded as None. A size set to anything
         # else next to pretrained_path is refused by check().
         if self.pretrained_path:
-            for name in SIZE_SETTINGS:
+            for name in models.SIZE_SETTINGS:
                 if getattr(self, name) == SIZE_DEFAULTS[name]:
                     setattr(self, name, None)
 
     def check(self):
         problems = super().check()
         if self.pretrained_path:
-            given = [f"{name} = {getattr(self, name)!r}" for name in SIZE_SETTINGS if getattr(self, name) is not None]
+            given = [f"{name} = {getattr(self, name)!r}" for name in models.SIZE_SETTINGS
+                     if getattr(self, name) is not None]
             if given:
                 problems.append(f"{', '.join(given)}: with pretrained_path the shape comes from the checkpoint; "
                                 "leave the size settings unset (or None)")
@@ -79,7 +81,6 @@ class Settings(CommonSettings):
         for name in ("train_set_size", "test_set_size"):
             if getattr(self, name) % 2:
                 problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
-        import models
         if self.model not in models.MODEL_NAMES:
             problems.append(f"model = {self.model!r} is unknown; " + suggest(self.model, list(models.MODEL_NAMES)))
         elif not self.pretrained_path and not problems and self.model not in models.FINETUNE_MODELS:
@@ -103,8 +104,7 @@ class Settings(CommonSettings):
         return problems
 
 
-SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size", "head_dim")
-SIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in SIZE_SETTINGS}
+SIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in models.SIZE_SETTINGS}
 
 
 def _cached_split(s):
@@ -140,7 +140,6 @@ class Task(BaseTask):
         split, cached = _cached_split(s)
         alphabet = tf.get(s.target_func).alphabet
         if s.pretrained_path:
-            import models
             tokenizer = models.load_tokenizer(s.pretrained_path)
             encode = lambda x: collators.tokenized(x, tokenizer)  # noqa: E731
             how = f"the tokenizer of {s.pretrained_path}, digits separated by spaces"
@@ -158,7 +157,6 @@ class Task(BaseTask):
         return Data(splits=splits, facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
     def build_model(self, data):
-        import models
         s = self.settings
         alphabet = tf.get(s.target_func).alphabet
         return models.build_classifier(

@@ -34,29 +34,98 @@ def setting(default, help, choices=None, low=None, high=None):
     return dataclasses.field(default=default, metadata=meta)
 
 
+def with_defaults(**defaults):
+    """Class decorator making a task's settings dataclass, with new defaults for inherited settings.
+
+    A task changes the default of a common setting here instead of re-declaring the field, so the help
+    text, type and limits stay the common ones:
+
+        @with_defaults(n_epochs=64, batch_size=256)
+        class Settings(CommonSettings):
+            N: int = setting(50, "vocabulary size")
+    """
+    def make(cls):
+        inherited = {}
+        for base in reversed(cls.__mro__[1:]):
+            if dataclasses.is_dataclass(base):
+                inherited.update({f.name: f for f in dataclasses.fields(base)})
+        annotations = cls.__dict__.get("__annotations__", {})
+        cls.__annotations__ = annotations
+        for name, value in defaults.items():
+            if name not in inherited:
+                raise TypeError(f"{cls.__qualname__}: no inherited setting {name!r} to give a default")
+            if name in annotations:
+                raise TypeError(f"{cls.__qualname__}: {name!r} is declared in the class; give its default there")
+            field = inherited[name]
+            meta = field.metadata
+            annotations[name] = field.type
+            setattr(cls, name, setting(value, meta["help"], meta["choices"], meta["low"], meta["high"]))
+        return dataclasses.dataclass(cls)
+    return make
+
+
+BUDGETS = ("n_epochs", "n_steps", "n_samples")
+# groups of settings of which at most one may be given -> what they set
+EXCLUSIVE = {BUDGETS: "training budget",
+             ("eval_every", "eval_every_steps", "eval_every_samples"): "evaluation interval",
+             ("checkpoint_every", "checkpoint_every_steps", "checkpoint_every_samples"): "checkpoint interval"}
+EPOCH_UNITS = {"n_epochs": "n", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every"}
+
+
 @dataclasses.dataclass
 class CommonSettings:
     """Settings every task understands: the training loop, seeding, device and evaluation cadence."""
     task: str = setting("target_functions", "the research programme (a module of tasks/)")
     seed: int = setting(0, "seed of everything random in the run (data, init, batch order)")
-    n_epochs: int = setting(10, "training epochs", low=1)
+    # ---- the training budget: one of these, in the unit the programme's papers use
+    n_epochs: int | None = setting(10, "training epochs: passes over the fixed training set", low=1)
+    n_steps: int | None = setting(None, "training budget in optimiser steps (instead of n_epochs)", low=1)
+    n_samples: int | None = setting(None, "training budget in samples drawn: steps = ceil(n_samples / batch_size)",
+                                    low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set (full batch)", low=0)
     lr: float = setting(1e-3, "peak learning rate", low=0.0)
     eta_min: float = setting(0.0, "final learning rate of the cosine schedule", low=0.0)
     weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", low=0.0)
-    eval_every: int = setting(1, "evaluate every this many epochs (and always after the last)", low=1)
+    eval_every: int | None = setting(1, "evaluate every this many epochs (always before the first step and "
+                                     "after the last; None: only then)", low=1)
+    eval_every_steps: int | None = setting(None, "evaluate every this many optimiser steps (instead of "
+                                           "eval_every)", low=1)
+    eval_every_samples: int | None = setting(None, "evaluate each time this many more samples have been "
+                                             "drawn (instead of eval_every)", low=1)
     eval_batch_size: int = setting(4096, "batch size of evaluations", low=1)
     device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
     mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU, none on CPU",
                                    choices=("auto", "no", "bf16", "fp16"))
     checkpoint_every: int = setting(0, "save a resumable checkpoint every this many epochs (0: never)", low=0)
+    checkpoint_every_steps: int | None = setting(None, "save a resumable checkpoint every this many optimiser "
+                                                 "steps (instead of checkpoint_every)", low=1)
+    checkpoint_every_samples: int | None = setting(None, "save a resumable checkpoint each time this many more "
+                                                   "samples have been drawn (instead of checkpoint_every)", low=1)
     progress: str = setting("auto", "progress bar: auto = only when a person watches a terminal",
                             choices=("auto", "on", "off"))
+
+    def training_source(self):
+        """'fixed': batches of a fixed training set, epoch after epoch; 'stream': a fresh batch drawn every
+        step (no epochs). Tasks whose data is a stream override this."""
+        return "fixed"
 
     def check(self):
         """Cross-setting checks; returns a list of problems. Tasks extend it."""
         problems = []
+        stream = self.training_source() == "stream"
+        for group in EXCLUSIVE:
+            given = [name for name in group if getattr(self, name)]
+            if len(given) > 1:
+                problems.append(" and ".join(f"{n} = {getattr(self, n)!r}" for n in given)
+                                + f" both set the {EXCLUSIVE[group]}; keep one and set the others to None")
+            if stream and given and given[0] in EPOCH_UNITS:
+                name = given[0]
+                problems.append(f"{name} = {getattr(self, name)!r} counts epochs, but this run draws a fresh "
+                                f"training batch every step and has no epochs; use {EPOCH_UNITS[name]}_steps "
+                                f"or {EPOCH_UNITS[name]}_samples instead")
+        if not any(getattr(self, name) for name in BUDGETS):
+            problems.append("no training budget: set one of " + ", ".join(BUDGETS))
         if self.eta_min > self.lr:
             problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
                             "the cosine schedule decays from lr down to eta_min")
@@ -227,6 +296,9 @@ def build(values, settings_class=None):
             raise SettingsError(str(exc))
     fields = fields_of(settings_class)
     problems, clean = [], {}
+    for group in EXCLUSIVE:  # a budget or interval given in one unit: the defaults of the others step aside
+        if any(values.get(name) for name in group):
+            clean.update({name: _unset(name) for name in group if name not in values and name in fields})
     for name, value in values.items():
         if name not in fields:
             problems.append(f"unknown setting '{name}' for task '{values.get('task', CommonSettings.task)}'; "
@@ -245,11 +317,26 @@ def build(values, settings_class=None):
     return result
 
 
+def _unset(name):
+    return 0 if name == "checkpoint_every" else None
+
+
+def merge(base, overrides):
+    """base values with overrides on top. An override of a budget or an interval replaces the base's value
+    of the same group in another unit (`--set n_steps=100` on a file with n_epochs = 64 trains 100 steps)."""
+    values = dict(base)
+    for group in EXCLUSIVE:
+        if any(overrides.get(name) for name in group):
+            for name in group:
+                values.pop(name, None)
+    values.update(overrides)
+    return values
+
+
 def load(path=None, overrides=None):
     """Settings from a file (or the task's defaults when path is None) with overrides applied on top."""
     values = load_file(path) if path is not None else {}
-    values.update(overrides or {})
-    return build(values)
+    return build(merge(values, overrides or {}))
 
 
 def parse_override(text):

@@ -244,7 +244,7 @@ def grid(plan):
         replicate = _replicate_index(combo)
         if replicate:
             overrides["seed"] = overrides.get("seed", base_seed) + replicate
-        values = {**plan.base_values, **overrides}
+        values = settings_module.merge(plan.base_values, overrides)
         try:
             settings_module.build(values, plan.settings_class)
         except settings_module.SettingsError as exc:
@@ -276,7 +276,7 @@ def create_experiment(plan, root, executor_facts):
     for index, overrides in enumerate(points):
         run_dir = RunDir(folder / str(index))
         run_dir.path.mkdir()
-        settings = settings_module.build({**plan.base_values, **overrides}, plan.settings_class)
+        settings = settings_module.build(settings_module.merge(plan.base_values, overrides), plan.settings_class)
         run_dir.write_settings(settings, header=f"Run {index} of sweep {folder}: {overrides}\n"
                                f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
         run_dir.set_status("queued")

@@ -1,10 +1,17 @@
 """The one training loop. It knows no programme by name: the task supplies data, model, loss, metrics.
 
-Accelerate places the run (CPU here, GPU with bf16 autocast where there is one). Evaluations run every
-`eval_every` epochs and always after the last epoch, in large batches under inference_mode; each one is
-a line in logs.log and a JSON object in metrics.jsonl. With `checkpoint_every`, the run saves a
-resumable checkpoint so that a preempted or interrupted job continues where it stopped.
+The loop counts optimiser steps. Their number comes from the budget the settings give, in the unit the
+programme's papers use: epochs over a fixed set (`n_epochs`), steps (`n_steps`) or samples drawn
+(`n_samples`). Evaluations run before the first step, at the interval the settings give (in epochs, steps
+or samples) and after the last step, in large batches under inference_mode; each one is a line in
+logs.log and a JSON object in metrics.jsonl carrying step, samples seen and, for a fixed set, epoch.
+Accelerate places the run (CPU here, GPU with bf16 autocast where there is one). With a checkpoint
+interval the run saves a resumable checkpoint (model, optimiser, schedule, the training source's
+position and generator, RNG states, the task's own training state, the metrics so far); a resumed run
+writes the same metrics.jsonl as one that was never stopped.
 """
+import dataclasses
+import math
 import os
 import sys
 import time
@@ -19,6 +26,7 @@ import tasks
 from results import MetricsWriter, atomic_replace
 
 CHECKPOINT = "checkpoint.pt"
+TIMINGS = ("elapsed", "eval_time")  # the record's wall-clock fields; everything else is reproducible
 
 
 def make_accelerator(settings):
@@ -38,20 +46,79 @@ def count_parameters(model):
     return total, trainable
 
 
+# ---------------------------------------------------------------- budget and intervals
+
+@dataclasses.dataclass
+class Plan:
+    """The run's length in steps and when to evaluate and checkpoint, resolved from the settings."""
+    total_steps: int
+    batch_size: int
+    train_size: int | None  # examples of a fixed set; None for a stream
+    eval_interval: tuple | None  # (unit, every) with unit 'steps' or 'samples'; None: first and last only
+    checkpoint_interval: tuple | None
+
+    def epoch(self, samples):
+        """Epochs done after `samples` examples of a fixed set (an int at an epoch's end); None for a stream."""
+        if self.train_size is None:
+            return None
+        epochs = samples / self.train_size
+        return int(epochs) if epochs.is_integer() else round(epochs, 4)
+
+
+def _interval(settings, name, steps_per_epoch):
+    """An interval setting group (eval_every, checkpoint_every) as (unit, every) in steps or samples."""
+    if getattr(settings, f"{name}_steps"):
+        return "steps", getattr(settings, f"{name}_steps")
+    if getattr(settings, f"{name}_samples"):
+        return "samples", getattr(settings, f"{name}_samples")
+    if getattr(settings, name):
+        return "steps", getattr(settings, name) * steps_per_epoch  # validation refuses epochs on a stream
+    return None
+
+
+def plan(settings, source):
+    """Steps and intervals of a run on `source` (validation has refused budgets a source cannot count)."""
+    per_epoch = source.steps_per_epoch
+    if settings.n_steps:
+        total = settings.n_steps
+    elif settings.n_samples:
+        total = math.ceil(settings.n_samples / source.batch_size)
+    else:
+        total = settings.n_epochs * per_epoch
+    train_size = source.n if isinstance(source, dataloaders.FixedSet) else None
+    return Plan(total, source.batch_size, train_size, _interval(settings, "eval_every", per_epoch),
+                _interval(settings, "checkpoint_every", per_epoch))
+
+
+def due(interval, step, samples_before, samples):
+    """Whether an interval (unit, every) falls within the step that took the samples seen from
+    samples_before to samples."""
+    if interval is None:
+        return False
+    unit, every = interval
+    if unit == "steps":
+        return step % every == 0
+    return samples // every > samples_before // every
+
+
+# ---------------------------------------------------------------- evaluation
+
 def evaluate(task, model, data, batch_size, accelerator):
-    """`<split>_<metric>` averaged over each split, from the task's per-batch sums."""
+    """`<split>_<metric>` = sum / count over each split, from the task's per-batch sums and counts."""
     model.eval()
     out = {}
     with torch.inference_mode():
         for split, tensors in data.splits.items():
-            sums = {}
-            for batch in dataloaders.Batches(tensors, batch_size):
+            sums, counts = {}, {}
+            for batch in dataloaders.batches(tensors, batch_size):
                 with accelerator.autocast():
-                    for key, value in task.evaluate_batch(model, batch).items():
+                    for key, (value, count) in task.evaluate_batch(model, batch).items():
                         sums[key] = sums.get(key, 0.0) + value
-            n = data.size(split)
+                        counts[key] = counts.get(key, 0) + count
             for key, value in sums.items():
-                out[f"{split}_{'accuracy' if key == 'correct' else key}"] = float(value) / n
+                out[f"{split}_{key}"] = float(value) / float(counts[key]) if float(counts[key]) else float("nan")
+        with accelerator.autocast():
+            out.update(task.diagnostics(model, data))
     model.train()
     return out
 
@@ -63,32 +130,41 @@ def _show_progress(settings):
 
 
 def _format_eval(record):
-    parts = [f"eval epoch {record['epoch']} step {record['step']}"]
+    where = " ".join(f"{k} {record[k]}" for k in ("epoch", "step", "samples") if k in record)
+    parts = [f"eval {where}"]
     parts += [f"{k} {v:.4f}" for k, v in record.items()
-              if k not in ("epoch", "step", "samples", "lr", "elapsed") and isinstance(v, float)]
+              if k not in ("epoch", "step", "samples", "lr") + TIMINGS and isinstance(v, float)]
     parts += [f"lr {record['lr']:.3g}", f"{record['elapsed']:.1f}s"]
     return " | ".join(parts)
 
 
-def first_epochs(history, threshold=1.0):
-    """First epoch at which each accuracy reached the threshold (grokking delay = their difference)."""
+def first_reached(history, unit, threshold=1.0):
+    """The first `unit` (epoch, step, samples) at which each accuracy reached the threshold."""
     out = {}
     for record in history:
         for key, value in record.items():
-            if key.endswith("_accuracy") and value >= threshold and f"first_epoch_{key}_1" not in out:
-                out[f"first_epoch_{key}_1"] = record["epoch"]
+            name = f"first_{unit}_{key}_1" if threshold == 1.0 else f"first_{unit}_{key}_{threshold:g}"
+            if key.endswith("_accuracy") and value >= threshold and name not in out:
+                out[name] = record[unit]
     return out
 
 
-def _best(history):
+def first_epochs(history, threshold=1.0):
+    """First epoch at which each accuracy reached the threshold (grokking delay = their difference)."""
+    return first_reached(history, "epoch", threshold)
+
+
+def _best(history, unit):
     out = {}
     for key in history[-1]:
         if key.endswith("_accuracy"):
             best = max(history, key=lambda r: r[key])
             out[f"best_{key}"] = best[key]
-            out[f"best_{key}_epoch"] = best["epoch"]
+            out[f"best_{key}_{unit}"] = best[unit]
     return out
 
+
+# ---------------------------------------------------------------- the loop
 
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
@@ -100,8 +176,9 @@ def train(settings, run_dir, log, started=None):
     t0 = time.time()
     data = dataloaders.build_data(task, accelerator.device)
     data_time = time.time() - t0
-    log.info("data: " + ", ".join(f"{name} {data.size(name)}" for name in data.splits)
-             + f" examples (made in {data_time:.2f}s)")
+    train_size = "a fresh batch every step" if data.train_size is None else f"{data.train_size} training examples"
+    log.info(f"data: {train_size}; evaluation splits: "
+             + ", ".join(f"{name} {data.size(name)}" for name in data.splits) + f" (made in {data_time:.2f}s)")
     for key, value in data.facts.items():
         log.info(f"data fact {key}: {value}")
 
@@ -110,85 +187,93 @@ def train(settings, run_dir, log, started=None):
     total, trainable = count_parameters(model)
     log.info(f"model: {type(model).__name__}, {total:,} parameters ({trainable:,} trainable)")
 
-    batch_order = torch.Generator().manual_seed(settings.seed)
-    batches = dataloaders.Batches(data.train, settings.batch_size, shuffle=True, generator=batch_order)
-    total_steps = settings.n_epochs * len(batches)
-    optimizer, scheduler = task.configure_optimizer(model, total_steps)
+    source = dataloaders.make_source(data.train, settings.batch_size, settings.seed, accelerator.device)
+    run_plan = plan(settings, source)
+    optimizer, scheduler = task.configure_optimizer(model, run_plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     # Accelerate's optimizer wrapper costs ~0.3 ms a step (import look-ups, signature inspection), which
     # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.
     stepper = optimizer.optimizer if accelerator.scaler is None and accelerator.gradient_accumulation_steps == 1 \
         else optimizer
+    per_epoch = f"{source.steps_per_epoch} steps per epoch of " if source.steps_per_epoch else "fresh batches of "
     log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
-             f"{len(batches)} steps per epoch of batch {batches.batch_size}, {total_steps} steps")
+             f"{per_epoch}batch {source.batch_size}, {run_plan.total_steps} steps")
 
-    start_epoch, step, train_time, history = 0, 0, 0.0, []
+    step, samples, train_time, history = 0, 0, 0.0, []
     checkpoint_path = run_dir.file(CHECKPOINT)
-    if settings.checkpoint_every and checkpoint_path.exists():
+    if run_plan.checkpoint_interval and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=accelerator.device, weights_only=False)
         accelerator.unwrap_model(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        batch_order.set_state(state["batch_order"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, step, train_time, history = state["epoch"], state["step"], state["train_time"], state["history"]
-        log.info(f"resumed from checkpoint at epoch {start_epoch}, step {step}")
+        source.load_state_dict(state["source"])
+        task.load_state_dict(state["task"])
+        _set_rng_states(state["rng"])
+        step, samples, train_time, history = state["step"], state["samples"], state["train_time"], state["history"]
+        log.info(f"resumed from checkpoint at step {step}, {samples} samples")
     metrics = MetricsWriter(run_dir, history)
 
-    def record_eval(epoch):
+    def record_eval():
         t = time.time()
-        values = evaluate(task, model, data, settings.eval_batch_size, accelerator)
-        record = {"epoch": epoch, "step": step, "samples": epoch * data.size("train")}
-        record.update(values)
-        record.update(task.extra_metrics())
+        record = {"epoch": run_plan.epoch(samples), "step": step, "samples": samples}
+        if record["epoch"] is None:
+            del record["epoch"]
+        record.update(evaluate(task, model, data, settings.eval_batch_size, accelerator))
         record.update(lr=scheduler.get_last_lr()[0], elapsed=round(time.time() - started, 3),
                       eval_time=round(time.time() - t, 4))
         metrics.append(record)
         log.info(_format_eval(record))
         return record
 
-    if start_epoch == 0:
-        record_eval(0)
-    bar = tqdm(range(start_epoch, settings.n_epochs), disable=not _show_progress(settings),
-               desc=f"{settings.task}", unit="epoch", dynamic_ncols=True)
+    if step == 0:
+        record_eval()
+    bar = tqdm(total=run_plan.total_steps, initial=step, disable=not _show_progress(settings),
+               desc=f"{settings.task}", unit="step", dynamic_ncols=True)
     model.train()
     try:
-        for epoch in bar:
-            t = time.time()
-            for batch in batches:
-                loss = task.training_loss(model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}, "
-                                             f"step {step + 1}; try a smaller lr")
-                accelerator.backward(loss)
-                if settings.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                stepper.step()
-                scheduler.step()
-                stepper.zero_grad(set_to_none=True)
-                step += 1
-            train_time += time.time() - t
-            done = epoch + 1
-            if done % settings.eval_every == 0 or done == settings.n_epochs:
-                last = record_eval(done)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k.endswith(("_accuracy", "_loss"))})
-            if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.n_epochs:
+        t = time.time()
+        while step < run_plan.total_steps:
+            batch, size = source.next()
+            loss = task.training_loss(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1} "
+                                         f"({samples} samples seen); try a smaller lr")
+            accelerator.backward(loss)
+            if settings.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            stepper.step()
+            scheduler.step()
+            stepper.zero_grad(set_to_none=True)
+            step += 1
+            samples, before = samples + size, samples
+            bar.update(1)
+            last = step == run_plan.total_steps
+            if last or due(run_plan.eval_interval, step, before, samples):
+                train_time += time.time() - t
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record_eval().items()
+                                 if k.endswith(("_accuracy", "_loss"))})
+                t = time.time()
+            if not last and due(run_plan.checkpoint_interval, step, before, samples):
+                train_time += time.time() - t
                 metrics.flush()
-                _save_checkpoint(checkpoint_path, accelerator, model, optimizer, scheduler, batch_order,
-                                 done, step, train_time, metrics.records)
+                _save_checkpoint(checkpoint_path, accelerator, model, optimizer, scheduler, source, task,
+                                 step, samples, train_time, metrics.records)
+                t = time.time()
     finally:
         bar.close()
         metrics.flush()
 
     history = metrics.records
+    unit = "epoch" if run_plan.train_size is not None else "step"
     summary = {
         "state": "done",
         "task": settings.task,
-        "epochs": settings.n_epochs,
+        "epochs": run_plan.epoch(samples),
         "steps": step,
-        "final": {k: v for k, v in history[-1].items() if k not in ("eval_time",)},
-        **_best(history),
-        **first_epochs(history),
+        "samples": samples,
+        "final": {k: v for k, v in history[-1].items() if k != "eval_time"},
+        **_best(history, unit),
+        **first_reached(history, unit),
         "parameters": {"total": total, "trainable": trainable},
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
@@ -198,6 +283,8 @@ def train(settings, run_dir, log, started=None):
         "wall_time": round(time.time() - started, 3),
         "data_facts": data.facts,
     }
+    if summary["epochs"] is None:
+        del summary["epochs"]
     summary.update(task.extra_summary(data, history))
     if task.report_columns:
         summary["report_columns"] = list(task.report_columns)
@@ -209,9 +296,23 @@ def train(settings, run_dir, log, started=None):
     return summary
 
 
-def _save_checkpoint(path, accelerator, model, optimizer, scheduler, batch_order, epoch, step, train_time, history):
+def _rng_states():
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states):
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
+def _save_checkpoint(path, accelerator, model, optimizer, scheduler, source, task, step, samples, train_time,
+                     history):
     state = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "batch_order": batch_order.get_state(),
-             "torch_rng": torch.get_rng_state(), "epoch": epoch, "step": step, "train_time": train_time,
+             "scheduler": scheduler.state_dict(), "source": source.state_dict(), "task": task.state_dict(),
+             "rng": _rng_states(), "step": step, "samples": samples, "train_time": train_time,
              "history": list(history)}
     atomic_replace(path, lambda tmp: torch.save(state, tmp))

@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from settings import CommonSettings, setting
+from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
 MAX_TABLE_ENTRIES = 5 * 10 ** 7  # N ** n entries of the last conditional table (float64: 400 MB)
 
 
-@dataclasses.dataclass
+@with_defaults(n_epochs=64, eval_every=16, eval_batch_size=16384)
 class Settings(CommonSettings):
     task: str = setting("assoc_memory", "the research programme (a module of tasks/)")
     # ---- the distribution
@@ -76,10 +76,7 @@ class Settings(CommonSettings):
     max_grad_norm: float = setting(0.0, "gradient clipping norm; 0 disables clipping (the original's)",
                                    low=0.0)
     acc_window: int = setting(100, "training batches the last_batches_accuracy is averaged over", low=1)
-    n_epochs: int = setting(64, "training epochs (passes over the fixed training set)", low=1)
     batch_size: int = setting(256, "training batch size", low=1)
-    eval_every: int = setting(16, "evaluate every this many epochs (and always after the last)", low=1)
-    eval_batch_size: int = setting(16384, "batch size of evaluations", low=1)
     threads: int = setting(1, "torch CPU threads of the run (0: leave torch's default); these models are "
                            "so small that one thread is fastest and a second only contends", low=0)
 
@@ -309,8 +306,9 @@ class Task(BaseTask):
                  "mean_conditional_entropy": round(float((p_context * entropy(self.cond)).sum()), 6),
                  "optimal_accuracy": round(self.optimal, 6), "lower_bound_accuracy": round(self.bound, 6),
                  "associations_bound": s.H * s.head_dim + s.d}
-        return Data(splits={"train": {"tokens": train},
-                            "contexts": {"tokens": contexts, "weight": weight.float()}}, facts=facts)
+        train = {"tokens": train}
+        return Data(train=train, splits={"train": train, "contexts": {"tokens": contexts, "weight": weight.float()}},
+                    facts=facts)
 
     def _tables(self, device):
         """The last token's table, its entropies and best probabilities on `device` (moved once)."""
@@ -371,18 +369,28 @@ class Task(BaseTask):
         tokens = batch["tokens"]
         logits, context, cond, ent, best = self._forward(model, tokens)
         guess = logits.argmax(dim=-1)
+        n = len(tokens)
         if "weight" not in batch:  # samples of the training set
             loss = F.cross_entropy(logits, tokens[:, -1], reduction="sum") - ent[context].sum()
-            return {"loss": loss, "correct": (guess == tokens[:, -1]).sum()}
-        weight, rows = batch["weight"], cond[context]  # every context once, weighted by p(context)
+            return {"loss": (loss, n), "accuracy": ((guess == tokens[:, -1]).sum(), n)}
+        # every context once, weighted by p(context) * #contexts: the mean over the split is sum_c p(c) ...
+        weight, rows = batch["weight"], cond[context]
         kl = (torch.special.xlogy(rows, rows) - rows * F.log_softmax(logits, dim=-1)).sum(dim=-1)
         p_guess = rows.gather(1, guess.unsqueeze(1)).squeeze(1)
-        return {"loss": (weight * kl).sum(), "correct": (p_guess >= best[context] * (1 - 1e-6)).sum(),
-                "expected_accuracy": (weight * p_guess).sum()}
+        return {"loss": ((weight * kl).sum(), n), "accuracy": ((p_guess >= best[context] * (1 - 1e-6)).sum(), n),
+                "expected_accuracy": ((weight * p_guess).sum(), n)}
 
-    def extra_metrics(self):
+    def diagnostics(self, model, data):
         n = min(self._steps, self.settings.acc_window)
         return {"last_batches_accuracy": float(self._acc[:n].mean()) if n else 0.0}
+
+    # the window of training accuracies travels in checkpoints, so a resumed run reports what an
+    # uninterrupted one does
+    def state_dict(self):
+        return {"acc": self._acc, "steps": self._steps}
+
+    def load_state_dict(self, state):
+        self._acc, self._steps = state["acc"], state["steps"]
 
     def extra_summary(self, data, history):
         s = self.settings

@@ -1,26 +1,49 @@
 """The contract between a research programme and the one training loop (training.py).
 
-A task knows its programme: how to make the data, which model suits it, the loss and the metrics.
-The loop knows none of that; it batches the task's tensors, steps the optimiser and records what
-`evaluate_batch` returns.
+A task knows its programme: its settings, how to make the data, which model suits it, the loss and the
+metrics. The loop knows none of that; it draws batches from the task's training source, steps the
+optimiser and records what `evaluate_batch` and `diagnostics` return.
 """
 import dataclasses
 
 import torch
 
+import dataloaders
+
 
 @dataclasses.dataclass
 class Data:
-    """In-memory splits: name -> dict of equally long tensors (the loop slices them into batches)."""
+    """What a task's build_data returns.
+
+    train: the training source, either a dict of equally long tensors (a fixed set, served in shuffled
+        batches epoch after epoch) or a sampler `sample(count, generator) -> dict of tensors` drawing a
+        fresh batch on the generator's device every step (a stream).
+    splits: the evaluation splits, name -> dict of equally long tensors. They are separate from the
+        training source; a split may be the training set itself (the same dict: it is not copied) or a
+        subsample of it (`subsample`).
+    facts: data facts for logs.log and summary.json (sizes, balance, overlap...).
+    """
+    train: object
     splits: dict
     facts: dict = dataclasses.field(default_factory=dict)
 
-    @property
-    def train(self):
-        return self.splits["train"]
-
     def size(self, split):
-        return len(next(iter(self.splits[split].values())))
+        return dataloaders.size(self.splits[split])
+
+    @property
+    def train_size(self):
+        """Examples in a fixed training set; None for a stream."""
+        return dataloaders.size(self.train) if isinstance(self.train, dict) else None
+
+
+def subsample(tensors, count, generator):
+    """`count` examples of a split drawn without replacement (all of it when count covers it), in a random
+    order from `generator`: e.g. a few thousand training facts scored at each evaluation."""
+    n = dataloaders.size(tensors)
+    if count >= n:
+        return tensors
+    index = torch.randperm(n, generator=generator)[:count]
+    return {k: v[index] for k, v in tensors.items()}
 
 
 class Task:
@@ -44,8 +67,10 @@ class Task:
         raise NotImplementedError
 
     def evaluate_batch(self, model, batch) -> dict:
-        """Sums over the batch: {'loss': summed loss, 'correct': number right}. The loop divides by
-        the split size and reports `<split>_loss` and `<split>_accuracy`."""
+        """Per metric, (sum over the batch, count the sum is a mean over): e.g. {'loss': (summed token
+        losses, number of tokens), 'accuracy': (examples right, examples)}. Sums and counts may be tensors
+        or numbers. The loop adds them over the split's batches and records `<split>_<metric>` = sum / count,
+        so per-token and per-example means are both exact whatever the batch size."""
         raise NotImplementedError
 
     # ---- defaults a programme may override
@@ -59,10 +84,19 @@ class Task:
                                                                eta_min=s.eta_min)
         return optimizer, scheduler
 
-    def extra_metrics(self) -> dict:
-        """Programme-specific entries of each evaluation record (e.g. statistics the task kept while
-        training); merged into the metrics line after the per-split ones."""
+    def diagnostics(self, model, data) -> dict:
+        """Evaluation-time entries that need the model itself or state the task keeps while training
+        (attention entropies, weight norms, a running training accuracy); called at every evaluation,
+        under inference_mode, and merged into the record after the splits' metrics."""
         return {}
+
+    def state_dict(self) -> dict:
+        """State the task keeps while training (saved in checkpoints, so a resumed run reports the same
+        metrics as an uninterrupted one)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def extra_summary(self, data, history) -> dict:
         """Programme-specific entries of summary.json."""

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from settings import CommonSettings, SettingsError, setting
+from settings import CommonSettings, SettingsError, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
@@ -47,7 +47,7 @@ NS_COEFFICIENTS = ((4.01, -9.22, 5.80), (3.49, -6.38, 3.23), (3.34, -6.21, 3.20)
                    (3.64, -7.48, 4.43), (3.46, -5.35, 2.85))
 
 
-@dataclasses.dataclass
+@with_defaults(n_epochs=3000, batch_size=0, eval_every=1, eval_batch_size=65536)
 class Settings(CommonSettings):
     task: str = setting("group_arithmetic", "the research programme (a module of tasks/)")
     group_type: str = setting("modular_addition", "the operation table to learn", choices=GROUP_TYPES)
@@ -90,15 +90,11 @@ class Settings(CommonSettings):
                               low=0.0)
     lr_milestones: list[int] = setting([], "lr_schedule multistep: epochs at which lr is multiplied by lr_gamma")
     eta_min: float = setting(0.0, "lr_schedule cosine: final learning rate", low=0.0)
-    n_epochs: int = setting(3000, "training epochs (one full-batch step each with batch_size 0)", low=1)
-    batch_size: int = setting(0, "training batch size; 0 means the whole training set (full batch)", low=0)
     lr: float = setting(0.01, "learning rate", low=0.0)
     weight_decay: float = setting(1e-4, "weight decay: coupled L2 for sgd and adam, decoupled for adamw; muon: "
                                   "decoupled on W, coupled (Adam) on the rest", low=0.0)
     max_grad_norm: float = setting(0.0, "gradient clipping norm; 0 disables clipping (the paper clips nothing)",
                                    low=0.0)
-    eval_every: int = setting(1, "evaluate every this many epochs (and always after the last)", low=1)
-    eval_batch_size: int = setting(65536, "batch size of evaluations", low=1)
     mixed_precision: str = setting("no", "autocast; 'no' by default: the tables are small and the x^2 "
                                    "network's accuracy thresholds are exact", choices=("auto", "no", "bf16", "fp16"))
 
@@ -643,7 +639,7 @@ class Task(BaseTask):
                      split=("critical ratio: corr * (c - delta) * ln|G| / |G| with c = "
                             f"{s.critical_ratio_multiplier}, delta = {s.critical_ratio_delta} (test_size ignored)"
                             if s.use_critical_ratio else f"test_size {s.test_size}"))
-        return Data(splits=splits, facts=facts)
+        return Data(train=splits["train"], splits=splits, facts=facts)
 
     def build_model(self, data):
         s = self.settings
@@ -663,8 +659,9 @@ class Task(BaseTask):
 
     def evaluate_batch(self, model, batch):
         out = model(batch["x"])
-        return {"loss": loss_of(out, batch["labels"], self.settings.loss_func, reduction="sum"),
-                "correct": (out.argmax(1) == batch["labels"]).sum()}
+        n = len(out)
+        return {"loss": (loss_of(out, batch["labels"], self.settings.loss_func, reduction="sum"), n),
+                "accuracy": ((out.argmax(1) == batch["labels"]).sum(), n)}
 
     def extra_summary(self, data, history):
         from training import first_epochs  # the loop's own first epochs at accuracy 1.0, also in the summary

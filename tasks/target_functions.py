@@ -15,12 +15,12 @@ import torch.nn.functional as F
 import collators
 import target_functions as tf
 import models
-from settings import CommonSettings, setting, suggest
+from settings import CommonSettings, setting, suggest, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
 
-@dataclasses.dataclass
+@with_defaults(n_epochs=30, eval_every=5)
 class Settings(CommonSettings):
     task: str = setting("target_functions", "the research programme (a module of tasks/)")
     target_func: str = setting("func10", "ground-truth function func1..func22 (see target_functions.py)")
@@ -44,12 +44,10 @@ class Settings(CommonSettings):
                                    "(0: head only, -1: everything)", low=-1)
     lora_r: int = setting(0, "with pretrained_path: LoRA rank (0: no LoRA)", low=0)
     lora_alpha: int = setting(16, "LoRA alpha", low=1)
-    n_epochs: int = setting(30, "training epochs", low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set", low=0)
     lr: float = setting(1e-3, "peak learning rate", low=0.0)
     eta_min: float = setting(1e-5, "final learning rate of the cosine schedule", low=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0)
-    eval_every: int = setting(5, "evaluate every this many epochs (and always after the last)", low=1)
     eval_batch_size: int = setting(512, "batch size of evaluations (512 strings: faster on a CPU than one "
                                    "big batch, and bounded memory for the paper-size models)", low=1)
 
@@ -154,7 +152,8 @@ class Task(BaseTask):
             ids = ids[first["attention_mask"][0].bool()]
         # what the model really reads, e.g. '0 1 1 0' -> [2, 3, 3, 2], so an encoding mistake shows in logs.log
         encoding = f"{how}; '{collators.digit_text(split.x_train[:1])[0]}' -> {ids.tolist()}"
-        return Data(splits=splits, facts={**split.facts, "from_cache": cached, "encoding": encoding})
+        return Data(train=splits["train"], splits=splits,
+                    facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
     def build_model(self, data):
         s = self.settings
@@ -177,7 +176,8 @@ class Task(BaseTask):
         logits = self._logits(model, batch)
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"], reduction="sum")
         correct = ((logits >= 0).float() == batch["labels"]).sum()
-        return {"loss": loss, "correct": correct}
+        n = len(logits)
+        return {"loss": (loss, n), "accuracy": (correct, n)}
 
 
 def plot(folder, out_dir):

@@ -236,11 +236,12 @@ def test_contexts_split_counts_memorised_associations():
     perfect, wrong = Predictor(one_hot_logits(task.tables[2])), Predictor(one_hot_logits(task.tables[2], 1))
     with torch.inference_mode():  # as the loop evaluates
         out = task.evaluate_batch(perfect, split)
-    assert int(out["correct"]) == 36 and float(out["expected_accuracy"]) == pytest.approx(36)
-    assert abs(float(out["loss"])) < 1e-4
+    assert {key: count for key, (_, count) in out.items()} == {"loss": 36, "accuracy": 36, "expected_accuracy": 36}
+    assert int(out["accuracy"][0]) == 36 and float(out["expected_accuracy"][0]) == pytest.approx(36)
+    assert abs(float(out["loss"][0])) < 1e-4
     with torch.inference_mode():
         out = task.evaluate_batch(wrong, split)
-    assert int(out["correct"]) == 0 and float(out["expected_accuracy"]) == 0.0
+    assert int(out["accuracy"][0]) == 0 and float(out["expected_accuracy"][0]) == 0.0
 
 
 @pytest.mark.parametrize("schedule, lr, lr_end, expected", [
@@ -266,10 +267,10 @@ def test_last_batches_accuracy_is_a_window_over_training_batches():
     task, data = task_and_data(N=6, d=4, H=1, num_batch=2, acc_window=3)
     batch = data.splits["train"]
     right, wrong = Predictor(one_hot_logits(task.tables[2])), Predictor(one_hot_logits(task.tables[2], 1))
-    assert task.extra_metrics() == {"last_batches_accuracy": 0.0}
+    assert task.diagnostics(None, None) == {"last_batches_accuracy": 0.0}
     for model, expected in [(right, 1.0), (wrong, 0.5), (wrong, 1 / 3), (wrong, 0.0), (right, 1 / 3)]:
         task.training_loss(model, batch)
-        assert task.extra_metrics()["last_batches_accuracy"] == pytest.approx(expected)
+        assert task.diagnostics(None, None)["last_batches_accuracy"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("values, needle", [

@@ -1,0 +1,220 @@
+"""The one training loop: budgets in steps, training sources, sums and counts, diagnostics, exact resume."""
+import json
+import math
+
+import pytest
+import torch
+
+import dataloaders
+import main
+import settings
+import tasks
+import training
+from conftest import TINY
+
+
+@pytest.fixture(autouse=True)
+def toy_task(monkeypatch):
+    monkeypatch.setitem(tasks.TASK_MODULES, "toy_stream", "toy_tasks")
+
+
+def records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in training.TIMINGS} for line in lines]
+
+
+def summary_without_timings(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {k: v for k, v in summary["final"].items() if k not in training.TIMINGS}
+
+
+# ---------------------------------------------------------------- a stream source
+
+def test_a_stream_trained_task_learns_and_records_steps_and_samples(tmp_path):
+    s = settings.build({"task": "toy_stream", "progress": "off"})
+    summary = main.run(s, tmp_path / "run")
+    history = records(tmp_path / "run")
+    assert [r["step"] for r in history] == [0, 50, 100, 150, 200]
+    assert [r["samples"] for r in history] == [0, 3200, 6400, 9600, 12800]
+    assert all("epoch" not in r for r in history)  # a stream has no epochs
+    assert history[0]["valid_accuracy"] < 0.8 < 0.95 < history[-1]["valid_accuracy"]
+    assert summary["steps"] == 200 and summary["samples"] == 12800 and "epochs" not in summary
+
+
+def test_stream_batches_are_fresh_and_reproducible_from_the_seed():
+    import toy_tasks
+    a = dataloaders.make_source(toy_tasks.sample, 8, 3, "cpu")
+    b = dataloaders.make_source(toy_tasks.sample, 8, 3, "cpu")
+    first, second = a.next()[0]["x"], a.next()[0]["x"]
+    assert not torch.equal(first, second)
+    assert torch.equal(b.next()[0]["x"], first)
+    state = b.state_dict()
+    expected = b.next()[0]["x"]
+    b.load_state_dict(state)
+    assert torch.equal(b.next()[0]["x"], expected) and torch.equal(expected, second)
+
+
+def test_the_fixed_set_serves_every_example_once_per_epoch_and_resumes_mid_epoch():
+    tensors = {"i": torch.arange(10)}
+    source = dataloaders.FixedSet(tensors, 4, torch.Generator().manual_seed(0))
+    assert source.steps_per_epoch == 3
+    epoch = [source.next() for _ in range(3)]
+    assert [size for _, size in epoch] == [4, 4, 2]
+    assert sorted(torch.cat([b["i"] for b, _ in epoch]).tolist()) == list(range(10))
+    source.next()  # one batch into epoch 2
+    state = source.state_dict()
+    rest = [source.next()[0]["i"] for _ in range(5)]
+    again = dataloaders.FixedSet(tensors, 4, torch.Generator().manual_seed(99))
+    again.load_state_dict(state)
+    assert all(torch.equal(a, again.next()[0]["i"]) for a in rest)
+
+
+# ---------------------------------------------------------------- budgets and intervals
+
+def test_a_budget_in_samples_on_a_fixed_set_resolves_to_steps_and_fractional_epochs(tmp_path):
+    # 20 training strings in batches of 10: 25 samples take 3 steps (30 samples, 1.5 epochs)
+    s = settings.build({**TINY, "n_epochs": None, "n_samples": 25, "eval_every": None, "eval_every_samples": 10})
+    summary = main.run(s, tmp_path / "run")
+    history = records(tmp_path / "run")
+    assert [(r["step"], r["samples"], r["epoch"]) for r in history] == [(0, 0, 0), (1, 10, 0.5), (2, 20, 1),
+                                                                         (3, 30, 1.5)]
+    assert summary["steps"] == 3 and summary["epochs"] == 1.5
+
+
+def test_an_interval_in_samples_fires_when_a_multiple_is_crossed():
+    interval = ("samples", 25)
+    fired = [step for step in range(1, 11) if training.due(interval, step, (step - 1) * 10, step * 10)]
+    assert fired == [3, 5, 8, 10]  # samples 30, 50, 80, 100 cross 25, 50, 75, 100
+
+
+def test_a_budget_in_steps_given_on_the_command_line_replaces_the_files_epochs(tmp_path):
+    path = tmp_path / "base.py"
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in TINY.items()))
+    s = settings.load(path, {"n_steps": 3})
+    assert (s.n_epochs, s.n_steps) == (None, 3)
+    assert training.plan(s, dataloaders.FixedSet({"x": torch.zeros(20)}, 10, None)).total_steps == 3
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"n_epochs": 3, "n_steps": 10}, ["n_epochs = 3", "n_steps = 10", "training budget"]),
+    ({"n_steps": 10, "n_samples": 100, "n_epochs": None}, ["n_steps = 10", "n_samples = 100"]),
+    ({"eval_every": 2, "eval_every_steps": 5}, ["eval_every = 2", "eval_every_steps = 5", "evaluation interval"]),
+    ({"checkpoint_every": 1, "checkpoint_every_samples": 50}, ["checkpoint_every = 1", "checkpoint interval"]),
+    ({"n_epochs": None}, ["no training budget", "n_steps"]),
+])
+def test_two_budgets_or_intervals_at_once_are_refused_naming_them(values, words):
+    with pytest.raises(settings.SettingsError) as error:
+        settings.build({**TINY, **values})
+    assert all(word in str(error.value) for word in words), str(error.value)
+
+
+@pytest.mark.parametrize("values, name", [
+    ({"n_steps": None, "n_epochs": 3}, "n_epochs"),
+    ({"eval_every": 1, "eval_every_steps": None}, "eval_every"),
+    ({"checkpoint_every": 2}, "checkpoint_every"),
+])
+def test_intervals_in_epochs_are_refused_on_a_stream(values, name):
+    with pytest.raises(settings.SettingsError) as error:
+        settings.build({"task": "toy_stream", **values})
+    message = str(error.value)
+    assert f"{name} = " in message and "no epochs" in message
+    assert f"{name.replace('n_epochs', 'n')}_steps" in message
+
+
+def test_with_defaults_changes_a_default_and_keeps_the_common_help():
+    import toy_tasks
+    fields = settings.fields_of(toy_tasks.Settings)
+    common = settings.fields_of(settings.CommonSettings)
+    assert fields["n_steps"].default == 200 and common["n_steps"].default is None
+    assert fields["n_steps"].metadata == common["n_steps"].metadata
+    with pytest.raises(TypeError, match="no inherited setting"):
+        settings.with_defaults(n_stepz=3)(type("S", (settings.CommonSettings,), {}))
+
+
+# ---------------------------------------------------------------- sums and counts
+
+class TokenTask:
+    """Sequences of variable length (-1 pads): per-token loss and per-example exact match."""
+
+    def evaluate_batch(self, model, batch):
+        tokens = batch["tokens"]
+        mask = tokens >= 0
+        loss = (tokens.float() * mask).sum()  # a 'loss' of t per token
+        right = ((tokens % 2 == 0) | ~mask).all(dim=1)  # an example is right when all its tokens are even
+        return {"token_loss": (loss, mask.sum()), "exact_match": (right.sum(), len(tokens))}
+
+    def diagnostics(self, model, data):
+        return {}
+
+
+def test_per_token_and_per_example_means_are_exact_over_uneven_batches():
+    tokens = torch.tensor([[2, 4, -1, -1], [1, -1, -1, -1], [2, 2, 2, 2], [5, 6, 7, -1], [0, -1, -1, -1]])
+    data = type("D", (), {"splits": {"valid": {"tokens": tokens}}})()
+    accelerator = training.make_accelerator(settings.build(TINY))
+    model = torch.nn.Linear(1, 1)
+    for batch_size in (1, 2, 3, 5):
+        out = training.evaluate(TokenTask(), model, data, batch_size, accelerator)
+        assert out["valid_token_loss"] == pytest.approx((2 + 4 + 1 + 8 + 18 + 0) / 11)
+        assert out["valid_exact_match"] == pytest.approx(3 / 5)
+
+
+# ---------------------------------------------------------------- the diagnostics hook
+
+def test_the_diagnostics_hook_sees_the_model_at_every_evaluation(tmp_path):
+    s = settings.build({"task": "toy_stream", "progress": "off", "n_steps": 20, "eval_every_steps": 10})
+    main.run(s, tmp_path / "run")
+    history = records(tmp_path / "run")
+    torch.manual_seed(s.seed)
+    initial = torch.nn.Linear(4, 1)  # what the loop builds before the first step, from the same seed
+    assert history[0]["weight_norm"] == pytest.approx(float(initial.weight.detach().norm()))
+    assert history[-1]["weight_norm"] != pytest.approx(history[0]["weight_norm"])
+
+
+# ---------------------------------------------------------------- exact resume
+
+RESUMABLE = {
+    "target_functions": {**TINY, "n_epochs": 3, "dropout": 0.1, "checkpoint_every": 1},
+    "group_arithmetic_mid_epoch": {"task": "group_arithmetic", "M": 11, "batch_size": 32, "n_epochs": 3,
+                                   "eval_every": None, "eval_every_steps": 2, "checkpoint_every_steps": 3},
+    # learning fast enough that the last-100-batches accuracy differs between a window that holds the
+    # batches before the checkpoint and one that does not
+    "assoc_memory": {"task": "assoc_memory", "N": 6, "d": 6, "H": 4, "num_batch": 4, "batch_size": 32,
+                     "n_epochs": 6, "lr": 0.1, "lr_end": 0.01, "eval_every": 1, "checkpoint_every": 3},
+    "toy_stream": {"task": "toy_stream", "n_steps": 40, "eval_every_steps": 10, "checkpoint_every_steps": 10},
+}
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+def test_a_run_stopped_at_a_checkpoint_and_resumed_writes_the_same_metrics(name, tmp_path, monkeypatch):
+    s = settings.build({**RESUMABLE[name], "progress": "off"})
+    main.run(s, tmp_path / "whole")
+
+    save = training._save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main.run(s, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / training.CHECKPOINT).exists()
+    stopped = len(records(tmp_path / "resumed"))
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    main.run(s, tmp_path / "resumed")
+
+    assert "resumed from checkpoint" in (tmp_path / "resumed" / "logs.log").read_text()
+    whole = records(tmp_path / "whole")
+    assert 1 < stopped < len(whole)
+    assert records(tmp_path / "resumed") == whole
+    assert summary_without_timings(tmp_path / "resumed") == summary_without_timings(tmp_path / "whole")
+    assert not (tmp_path / "resumed" / training.CHECKPOINT).exists()
+
+
+def test_plan_counts_epochs_of_a_fixed_set():
+    s = settings.build({**TINY, "n_epochs": 4, "eval_every": 2, "checkpoint_every": 3})
+    source = dataloaders.FixedSet({"x": torch.zeros(20)}, 6, None)  # 4 steps per epoch
+    p = training.plan(s, source)
+    assert (p.total_steps, p.eval_interval, p.checkpoint_interval) == (16, ("steps", 8), ("steps", 12))
+    assert p.epoch(20 * 3) == 3 and p.epoch(30) == 1.5
+    assert math.isclose(p.epoch(7), 0.35)

@@ -39,11 +39,14 @@ def rows(folder):
         row = {"run": path.name}
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
-        row["epoch"] = final.get("epoch")
+        if "epoch" in final or "step" not in final:
+            row["epoch"] = final.get("epoch")
+        else:  # a stream has no epochs
+            row["step"] = final.get("step")
         # accuracies, then losses, then the best test accuracy and when each accuracy first reached 1
         for suffix in ("_accuracy", "_loss"):
             row.update({k: v for k, v in final.items() if k.endswith(suffix)})
-        row.update({k: v for k, v in summary.items() if k.startswith("best_test") or k.startswith("first_epoch_")})
+        row.update({k: v for k, v in summary.items() if k.startswith(("best_test", "first_epoch_", "first_step_"))})
         row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
         if row["status"] == "failed":

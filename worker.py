@@ -7,7 +7,7 @@ A failing run is marked failed and the worker goes on with the next one.
 
 On SLURM the worker is checkpointable: on preemption or timeout submitit calls `checkpoint()` and
 requeues the same worker; it recognises its own claims and resumes each run from what the run folder
-holds (the run's checkpoint.pt where `checkpoint_every` is set, otherwise from the start).
+holds (the run's checkpoint.pt where a checkpoint interval is set, otherwise from the start).
 """
 import os
 

@@ -218,3 +218,13 @@ def test_plan_counts_epochs_of_a_fixed_set():
     assert (p.total_steps, p.eval_interval, p.checkpoint_interval) == (16, ("steps", 8), ("steps", 12))
     assert p.epoch(20 * 3) == 3 and p.epoch(30) == 1.5
     assert math.isclose(p.epoch(7), 0.35)
+
+
+def test_an_evaluation_split_can_be_a_seeded_subsample_of_the_training_set():
+    from tasks.base import subsample
+    train = {"x": torch.arange(100) * 10, "y": torch.arange(100)}
+    a = subsample(train, 30, torch.Generator().manual_seed(1))
+    b = subsample(train, 30, torch.Generator().manual_seed(1))
+    assert torch.equal(a["y"], b["y"]) and len(set(a["y"].tolist())) == 30
+    assert torch.equal(a["x"], a["y"] * 10)  # rows stay whole
+    assert subsample(train, 500, torch.Generator()) is train

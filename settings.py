@@ -53,6 +53,26 @@ class CommonSettings:
     checkpoint_every: int = setting(0, "save a resumable checkpoint every this many epochs (0: never)", low=0)
     progress: str = setting("auto", "progress bar: auto = only when a person watches a terminal",
                             choices=("auto", "on", "off"))
+    # ---- optimiser (optim.py; these choices are optim.OPTIMIZERS and optim.SCHEDULES)
+    optim: str = setting("adamw", "optimiser: adamw (decoupled weight decay), adam (coupled L2 weight decay), "
+                         "sgd (momentum), muon (Muon on the model's matrices, Adam on the rest)",
+                         choices=("adamw", "adam", "sgd", "muon"))
+    fused: bool = setting(True, "adamw, adam, sgd: torch's fused kernel, one for all parameters (real tensors "
+                          "only); False: torch's default implementation (the numbers differ in the last bits)")
+    no_decay_bias_norm: bool = setting(False, "no weight decay on biases and normalisation weights (every "
+                                       "parameter of fewer than 2 dimensions), as HF Trainer")
+    sgd_momentum: float = setting(0.9, "optim sgd: momentum", low=0.0, high=1.0)
+    muon_momentum: float = setting(0.99, "optim muon: moving-average coefficient of the gradient", low=0.0, high=1.0)
+    lr_schedule: str = setting("cosine", "learning rate per optimiser step: constant (or none); linear or cosine "
+                               "from lr down to eta_min at the end of training; step, exponential, multistep: "
+                               "lr_gamma per lr_step_size epochs, per epoch, at lr_milestones",
+                               choices=("constant", "none", "linear", "cosine", "step", "exponential", "multistep"))
+    warmup_steps: int = setting(0, "optimiser steps of linear warmup from 0 to lr before a constant, linear or "
+                                "cosine schedule", low=0)
+    lr_step_size: int = setting(1000, "lr_schedule step: epochs between decays", low=1)
+    lr_gamma: float = setting(0.1, "lr_schedule step, multistep: factor per decay; exponential: factor per epoch",
+                              low=0.0)
+    lr_milestones: list[int] = setting([], "lr_schedule multistep: epochs at which lr is multiplied by lr_gamma")
 
     def check(self):
         """Cross-setting checks; returns a list of problems. Tasks extend it."""
@@ -60,6 +80,21 @@ class CommonSettings:
         if self.eta_min > self.lr:
             problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
                             "the cosine schedule decays from lr down to eta_min")
+        # ---- optimiser (optim.py)
+        if self.eta_min != 0.0 and self.lr_schedule not in ("linear", "cosine"):
+            problems.append(f"eta_min is the end of the linear and cosine schedules; it has no effect with "
+                            f"lr_schedule = {self.lr_schedule!r}")
+        if self.warmup_steps and self.lr_schedule in ("step", "exponential", "multistep"):
+            problems.append(f"warmup_steps = {self.warmup_steps} cannot go with lr_schedule = {self.lr_schedule!r}: "
+                            "warmup leads into a constant, linear or cosine schedule; set warmup_steps = 0 or "
+                            "choose one of those")
+        if self.lr_schedule == "multistep":
+            if not self.lr_milestones:
+                problems.append("lr_schedule = 'multistep' needs lr_milestones, e.g. [1000, 2000]")
+            elif sorted(set(self.lr_milestones)) != self.lr_milestones or self.lr_milestones[0] < 1:
+                problems.append(f"lr_milestones = {self.lr_milestones} must be increasing epochs >= 1")
+        elif self.lr_milestones:
+            problems.append(f"lr_milestones applies to lr_schedule = 'multistep', not {self.lr_schedule!r}")
         return problems
 
 

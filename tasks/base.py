@@ -8,6 +8,8 @@ import dataclasses
 
 import torch
 
+import optim
+
 
 @dataclasses.dataclass
 class Data:
@@ -50,14 +52,9 @@ class Task:
 
     # ---- defaults a programme may override
     def configure_optimizer(self, model, total_steps):
-        """AdamW with a per-step cosine decay from lr to eta_min (the research codebases' default)."""
-        s = self.settings
-        params = [p for p in model.parameters() if p.requires_grad]
-        # fused: one kernel for all parameters instead of ~10 small ops each (CPU and CUDA alike)
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps),
-                                                               eta_min=s.eta_min)
-        return optimizer, scheduler
+        """The optimiser and per-step schedule the settings name (optim.py; by default AdamW with a cosine
+        decay from lr to eta_min, the research codebases' default)."""
+        return optim.build(model, self.settings, total_steps)
 
     def extra_metrics(self) -> dict:
         """Programme-specific entries of each evaluation record (e.g. statistics the task kept while

@@ -81,7 +81,10 @@ class CommonSettings:
             problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
                             "the cosine schedule decays from lr down to eta_min")
         # ---- optimiser (optim.py)
-        if self.eta_min != 0.0 and self.lr_schedule not in ("linear", "cosine"):
+        # against the task's default, not 0: target_functions' default eta_min is 1e-5 and must not
+        # make its constant schedule a refusal
+        if (self.eta_min != fields_of(type(self))["eta_min"].default
+                and self.lr_schedule not in ("linear", "cosine")):
             problems.append(f"eta_min is the end of the linear and cosine schedules; it has no effect with "
                             f"lr_schedule = {self.lr_schedule!r}")
         if self.warmup_steps and self.lr_schedule in ("step", "exponential", "multistep"):

@@ -311,6 +311,13 @@ def test_settings_that_cannot_go_together_are_refused_naming_the_setting(values,
     assert all(needle in message for needle in needles), message
 
 
+def test_a_tasks_default_eta_min_is_no_refusal():
+    """target_functions' default eta_min is 1e-5: a constant schedule must not need eta_min = 0 written."""
+    assert settings.build({"task": "target_functions", "lr_schedule": "constant"}).eta_min == 1e-5
+    with pytest.raises(SettingsError, match="eta_min"):
+        settings.build({"task": "target_functions", "lr_schedule": "constant", "eta_min": 1e-4})
+
+
 def test_warmup_with_linear_cosine_constant_is_accepted():
     for kind in ("constant", "linear", "cosine"):
         assert make(warmup_steps=10, lr_schedule=kind).warmup_steps == 10

@@ -84,8 +84,8 @@ class CommonSettings:
                                     low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set (full batch)", low=0)
     lr: float = setting(1e-3, "peak learning rate", low=0.0)
-    eta_min: float = setting(0.0, "final learning rate of the cosine schedule", low=0.0)
-    weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
+    eta_min: float = setting(0.0, "final learning rate of the linear and cosine schedules", low=0.0)
+    weight_decay: float = setting(0.0, "weight decay: decoupled for adamw, coupled L2 for adam and sgd", low=0.0)
     max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", low=0.0)
     eval_every: int | None = setting(1, "evaluate every this many epochs (always before the first step and "
                                      "after the last; None: only then)", low=1)
@@ -104,6 +104,26 @@ class CommonSettings:
                                                    "samples have been drawn (instead of checkpoint_every)", low=1)
     progress: str = setting("auto", "progress bar: auto = only when a person watches a terminal",
                             choices=("auto", "on", "off"))
+    # ---- optimiser (optim.py; these choices are optim.OPTIMIZERS and optim.SCHEDULES)
+    optim: str = setting("adamw", "optimiser: adamw (decoupled weight decay), adam (coupled L2 weight decay), "
+                         "sgd (momentum), muon (Muon on the model's matrices, Adam on the rest)",
+                         choices=("adamw", "adam", "sgd", "muon"))
+    fused: bool = setting(True, "adamw, adam, sgd: torch's fused kernel, one for all parameters (real tensors "
+                          "only); False: torch's default implementation (the numbers differ in the last bits)")
+    no_decay_bias_norm: bool = setting(False, "no weight decay on biases and normalisation weights (every "
+                                       "parameter of fewer than 2 dimensions), as HF Trainer")
+    sgd_momentum: float = setting(0.9, "optim sgd: momentum", low=0.0, high=1.0)
+    muon_momentum: float = setting(0.99, "optim muon: moving-average coefficient of the gradient", low=0.0, high=1.0)
+    lr_schedule: str = setting("cosine", "learning rate per optimiser step: constant (or none); linear or cosine "
+                               "from lr down to eta_min at the end of training; step, exponential, multistep: "
+                               "lr_gamma per lr_step_size epochs, per epoch, at lr_milestones",
+                               choices=("constant", "none", "linear", "cosine", "step", "exponential", "multistep"))
+    warmup_steps: int = setting(0, "optimiser steps of linear warmup from 0 to lr before a constant, linear or "
+                                "cosine schedule", low=0)
+    lr_step_size: int = setting(1000, "lr_schedule step: epochs between decays", low=1)
+    lr_gamma: float = setting(0.1, "lr_schedule step, multistep: factor per decay; exponential: factor per epoch",
+                              low=0.0)
+    lr_milestones: list[int] = setting([], "lr_schedule multistep: epochs at which lr is multiplied by lr_gamma")
 
     def training_source(self):
         """'fixed': batches of a fixed training set, epoch after epoch; 'stream': a fresh batch drawn every
@@ -126,9 +146,30 @@ class CommonSettings:
                                 f"or {EPOCH_UNITS[name]}_samples instead")
         if not any(getattr(self, name) for name in BUDGETS):
             problems.append("no training budget: set one of " + ", ".join(BUDGETS))
-        if self.eta_min > self.lr:
+        if self.eta_min > self.lr and self.lr_schedule in ("linear", "cosine"):
             problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
-                            "the cosine schedule decays from lr down to eta_min")
+                            f"the {self.lr_schedule} schedule decays from lr down to eta_min")
+        # ---- optimiser (optim.py)
+        # against the task's default, not 0: target_functions' default eta_min is 1e-5 and must not
+        # make its constant schedule a refusal
+        if (self.eta_min != fields_of(type(self))["eta_min"].default
+                and self.lr_schedule not in ("linear", "cosine")):
+            problems.append(f"eta_min is the end of the linear and cosine schedules; it has no effect with "
+                            f"lr_schedule = {self.lr_schedule!r}")
+        if self.warmup_steps and self.lr_schedule in ("step", "exponential", "multistep"):
+            problems.append(f"warmup_steps = {self.warmup_steps} cannot go with lr_schedule = {self.lr_schedule!r}: "
+                            "warmup leads into a constant, linear or cosine schedule; set warmup_steps = 0 or "
+                            "choose one of those")
+        if stream and self.lr_schedule in ("step", "exponential", "multistep"):
+            problems.append(f"lr_schedule = {self.lr_schedule!r} is set in epochs, but this run draws a fresh "
+                            "training batch every step and has no epochs; choose constant, linear or cosine")
+        if self.lr_schedule == "multistep":
+            if not self.lr_milestones:
+                problems.append("lr_schedule = 'multistep' needs lr_milestones, e.g. [1000, 2000]")
+            elif sorted(set(self.lr_milestones)) != self.lr_milestones or self.lr_milestones[0] < 1:
+                problems.append(f"lr_milestones = {self.lr_milestones} must be increasing epochs >= 1")
+        elif self.lr_milestones:
+            problems.append(f"lr_milestones applies to lr_schedule = 'multistep', not {self.lr_schedule!r}")
         return problems
 
 

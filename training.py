@@ -189,7 +189,7 @@ def train(settings, run_dir, log, started=None):
 
     source = dataloaders.make_source(data.train, settings.batch_size, settings.seed, accelerator.device)
     run_plan = plan(settings, source)
-    optimizer, scheduler = task.configure_optimizer(model, run_plan.total_steps)
+    optimizer, scheduler = task.configure_optimizer(model, run_plan.total_steps, source.steps_per_epoch)
     model, optimizer = accelerator.prepare(model, optimizer)
     # Accelerate's optimizer wrapper costs ~0.3 ms a step (import look-ups, signature inspection), which
     # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import optim
+from optim import OPTIMIZERS
 from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
@@ -67,6 +69,9 @@ class Settings(CommonSettings):
                         "memorisation)", choices=("ce", "kl"))
     lr: float = setting(1e-2, "learning rate at the first step of the linear ramp", low=0.0)
     lr_end: float = setting(5e-4, "learning rate at the last step of the linear ramp", low=0.0)
+    optim: str = setting("adam", "optimiser (optim.py): adam (coupled L2 weight decay, the original's), adamw, "
+                         "sgd, muon (Muon on the nn.Linear weights: unembedding, compress maps, MLP; Adam on "
+                         "the embeddings and the attention maps)", choices=OPTIMIZERS)
     lr_schedule: str = setting("linear", "linear: the rate goes from lr to lr_end; original: lr and lr_end "
                                "are the original code's factors lr and lr_low, so the rate goes from lr*lr "
                                "to lr*lr_end", choices=("linear", "original"))
@@ -328,20 +333,14 @@ class Task(BaseTask):
                       f"(formula {expected_parameters(s):,})")
         return model
 
-    def configure_optimizer(self, model, total_steps):
-        """Adam with the rate ramping linearly per step, reaching the end rate on the last step.
-
-        The base rate is 1 and the LambdaLR factor is the rate itself, so any pair of rates (0 included,
-        rising or falling) works and get_last_lr() reports the real rate.
-        """
+    def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
+        """optim's linear schedule from the start rate to the end rate (any pair, 0 included, rising or
+        falling), reaching the end rate on the last step."""
         s = self.settings
         start, end = (s.lr, s.lr_end) if s.lr_schedule == "linear" else (s.lr * s.lr, s.lr * s.lr_end)
-        span = max(1, total_steps - 1)
-        # fused: one kernel for every parameter instead of a Python loop over them (~10% of a CPU step)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1.0, weight_decay=s.weight_decay, fused=True)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: start + (end - start) * min(step, span) / span)
-        return optimizer, scheduler
+        # optim's linear decay reaches eta_min one step after the last (torch's and HF's convention); the
+        # original's ramp reaches lr_end on the last step, so it is one step shorter
+        return optim.build(model, s, total_steps - 1, lr=start, eta_min=end, lr_schedule="linear")
 
     # ---- loss and metrics
     def _forward(self, model, tokens):

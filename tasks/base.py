@@ -9,6 +9,7 @@ import dataclasses
 import torch
 
 import dataloaders
+import optim
 
 
 @dataclasses.dataclass
@@ -74,15 +75,11 @@ class Task:
         raise NotImplementedError
 
     # ---- defaults a programme may override
-    def configure_optimizer(self, model, total_steps):
-        """AdamW with a per-step cosine decay from lr to eta_min (the research codebases' default)."""
-        s = self.settings
-        params = [p for p in model.parameters() if p.requires_grad]
-        # fused: one kernel for all parameters instead of ~10 small ops each (CPU and CUDA alike)
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps),
-                                                               eta_min=s.eta_min)
-        return optimizer, scheduler
+    def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
+        """The optimiser and per-step schedule the settings name (optim.py; by default AdamW with a cosine
+        decay from lr to eta_min, the research codebases' default). steps_per_epoch: of a fixed training
+        set (None for a stream), for schedules set in epochs."""
+        return optim.build(model, self.settings, total_steps, steps_per_epoch)
 
     def diagnostics(self, model, data) -> dict:
         """Evaluation-time entries that need the model itself or state the task keeps while training

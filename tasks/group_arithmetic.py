@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import optim
+from optim import OPTIMIZERS, SCHEDULES
 from settings import CommonSettings, SettingsError, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
@@ -39,12 +41,7 @@ DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "smallgroups_nonabeli
 CRITICAL_MULTIPLIER = 2.7482  # the paper's empirical constant in n ~ |G| ln|G|
 GROUP_TYPES = ("modular_addition", "modular_multiplication", "sym", "expression", "collection")
 ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
-SCHEDULES = ("none", "step", "exponential", "cosine", "multistep")
 MAX_ROWS = 20_000_000  # operation tables beyond this do not fit a full-batch run on one machine
-# Newton-Schulz schedule of the original's Muon: one (a, b, c) per iteration of X <- aX + (bA + cA^2)X
-NS_COEFFICIENTS = ((4.01, -9.22, 5.80), (3.49, -6.38, 3.23), (3.34, -6.21, 3.20),
-                   (3.64, -7.48, 4.43), (3.46, -5.35, 2.85))
 
 
 @with_defaults(n_epochs=3000, batch_size=0, eval_every=1, eval_batch_size=65536)
@@ -82,14 +79,10 @@ class Settings(CommonSettings):
                                            "every training forward; only W is trained", low=0.0)
     optim: str = setting("adam", "optimiser: sgd (momentum), adam (coupled L2 weight decay), adamw, muon (Muon on "
                          "W, Adam on the rest)", choices=OPTIMIZERS)
-    sgd_momentum: float = setting(0.9, "optim sgd: momentum", low=0.0, high=1.0)
-    muon_momentum: float = setting(0.99, "optim muon: moving-average coefficient of the gradient", low=0.0, high=1.0)
-    lr_schedule: str = setting("none", "learning-rate schedule over epochs", choices=SCHEDULES)
-    lr_step_size: int = setting(1000, "lr_schedule step: epochs between decays", low=1)
-    lr_gamma: float = setting(0.1, "lr_schedule step, multistep: factor per decay; exponential: factor per epoch",
-                              low=0.0)
-    lr_milestones: list[int] = setting([], "lr_schedule multistep: epochs at which lr is multiplied by lr_gamma")
-    eta_min: float = setting(0.0, "lr_schedule cosine: final learning rate", low=0.0)
+    fused: bool = setting(False, "adam, adamw, sgd: torch's fused kernel; False (torch's default "
+                          "implementation) keeps the numbers of the runs made before optim.py")
+    lr_schedule: str = setting("none", "learning rate per optimiser step (see optim.py): none (constant), step, "
+                               "exponential, multistep (set in epochs), linear, cosine", choices=SCHEDULES)
     lr: float = setting(0.01, "learning rate", low=0.0)
     weight_decay: float = setting(1e-4, "weight decay: coupled L2 for sgd and adam, decoupled for adamw; muon: "
                                   "decoupled on W, coupled (Adam) on the rest", low=0.0)
@@ -148,16 +141,6 @@ class Settings(CommonSettings):
                 problems.append("optim = 'muon' orthogonalises real matrices; it cannot go with use_complex_weights")
             if self.mixed_precision in ("bf16", "fp16"):
                 problems.append("mixed_precision bf16/fp16 cannot go with use_complex_weights")
-        if self.lr_schedule == "multistep":
-            if not self.lr_milestones:
-                problems.append("lr_schedule = 'multistep' needs lr_milestones, e.g. [1000, 2000]")
-            elif sorted(set(self.lr_milestones)) != self.lr_milestones or self.lr_milestones[0] < 1:
-                problems.append(f"lr_milestones = {self.lr_milestones} must be increasing epochs >= 1")
-        elif self.lr_milestones:
-            problems.append(f"lr_milestones applies to lr_schedule = 'multistep', not {self.lr_schedule!r}")
-        if self.lr_schedule != "cosine" and self.eta_min != 0.0:
-            problems.append(f"eta_min is the end of the cosine schedule; it has no effect with lr_schedule = "
-                            f"{self.lr_schedule!r}")
         return problems
 
 
@@ -514,104 +497,6 @@ def loss_of(out, labels, loss_func, reduction="mean"):
     return F.cross_entropy(out.float(), labels, reduction=reduction)
 
 
-# ---------------------------------------------------------------- optimisers
-
-def newton_schulz(G, coefficients=NS_COEFFICIENTS):
-    """Approximately orthogonalise G (U S V^T -> about U V^T) by quintic Newton-Schulz iterations in fp32."""
-    X = G.float()
-    tall = X.shape[0] > X.shape[1]
-    if tall:
-        X = X.t()
-    X = X / (X.norm() + 1e-7)  # singular values into (0, 1]
-    for a, b, c in coefficients:
-        A = X @ X.t()
-        X = a * X + (b * A + c * (A @ A)) @ X
-    return X.t() if tall else X
-
-
-class MuonAdam(torch.optim.Optimizer):
-    """Muon on the groups marked muon=True, Adam (coupled L2 weight decay) on the others, in one optimiser so
-    that one lr scheduler and one state_dict cover both.
-
-    Muon, as the paper's runs use it: m <- mu m + (1 - mu) g (a moving average, no Nesterov);
-    p <- p (1 - lr wd) - lr NS5(m) with five Newton-Schulz iterations (one coefficient triple each).
-    (torch.optim.Muon differs: a single coefficient triple, a shape-dependent lr scale that cannot be switched
-    off, and bf16 iterations.)
-    """
-
-    def __init__(self, param_groups, lr, weight_decay=0.0, momentum=0.99, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(param_groups, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas,
-                                            eps=eps, muon=False))
-        for group in self.param_groups:
-            if group["muon"] and any(p.ndim != 2 for p in group["params"]):
-                raise ValueError("Muon updates matrices only")
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if group["muon"]:
-                    if not state:
-                        state["momentum_buffer"] = torch.zeros_like(p)
-                    buf = state["momentum_buffer"]
-                    buf.lerp_(p.grad, 1 - group["momentum"])
-                    p.mul_(1 - lr * wd)
-                    p.add_(newton_schulz(buf).to(p.dtype), alpha=-lr)
-                else:
-                    self._adam(p, state, group)
-        return loss
-
-    @staticmethod
-    def _adam(p, state, group):
-        beta1, beta2 = group["betas"]
-        if not state:
-            state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        state["step"] += 1
-        grad = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias1, bias2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
-        denom = (state["exp_avg_sq"] / bias2).sqrt_().add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / bias1)
-
-
-def make_optimizer(model, s):
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if s.optim == "sgd":
-        return torch.optim.SGD(trainable, lr=s.lr, momentum=s.sgd_momentum, weight_decay=s.weight_decay)
-    if s.optim == "adam":
-        return torch.optim.Adam(trainable, lr=s.lr, weight_decay=s.weight_decay)
-    if s.optim == "adamw":
-        return torch.optim.AdamW(trainable, lr=s.lr, weight_decay=s.weight_decay)
-    W = model.W.weight
-    rest = [p for p in trainable if p is not W]
-    groups = [{"params": [W], "muon": True}] + ([{"params": rest, "muon": False}] if rest else [])
-    return MuonAdam(groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.muon_momentum)
-
-
-def make_scheduler(optimizer, s, total_steps):
-    """Schedules are set in epochs and stepped per optimiser step (one per epoch when full batch)."""
-    per_epoch = max(1, total_steps // s.n_epochs)
-    sched = torch.optim.lr_scheduler
-    if s.lr_schedule == "step":
-        return sched.StepLR(optimizer, step_size=s.lr_step_size * per_epoch, gamma=s.lr_gamma)
-    if s.lr_schedule == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=s.lr_gamma ** (1 / per_epoch))
-    if s.lr_schedule == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=s.eta_min)
-    if s.lr_schedule == "multistep":
-        return sched.MultiStepLR(optimizer, milestones=[m * per_epoch for m in s.lr_milestones], gamma=s.lr_gamma)
-    return sched.LambdaLR(optimizer, lambda step: 1.0)
-
-
 # ---------------------------------------------------------------- the task
 
 class Task(BaseTask):
@@ -649,9 +534,9 @@ class Task(BaseTask):
                         top_layer_init_multiplier=s.top_layer_init_multiplier,
                         output_multiplier=s.output_multiplier, ridge_lambda=s.set_weight_reg)
 
-    def configure_optimizer(self, model, total_steps):
-        optimizer = make_optimizer(model, self.settings)
-        return optimizer, make_scheduler(optimizer, self.settings, total_steps)
+    def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
+        # muon: the paper's runs orthogonalise the first layer W only; V and the rest get Adam
+        return optim.build(model, self.settings, total_steps, steps_per_epoch, muon_params=[model.W.weight])
 
     def training_loss(self, model, batch):
         ridge = batch["labels"] if self.settings.set_weight_reg is not None else None

@@ -2,7 +2,6 @@
 the losses, the ridge top layer, Muon, refusals, and tiny runs end to end."""
 import itertools
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -299,35 +298,13 @@ def test_ridge_top_layer_is_refit_every_training_forward_and_gets_no_gradient():
     assert torch.equal(model.V.weight, before)
 
 
-# ---------------------------------------------------------------- optimisers and schedules
-
-def test_muon_update_is_orthogonal_and_decay_is_decoupled():
-    torch.manual_seed(0)
-    W = torch.nn.Parameter(torch.randn(256, 46))
-    opt = ga.MuonAdam([{"params": [W], "muon": True}], lr=1.0, weight_decay=0.0, momentum=0.99)
-    W.grad = torch.randn(256, 46) * torch.linspace(0.2, 5, 46)  # unevenly scaled columns
-    before = W.detach().clone()
-    opt.step()
-    update = before - W.detach()
-    s = torch.linalg.svdvals(update)
-    assert s.min() > 0.7 and s.max() < 1.3, s
-    U, _, Vh = torch.linalg.svd(W.grad, full_matrices=False)
-    assert torch.linalg.norm(update - U @ Vh) / torch.linalg.norm(U @ Vh) < 0.25
-    assert torch.linalg.svdvals(W.grad).max() / torch.linalg.svdvals(W.grad).min() > 5  # the input was not
-    # with no gradient signal, a step is the decoupled decay alone: p <- p (1 - lr wd)
-    P = torch.nn.Parameter(torch.randn(8, 4))
-    opt = ga.MuonAdam([{"params": [P], "muon": True}], lr=0.1, weight_decay=0.5)
-    P.grad = torch.zeros(8, 4)
-    start = P.detach().clone()
-    opt.step()
-    assert torch.allclose(P.detach(), start * (1 - 0.1 * 0.5))
-
+# ---------------------------------------------------------------- the optimiser (optim.py; tested in test_optim.py)
 
 def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     torch.manual_seed(0)
     s = build(M=5, optim="muon", weight_decay=1e-2, lr=0.05, embed_trainable=True)
     model = ga.GroupMLP(5, 2, 8, embed_trainable=True)
-    opt = ga.make_optimizer(model, s)
+    opt, _ = ga.Task(s, None).configure_optimizer(model, total_steps=10)
     muon = [p for g in opt.param_groups if g["muon"] for p in g["params"]]
     assert len(muon) == 1 and muon[0] is model.W.weight
     V = model.V.weight
@@ -341,38 +318,6 @@ def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
         opt.step()
         reference.step()
     assert torch.allclose(V, twin, atol=1e-6)
-
-
-def test_torch_muon_is_not_the_papers_update():
-    """Why MuonAdam exists: torch.optim.Muon scales the step of a tall matrix by sqrt(rows / cols)."""
-    torch.manual_seed(0)
-    grad = torch.randn(64, 4)
-    ours, theirs = torch.nn.Parameter(torch.zeros(64, 4)), torch.nn.Parameter(torch.zeros(64, 4))
-    a = ga.MuonAdam([{"params": [ours], "muon": True}], lr=1.0, weight_decay=0.0)
-    b = torch.optim.Muon([theirs], lr=1.0, weight_decay=0.0, momentum=0.99, nesterov=False)
-    ours.grad, theirs.grad = grad.clone(), grad.clone()
-    a.step()
-    b.step()
-    # sqrt(64 / 4) = 4 times larger, up to the two Newton-Schulz schedules' different singular values
-    assert 2.5 < theirs.norm() / ours.norm() < 5
-
-
-@pytest.mark.parametrize("schedule, extra, at_epoch_5", [
-    ("none", {}, 0.1),
-    ("step", {"lr_step_size": 2, "lr_gamma": 0.5}, 0.1 * 0.5 ** 2),
-    ("exponential", {"lr_gamma": 0.9}, 0.1 * 0.9 ** 5),
-    ("multistep", {"lr_milestones": [1, 4], "lr_gamma": 0.1}, 0.1 * 0.01),
-    ("cosine", {"eta_min": 0.0}, 0.1 * (1 + math.cos(math.pi * 5 / 10)) / 2),
-])
-def test_lr_schedules_in_epochs(schedule, extra, at_epoch_5):
-    s = build(M=5, lr=0.1, n_epochs=10, lr_schedule=schedule, **extra)
-    model = ga.GroupMLP(5, 2, 4)
-    opt = ga.make_optimizer(model, s)
-    sched = ga.make_scheduler(opt, s, total_steps=10)
-    for _ in range(5):
-        opt.step()
-        sched.step()
-    assert sched.get_last_lr()[0] == pytest.approx(at_epoch_5)
 
 
 # ---------------------------------------------------------------- refusals

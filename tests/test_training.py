@@ -121,6 +121,19 @@ def test_intervals_in_epochs_are_refused_on_a_stream(values, name):
     assert f"{name.replace('n_epochs', 'n')}_steps" in message
 
 
+def test_a_schedule_set_in_epochs_is_refused_on_a_stream():
+    with pytest.raises(settings.SettingsError, match="lr_schedule = 'step' is set in epochs"):
+        settings.build({"task": "toy_stream", "lr_schedule": "step"})
+
+
+def test_a_fixed_set_passes_its_epoch_length_to_epoch_set_schedules(tmp_path):
+    # 20 strings in batches of 10: 2 steps an epoch; lr halves every epoch, i.e. every 2 steps
+    values = {k: v for k, v in TINY.items() if k != "eta_min"}  # the step schedule has no end rate
+    s = settings.build({**values, "n_epochs": 3, "lr_schedule": "step", "lr_step_size": 1, "lr_gamma": 0.5})
+    main.run(s, tmp_path / "run")
+    assert [r["lr"] for r in records(tmp_path / "run")] == [pytest.approx(TINY["lr"] * f) for f in (1, .5, .25, .125)]
+
+
 def test_with_defaults_changes_a_default_and_keeps_the_common_help():
     import toy_tasks
     fields = settings.fields_of(toy_tasks.Settings)

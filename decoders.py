@@ -1,12 +1,19 @@
-"""Hugging Face decoders that read a token sequence and return ONE logit per example (models.py is the
-registry that tasks and users call; this module holds the decoder kind).
+"""Hugging Face decoders, one of the model kinds that models.py (the registry tasks call) builds from a
+spec: ``DecoderSpec`` -> ``check(spec)`` (what is wrong, building no weights) and ``build(spec)``.
 
-Every model here is a backbone (``transformers.AutoModel``: embeddings, decoder layers, final norm,
-no language-model head) plus a new ``Linear(hidden, 1)`` head on a pooled hidden state:
+Two heads on a decoder:
 
-* ``pooling="last"``: the hidden state of the last position; with an ``attention_mask``, of the last
-  position whose mask is 1 (so padding on the right changes nothing);
-* ``pooling="mean"``: the mean of the hidden states over the positions whose mask is 1.
+* ``head="classifier"`` (``SequenceClassifier``): a backbone (``transformers.AutoModel``: embeddings,
+  decoder layers, final norm, no language-model head) plus a new ``Linear(hidden, 1)`` head on a
+  pooled hidden state, ONE logit per example.
+
+  * ``pooling="last"``: the hidden state of the last position; with an ``attention_mask``, of the last
+    position whose mask is 1 (so padding on the right changes nothing);
+  * ``pooling="mean"``: the mean of the hidden states over the positions whose mask is 1.
+
+* ``head="lm"`` (``CausalLM``): the family's ``*ForCausalLM`` model, next-token logits at every
+  position (tied to the input embedding or not: ``tie_embeddings``), attention maps on request;
+  ``lm_loss`` scores it with Hugging Face's label convention. From scratch only.
 
 Two ways to get a backbone:
 
@@ -19,7 +26,7 @@ Two ways to get a backbone:
   with ``pretrained_path``): weights from a local checkpoint (``local_files_only``), loaded in float32.
   What trains is set by ``finetune_layers`` / ``lora_r`` (see ``build_classifier``).
 
-``save_model`` / ``load_model`` round-trip a classifier exactly (for pretrained backbones only the
+``save_model`` / ``load_model`` round-trip a classifier or LM exactly (for pretrained backbones only the
 trainable tensors are written; the frozen rest comes back from ``pretrained_path``).
 
 Choices worth knowing:
@@ -49,18 +56,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
     "PRESETS",
     "FINETUNE_MODELS",
     "MODEL_NAMES",
+    "SIZE_SETTINGS",
+    "HEADS",
     "ModelConfigError",
+    "DecoderSpec",
+    "check",
+    "build",
     "SequenceClassifier",
     "EnsembleClassifier",
+    "CausalLM",
+    "lm_loss",
     "make_config",
     "build_classifier",
-    "count_parameters",
     "describe",
     "save_model",
     "load_model",
@@ -193,6 +207,51 @@ MODEL_NAMES: tuple[str, ...] = tuple(PRESETS) + tuple(FINETUNE_MODELS)
 
 SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size", "head_dim")
 
+HEADS = ("classifier", "lm")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecoderSpec:
+    """A Hugging Face decoder as a task asks for it: ``models.build(spec)`` builds it,
+    ``models.check(spec)`` lists what is wrong with it without building any weights.
+
+    model: one of ``MODEL_NAMES``. vocab_size / max_positions: the task's (BLOOM's ALiBi has no
+    position table and ignores max_positions). n_layer ... head_dim: shrink a from-scratch preset
+    (None = the preset's; the rules are make_config's). dropout: the family's dropout fields
+    (attention dropout for Qwen3/Llama; hidden and attention for BLOOM; residual, embedding and
+    attention for GPT-2).
+
+    head: "classifier", one logit per sequence from a pooled hidden state (``SequenceClassifier``),
+    or "lm", next-token logits at every position (``CausalLM``; train it with ``lm_loss``).
+    pooling: the classifier's, "last" (last unmasked position) or "mean" (over unmasked positions).
+    num_models: the classifier's, from scratch: > 1 averages that many independently initialised copies.
+    pretrained_path, finetune_layers, lora_r, lora_alpha, lora_dropout: a classifier on a local
+    checkpoint and what of it trains (see build_classifier). attn_implementation: None = the family's
+    measured default (sdpa; eager for BLOOM, which has no other). tie_embeddings: the LM head's,
+    tied to the input embedding or not (None = the preset's: tied for all but deepseek).
+    """
+
+    model: str
+    vocab_size: int
+    max_positions: int
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    n_kv_head: int | None = None
+    intermediate_size: int | None = None
+    head_dim: int | None = None
+    dropout: float = 0.0
+    head: str = "classifier"
+    pooling: str = "last"
+    num_models: int = 1
+    pretrained_path: str | None = None
+    finetune_layers: int = 0
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    attn_implementation: str | None = None
+    tie_embeddings: bool | None = None
+
 
 @dataclasses.dataclass(frozen=True)
 class _Family:
@@ -278,7 +337,7 @@ def _unknown_name(model: object) -> ModelConfigError:
     by_case = {name.lower(): name for name in MODEL_NAMES}
     close = difflib.get_close_matches(text.lower(), list(by_case), n=1, cutoff=0.4)
     hint = f" Did you mean {by_case[close[0]]!r}?" if close else ""
-    return ModelConfigError(f"model={text!r} is not a known model.{hint} Known models: {', '.join(MODEL_NAMES)}.")
+    return ModelConfigError(f"model = {text!r} is unknown.{hint} Known models: {', '.join(MODEL_NAMES)}.")
 
 
 def _check_name(model: str) -> None:
@@ -402,6 +461,7 @@ def make_config(
     intermediate_size: int | None = None,
     head_dim: int | None = None,
     dropout: float = 0.0,
+    tie_embeddings: bool | None = None,
 ):
     """The transformers config of a from-scratch preset, shrunk by the size settings (None = keep).
 
@@ -410,7 +470,8 @@ def make_config(
     other families always derive it); n_kv_head, when only n_head is set, keeps the preset's query
     heads per key/value head as closely as n_head allows (largest divisor of n_head that does).
     BLOOM and GPT-2 have no n_kv_head / head_dim fields (and BLOOM no intermediate_size): setting
-    them to anything but the derived value is refused.
+    them to anything but the derived value is refused. tie_embeddings (None = the preset's) ties a
+    language-model head to the input embedding.
     """
     from transformers import AutoConfig
 
@@ -439,6 +500,8 @@ def make_config(
     args.update(pad_token_id=None, bos_token_id=0, eos_token_id=0, use_cache=False)
     for field in family.dropout_fields:
         args[field] = float(dropout)
+    if tie_embeddings is not None:
+        args["tie_word_embeddings"] = bool(tie_embeddings)
     try:
         with _quiet_rope_length_warning():
             return AutoConfig.for_model(model_type, **args)
@@ -530,16 +593,10 @@ def build_classifier(
 ) -> nn.Module:
     """A one-logit sequence classifier: ``module(input_ids, attention_mask=None) -> logits [batch]``.
 
-    model: one of ``MODEL_NAMES``. vocab_size / max_positions: the task's (positions are ignored by
-    BLOOM, whose ALiBi has no table). Size settings (None = keep the preset) shrink a from-scratch
-    preset. pooling: "last" (last unmasked position) or "mean" (mean over unmasked positions).
-    num_models: from-scratch only; > 1 averages the logits of that many independently initialised
-    copies. dropout: the family's dropout fields (attention dropout for Qwen3/Llama; hidden and
-    attention for BLOOM; residual, embedding and attention for GPT-2).
-
-    Pretrained weights (``*_finetune`` names, which require it, or any preset with it set):
-    ``pretrained_path`` is a local ``save_pretrained`` folder whose model_type must match the name's
-    family; weights load in float32. What trains:
+    The keyword form of ``models.build(DecoderSpec(..., head="classifier"))``; see ``DecoderSpec``
+    for what each argument means. Pretrained weights (``*_finetune`` names, which require it, or any
+    preset with it set): ``pretrained_path`` is a local ``save_pretrained`` folder whose model_type
+    must match the name's family; weights load in float32. What trains:
 
     * ``finetune_layers = 0`` (default): ONLY the new head; the whole backbone is frozen.
       (The original README said 0 meant full fine-tuning, but its code trained only the head; this
@@ -551,82 +608,183 @@ def build_classifier(
 
     A from-scratch model always trains every parameter (finetune_layers 0 or -1; N > 0 and LoRA are
     refused there). Uses the global torch RNG for initialisation only; seed before calling.
-    attn_implementation: None picks the family's measured default (sdpa; eager for BLOOM).
     """
-    _check_name(model)
-    _check_pooling(pooling)
-    _positive_int("vocab_size", vocab_size)
-    _positive_int("max_positions", max_positions)
-    _positive_int("num_models", num_models)
-    _check_dropout("dropout", dropout)
-    _check_dropout("lora_dropout", lora_dropout)
-    if isinstance(finetune_layers, bool) or not isinstance(finetune_layers, int) or finetune_layers < -1:
-        raise ModelConfigError(
-            f"finetune_layers={finetune_layers!r} must be -1 (train everything), 0 (head only) or N > 0 "
-            f"(head, top N layers and final norm)."
-        )
-    if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
-        raise ModelConfigError(f"lora_r={lora_r!r} must be 0 (no LoRA) or a positive rank.")
-    if lora_r and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0):
-        raise ModelConfigError(f"lora_alpha={lora_alpha!r} must be a positive number.")
-    sizes = dict(
+    spec = DecoderSpec(
+        model=model,
+        vocab_size=vocab_size,
+        max_positions=max_positions,
         n_layer=n_layer,
         n_head=n_head,
         n_embd=n_embd,
         n_kv_head=n_kv_head,
         intermediate_size=intermediate_size,
         head_dim=head_dim,
-    )
-    build_args = dict(
-        model=model,
-        vocab_size=vocab_size,
-        max_positions=max_positions,
-        **sizes,
+        dropout=dropout,
+        head="classifier",
         pooling=pooling,
         num_models=num_models,
-        dropout=dropout,
-        pretrained_path=None if pretrained_path is None else os.path.abspath(os.fspath(pretrained_path)),
+        pretrained_path=pretrained_path,
         finetune_layers=finetune_layers,
         lora_r=lora_r,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
         attn_implementation=attn_implementation,
     )
+    return build(checked(spec))
 
-    if pretrained_path is None:
-        if model in FINETUNE_MODELS:
-            raise ModelConfigError(
-                f"model={model!r} fine-tunes pretrained weights: set pretrained_path to a local folder "
+
+def checked(spec: DecoderSpec) -> DecoderSpec:
+    """spec itself, or ModelConfigError with every problem ``check`` finds (one per line)."""
+    problems = check(spec)
+    if problems:
+        raise ModelConfigError("\n".join(problems))
+    return spec
+
+
+def check(spec: DecoderSpec) -> list[str]:
+    """What is wrong with spec, one sentence per problem naming the field; empty if it builds.
+
+    Builds no weights: a from-scratch shape is checked on its transformers config, a checkpoint on its
+    config.json. The shape and the checkpoint are only looked at once everything else is valid.
+    """
+    if spec.model not in MODEL_NAMES:
+        return [str(_unknown_name(spec.model))]
+    problems: list[str] = []
+
+    def refuse(validate, *args, **kwargs):
+        try:
+            validate(*args, **kwargs)
+        except ModelConfigError as err:
+            problems.append(str(err))
+
+    if spec.head not in HEADS:
+        problems.append(f"head={spec.head!r} must be 'classifier' (one logit per sequence) or 'lm' (next-token logits).")
+    refuse(_check_pooling, spec.pooling)
+    refuse(_positive_int, "vocab_size", spec.vocab_size)
+    refuse(_positive_int, "max_positions", spec.max_positions)
+    refuse(_positive_int, "num_models", spec.num_models)
+    refuse(_check_dropout, "dropout", spec.dropout)
+    refuse(_check_dropout, "lora_dropout", spec.lora_dropout)
+    n, lora_r, lora_alpha = spec.finetune_layers, spec.lora_r, spec.lora_alpha
+    if isinstance(n, bool) or not isinstance(n, int) or n < -1:
+        problems.append(
+            f"finetune_layers={n!r} must be -1 (train everything), 0 (head only) or N > 0 "
+            f"(head, top N layers and final norm)."
+        )
+        n = 0
+    if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
+        problems.append(f"lora_r={lora_r!r} must be 0 (no LoRA) or a positive rank.")
+        lora_r = 0
+    if lora_r and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0):
+        problems.append(f"lora_alpha={lora_alpha!r} must be a positive number.")
+    if spec.tie_embeddings not in (None, True, False):
+        problems.append(f"tie_embeddings={spec.tie_embeddings!r} must be True, False or None (the preset's).")
+    if spec.attn_implementation is not None and not isinstance(spec.attn_implementation, str):
+        problems.append(f"attn_implementation={spec.attn_implementation!r} must be a name such as 'eager' or 'sdpa'.")
+    if spec.head == "lm":
+        if spec.pretrained_path is not None:
+            problems.append(
+                "head='lm' is built from scratch: pretrained_path (fine-tuning a checkpoint) goes with "
+                "head='classifier' only."
+            )
+        if spec.num_models != 1:
+            problems.append(f"num_models={spec.num_models!r}: ensembles are one-logit classifiers (head='classifier').")
+        if spec.pooling != "last":
+            problems.append(f"pooling={spec.pooling!r} applies to head='classifier': a causal LM predicts at every position.")
+    elif spec.tie_embeddings is not None:
+        problems.append(
+            f"tie_embeddings={spec.tie_embeddings!r} applies to head='lm' (the classifier's head is a new "
+            f"Linear(hidden, 1)); leave it None."
+        )
+
+    sizes = _sizes(spec)
+    if spec.pretrained_path is None:
+        if spec.model in FINETUNE_MODELS:
+            problems.append(
+                f"model={spec.model!r} fine-tunes pretrained weights: set pretrained_path to a local folder "
                 f"written by save_pretrained (nothing is downloaded)."
             )
-        if finetune_layers > 0 or lora_r:
-            raise ModelConfigError(
-                f"finetune_layers={finetune_layers} / lora_r={lora_r} freeze parts of a pretrained model; "
-                f"{model} without pretrained_path is built from scratch and trains everything."
+        elif n > 0 or lora_r:
+            problems.append(
+                f"finetune_layers={n} / lora_r={lora_r} freeze parts of a pretrained model; "
+                f"{spec.model} without pretrained_path is built from scratch and trains everything."
             )
-        config = make_config(model, vocab_size, max_positions, **sizes, dropout=dropout)
-        family = _FAMILIES[config.model_type]
-        members = [
-            _scratch_member(config, family, pooling, attn_implementation) for _ in range(num_models)
-        ]
+        if not problems:  # the shape, on the config alone
+            refuse(make_config, spec.model, spec.vocab_size, spec.max_positions, **sizes, dropout=spec.dropout,
+                   tie_embeddings=spec.tie_embeddings)
     else:
         given = [k for k, v in sizes.items() if v is not None]
         if given:
-            raise ModelConfigError(
+            problems.append(
                 f"{', '.join(given)} cannot be set with pretrained_path: the shape comes from the checkpoint."
             )
-        if num_models != 1:
-            raise ModelConfigError(f"num_models={num_models}: ensembles are built from scratch only.")
-        if lora_r and finetune_layers != 0:
-            raise ModelConfigError(
-                f"lora_r={lora_r} with finetune_layers={finetune_layers}: choose LoRA (finetune_layers=0) "
+        if spec.num_models != 1:
+            problems.append(f"num_models={spec.num_models}: ensembles are built from scratch only.")
+        if lora_r and n != 0:
+            problems.append(
+                f"lora_r={lora_r} with finetune_layers={n}: choose LoRA (finetune_layers=0) "
                 f"or unfrozen layers, not both."
             )
-        member = _pretrained_member(build_args, pooling)
-        members = [member]
+        if not problems:
+            problems.extend(_checkpoint_problems(spec))
+    return problems
 
-    module = members[0] if num_models == 1 else EnsembleClassifier(members)
-    module.build_args = build_args  # read by save_model
+
+def _sizes(spec: DecoderSpec) -> dict[str, int | None]:
+    return {name: getattr(spec, name) for name in SIZE_SETTINGS}
+
+
+def _checkpoint_problems(spec: DecoderSpec) -> list[str]:
+    """Does the checkpoint at spec.pretrained_path suit spec? Reads its config.json, no weights."""
+    from transformers import AutoConfig
+
+    path = os.fspath(spec.pretrained_path)
+    if not os.path.isdir(path):
+        return [f"pretrained_path={path!r} is not a folder (expected a save_pretrained folder with config.json "
+                f"and the weights; nothing is downloaded)."]
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        return [f"pretrained_path={path!r} holds no config.json (expected a save_pretrained folder)."]
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    expected = FINETUNE_MODELS.get(spec.model) or PRESETS[spec.model]["model_type"]
+    if config.model_type != expected:
+        return [f"pretrained_path={path!r} holds a {config.model_type} model, but model={spec.model!r} expects {expected}."]
+    family = _FAMILIES[expected]
+    problems = []
+    if spec.vocab_size > config.vocab_size:
+        problems.append(
+            f"vocab_size={spec.vocab_size} exceeds the checkpoint's vocabulary ({config.vocab_size} tokens)."
+        )
+    if family.positions_field == "n_positions" and spec.max_positions > config.n_positions:
+        problems.append(
+            f"max_positions={spec.max_positions} exceeds the checkpoint's {config.n_positions} learned positions."
+        )
+    if spec.finetune_layers > config.num_hidden_layers:
+        problems.append(
+            f"finetune_layers={spec.finetune_layers} exceeds the checkpoint's {config.num_hidden_layers} decoder layers."
+        )
+    return problems
+
+
+def build(spec: DecoderSpec) -> nn.Module:
+    """The module spec describes: a classifier (``SequenceClassifier``, or ``EnsembleClassifier`` for
+    num_models > 1) or a ``CausalLM``, in training mode. Expects a spec that ``check`` accepts
+    (``models.build`` and ``build_classifier`` make sure). Uses the global torch RNG for
+    initialisation only; seed before calling. ``module.spec`` records the spec (``save_model`` reads it).
+    """
+    if spec.pretrained_path is not None:  # recorded absolute, so that a saved model finds it from anywhere
+        spec = dataclasses.replace(spec, pretrained_path=os.path.abspath(os.fspath(spec.pretrained_path)))
+    if spec.head == "lm":
+        module = _causal_lm(spec)
+    elif spec.pretrained_path is None:
+        config = make_config(spec.model, spec.vocab_size, spec.max_positions, **_sizes(spec), dropout=spec.dropout)
+        family = _FAMILIES[config.model_type]
+        members = [
+            _scratch_member(config, family, spec.pooling, spec.attn_implementation) for _ in range(spec.num_models)
+        ]
+        module = members[0] if spec.num_models == 1 else EnsembleClassifier(members)
+    else:
+        module = _pretrained_member(spec)
+    module.spec = spec  # read by save_model
     return module.train()
 
 
@@ -725,51 +883,32 @@ def _fused_activations(backbone: nn.Module) -> nn.Module:
     return backbone
 
 
-def _pretrained_member(args: dict[str, Any], pooling: str) -> SequenceClassifier:
+def _pretrained_member(spec: DecoderSpec) -> SequenceClassifier:
     from transformers import AutoConfig, AutoModel
 
-    model, path = args["model"], args["pretrained_path"]
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ModelConfigError(f"pretrained_path={path!r} holds no config.json (expected a save_pretrained folder).")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    expected = FINETUNE_MODELS.get(model) or PRESETS[model]["model_type"]
-    if config.model_type != expected:
-        raise ModelConfigError(
-            f"pretrained_path={path!r} holds a {config.model_type} model, but model={model!r} expects {expected}."
-        )
-    family = _FAMILIES[expected]
-    if args["vocab_size"] > config.vocab_size:
-        raise ModelConfigError(
-            f"vocab_size={args['vocab_size']} exceeds the checkpoint's vocabulary ({config.vocab_size} tokens)."
-        )
-    if family.positions_field == "n_positions" and args["max_positions"] > config.n_positions:
-        raise ModelConfigError(
-            f"max_positions={args['max_positions']} exceeds the checkpoint's {config.n_positions} learned positions."
-        )
+    config = AutoConfig.from_pretrained(spec.pretrained_path, local_files_only=True)
+    family = _FAMILIES[config.model_type]
     for field in family.dropout_fields:
-        setattr(config, field, float(args["dropout"]))
+        setattr(config, field, float(spec.dropout))
     config.use_cache = False
     backbone = AutoModel.from_pretrained(
-        path,
+        spec.pretrained_path,
         config=config,
         local_files_only=True,
         dtype=torch.float32,  # transformers 5 defaults to the checkpoint's dtype (often bf16)
-        attn_implementation=args["attn_implementation"] or family.attn_implementation,
+        attn_implementation=spec.attn_implementation or family.attn_implementation,
     )
-    member = SequenceClassifier(_fused_activations(backbone), pooling)
-    _choose_trainable(member, family, args)
+    member = SequenceClassifier(_fused_activations(backbone), spec.pooling)
+    _choose_trainable(member, family, spec)
     return member
 
 
-def _choose_trainable(member: SequenceClassifier, family: _Family, args: dict[str, Any]) -> None:
-    n, lora_r = args["finetune_layers"], args["lora_r"]
+def _choose_trainable(member: SequenceClassifier, family: _Family, spec: DecoderSpec) -> None:
+    n, lora_r = spec.finetune_layers, spec.lora_r
     backbone = member.backbone
     backbone.requires_grad_(n == -1)
     if n > 0:
-        layers = getattr(backbone, family.layers_attr)
-        if n > len(layers):
-            raise ModelConfigError(f"finetune_layers={n} exceeds the checkpoint's {len(layers)} decoder layers.")
-        for layer in layers[-n:]:
+        for layer in getattr(backbone, family.layers_attr)[-n:]:
             layer.requires_grad_(True)
         getattr(backbone, family.final_norm_attr).requires_grad_(True)
     if lora_r:
@@ -777,8 +916,8 @@ def _choose_trainable(member: SequenceClassifier, family: _Family, args: dict[st
 
         lora = LoraConfig(
             r=lora_r,
-            lora_alpha=args["lora_alpha"],
-            lora_dropout=args["lora_dropout"],
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=spec.lora_dropout,
             target_modules=list(family.lora_targets),
             fan_in_fan_out=family.lora_fan_in_fan_out,
             bias="none",
@@ -787,10 +926,80 @@ def _choose_trainable(member: SequenceClassifier, family: _Family, args: dict[st
     member.head.requires_grad_(True)
 
 
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(total, trainable) numbers of scalar parameters; shared tensors count once."""
-    params = list(module.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+# --------------------------------------------------------------------------------------------------
+# The language model
+# --------------------------------------------------------------------------------------------------
+
+
+class CausalLM(nn.Module):
+    """A decoder with its language-model head: next-token logits at every position.
+
+    ``module(input_ids, attention_mask=None, output_attentions=False)`` returns float32 logits
+    [batch, positions, vocab] (float32 also when the model runs in bf16). With
+    ``output_attentions=True`` it returns ``(logits, attentions)``: per layer, the attention weights
+    [batch, heads, positions, positions] (each row sums to 1; causal, so zero above the diagonal).
+
+    PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
+    a call that asks for them runs the eager implementation, the same function written out, and
+    switches back afterwards; training calls keep the faster kernel. ``lm`` is the transformers
+    ``*ForCausalLM`` model.
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ):
+        if not output_attentions:
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
+        with _eager_attention(self.lm):
+            out = self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_attentions=True)
+        return out.logits.float(), tuple(out.attentions)
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module):
+    current = model.config._attn_implementation
+    if current == "eager":
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(current)
+
+
+def _causal_lm(spec: DecoderSpec) -> CausalLM:
+    from transformers import AutoModelForCausalLM
+
+    config = make_config(spec.model, spec.vocab_size, spec.max_positions, **_sizes(spec), dropout=spec.dropout,
+                         tie_embeddings=spec.tie_embeddings)
+    family = _FAMILIES[config.model_type]
+    lm = AutoModelForCausalLM.from_config(config, attn_implementation=spec.attn_implementation or family.attn_implementation)
+    return CausalLM(_fused_activations(lm))
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy in Hugging Face's convention.
+
+    labels are aligned with input_ids ([batch, positions]; ``labels = input_ids`` is plain language
+    modelling) and shifted here: logits[:, t] is scored against labels[:, t + 1]. Labels -100 are
+    ignored (prompt tokens, padding). reduction "sum" adds the kept positions' losses; "mean" divides
+    by their number (0, not NaN, when no position is kept). Computed in float32.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction={reduction!r} must be 'mean' or 'sum'.")
+    vocab = logits.shape[-1]
+    targets = labels[:, 1:].reshape(-1)
+    total = F.cross_entropy(
+        logits[:, :-1].reshape(-1, vocab).float(), targets, ignore_index=-100, reduction="sum"
+    )
+    if reduction == "sum":
+        return total
+    return total / (targets != -100).sum().clamp(min=1)
 
 
 def describe(model_name: str) -> str:
@@ -837,31 +1046,46 @@ _WEIGHTS_FILE = "classifier.safetensors"
 
 
 def save_model(module: nn.Module, path: str | os.PathLike) -> None:
-    """Write a classifier built by ``build_classifier`` to the folder ``path``.
+    """Write a decoder built from a ``DecoderSpec`` (classifier or LM) to the folder ``path``.
 
-    From scratch: every tensor. Pretrained: only the trainable tensors (head, unfrozen layers, or LoRA
-    adapters + head); ``load_model`` takes the frozen rest from ``pretrained_path`` again.
+    From scratch: every tensor (a tied LM head once, under the embedding's name). Pretrained: only the
+    trainable tensors (head, unfrozen layers, or LoRA adapters + head); ``load_model`` takes the frozen
+    rest from ``pretrained_path`` again.
     """
     from safetensors.torch import save_file
 
     from results import atomic_replace, atomic_write
 
-    args = getattr(module, "build_args", None)
-    if args is None:
-        raise ValueError("save_model needs a module made by build_classifier (it records how to rebuild it).")
+    spec = getattr(module, "spec", None)
+    if not isinstance(spec, DecoderSpec):
+        raise ValueError("save_model needs a module built from a DecoderSpec (it records how to rebuild it).")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    if args["pretrained_path"] is None:
-        kind, tensors = "full", module.state_dict()
+    if spec.pretrained_path is None:
+        kind, tensors = "full", _without_aliases(module.state_dict())
     else:
         kind, tensors = "trainable", {n: p for n, p in module.named_parameters() if p.requires_grad}
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_replace(folder / _WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
+    args = dataclasses.asdict(spec)
     atomic_write(folder / _ARGS_FILE, json.dumps({"weights": kind, "build_args": args}, indent=2, sort_keys=True) + "\n")
 
 
+def _without_aliases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with each tensor once: a tied LM head shares the embedding's storage, which
+    safetensors refuses to write twice; the rebuilt model ties it again."""
+    seen, kept = set(), {}
+    for name, tensor in state.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and key in seen:
+            continue
+        seen.add(key)
+        kept[name] = tensor
+    return kept
+
+
 def load_model(path: str | os.PathLike, *, pretrained_path: str | None = None) -> nn.Module:
-    """Rebuild a classifier written by ``save_model``; returned in eval mode, on the CPU.
+    """Rebuild a decoder written by ``save_model``; returned in eval mode, on the CPU.
 
     pretrained_path: where the base checkpoint lives now, if it moved since saving. The caller's RNG
     state is left as it was.
@@ -871,25 +1095,26 @@ def load_model(path: str | os.PathLike, *, pretrained_path: str | None = None) -
 
     folder = Path(path)
     info = json.loads((folder / _ARGS_FILE).read_text())
-    args = dict(info["build_args"])
+    args = dict(info["build_args"])  # folders written before head / tie_embeddings existed lack them
     if pretrained_path is not None:
         args["pretrained_path"] = pretrained_path
     with torch.random.fork_rng(devices=[]):  # initial weights are overwritten; keep the caller's RNG
-        module = build_classifier(**args)
+        module = build(checked(DecoderSpec(**args)))
     weights_file = folder / _WEIGHTS_FILE
     with safe_open(str(weights_file), framework="pt") as f:
         kind = f.metadata()["kind"]
     tensors = load_file(str(weights_file))
     if kind == "full":
-        module.load_state_dict(tensors, strict=True)
+        expected = set(_without_aliases(module.state_dict()))
     else:
         expected = {n for n, p in module.named_parameters() if p.requires_grad}
-        if set(tensors) != expected:
-            raise ValueError(
-                f"{weights_file}: saved tensors do not match the rebuilt model's trainable ones "
-                f"(missing {sorted(expected - set(tensors))[:5]}, extra {sorted(set(tensors) - expected)[:5]})."
-            )
-        module.load_state_dict(tensors, strict=False)
+    if set(tensors) != expected:
+        raise ValueError(
+            f"{weights_file}: saved tensors do not match the rebuilt model's "
+            f"{'tensors' if kind == 'full' else 'trainable ones'} "
+            f"(missing {sorted(expected - set(tensors))[:5]}, extra {sorted(set(tensors) - expected)[:5]})."
+        )
+    module.load_state_dict(tensors, strict=False)
     return module.eval()
 
 

@@ -1,53 +1,108 @@
-"""The model registry: what tasks and users call to get a model.
+"""The model registry: every model kind, built from a spec. Tasks and users call this module.
 
-Each model kind lives in its own module; this one names them:
+A task states the model it wants as one small frozen data class, a spec, and uses it twice:
+``models.check(spec)`` while its settings are validated (a list of problems phrased for the user, no
+weights built) and ``models.build(spec)`` when the run starts. The kinds, each in its own module:
 
-* ``decoders``: Hugging Face decoders (Qwen3, Llama, DeepSeek, BLOOM, GPT-2) built from published
-  shapes or loaded from a local checkpoint, with a one-logit classifier head.
+=====================  ====================  ===================================================
+spec                   module                builds
+=====================  ====================  ===================================================
+``DecoderSpec``        decoders.py           a Hugging Face decoder (Qwen3, Llama, DeepSeek, BLOOM,
+                                             GPT-2) from a published shape or a local checkpoint,
+                                             with a one-logit classifier head or a causal-LM head
+=====================  ====================  ===================================================
+
+``lm_loss`` scores a causal LM's logits (Hugging Face's label convention); ``count_parameters`` counts
+any module's parameters. The decoders' older keyword entry points (``build_classifier``,
+``make_config``, ``save_model``, ``load_model``, ...) are exported here as well.
 """
 
 from __future__ import annotations
 
-from decoders import (  # noqa: F401  (re-exported: the registry's public names)
+import decoders
+from decoders import (
     FINETUNE_MODELS,
+    HEADS,
     MODEL_NAMES,
     PRESETS,
     SIZE_SETTINGS,
+    CausalLM,
+    DecoderSpec,
     EnsembleClassifier,
     ModelConfigError,
     SequenceClassifier,
     build_classifier,
-    count_parameters,
     describe,
+    lm_loss,
     load_model,
     load_tokenizer,
     make_config,
     save_model,
 )
+from torch import nn
 
 __all__ = [
+    "build",
+    "check",
+    "KINDS",
+    "ModelConfigError",
+    "DecoderSpec",
+    "SequenceClassifier",
+    "EnsembleClassifier",
+    "CausalLM",
+    "lm_loss",
+    "count_parameters",
     "PRESETS",
     "FINETUNE_MODELS",
     "MODEL_NAMES",
     "SIZE_SETTINGS",
-    "ModelConfigError",
-    "SequenceClassifier",
-    "EnsembleClassifier",
+    "HEADS",
     "make_config",
     "build_classifier",
-    "count_parameters",
     "describe",
     "save_model",
     "load_model",
     "load_tokenizer",
 ]
 
+# spec class -> the module that checks and builds it (each has check(spec) -> list[str], build(spec))
+KINDS = {
+    DecoderSpec: decoders,
+}
+
+
+def _kind(spec):
+    kind = KINDS.get(type(spec))
+    if kind is None:
+        raise TypeError(f"{spec!r} is not a model spec; models builds {', '.join(c.__name__ for c in KINDS)}.")
+    return kind
+
+
+def check(spec) -> list[str]:
+    """What is wrong with spec: one sentence per problem, naming the field; empty if it builds.
+    Builds no weights (settings validation calls it before anything is queued)."""
+    return _kind(spec).check(spec)
+
+
+def build(spec) -> nn.Module:
+    """The model spec describes, in training mode; ModelConfigError (every problem, one per line) if
+    ``check`` refuses it. Initialisation draws from the global torch RNG only: seed before calling."""
+    kind = _kind(spec)
+    problems = kind.check(spec)
+    if problems:
+        raise ModelConfigError("\n".join(problems))
+    return kind.build(spec).train()
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) numbers of scalar parameters; shared tensors count once."""
+    params = list(module.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
 
 def __getattr__(name: str):
     # Whole models pickled before the decoders moved name their BLOOM block models.LastPositionBloomBlock;
     # it is built on first use, so it is looked up here rather than imported above.
     if name == "LastPositionBloomBlock":
-        import decoders
-
         return decoders.LastPositionBloomBlock
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

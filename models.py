@@ -10,6 +10,7 @@ spec                   module                builds
 ``DecoderSpec``        decoders.py           a Hugging Face decoder (Qwen3, Llama, DeepSeek, BLOOM,
                                              GPT-2) from a published shape or a local checkpoint,
                                              with a one-logit classifier head or a causal-LM head
+``GroupMLPSpec``       group_mlp.py          the group-arithmetic MLP (one-hot operands, W, act, V)
 =====================  ====================  ===================================================
 
 ``lm_loss`` scores a causal LM's logits (Hugging Face's label convention); ``count_parameters`` counts
@@ -20,6 +21,7 @@ any module's parameters. The decoders' older keyword entry points (``build_class
 from __future__ import annotations
 
 import decoders
+import group_mlp
 from decoders import (
     FINETUNE_MODELS,
     HEADS,
@@ -39,6 +41,7 @@ from decoders import (
     make_config,
     save_model,
 )
+from group_mlp import GroupMLP, GroupMLPSpec
 from torch import nn
 
 __all__ = [
@@ -47,9 +50,11 @@ __all__ = [
     "KINDS",
     "ModelConfigError",
     "DecoderSpec",
+    "GroupMLPSpec",
     "SequenceClassifier",
     "EnsembleClassifier",
     "CausalLM",
+    "GroupMLP",
     "lm_loss",
     "count_parameters",
     "PRESETS",
@@ -68,6 +73,7 @@ __all__ = [
 # spec class -> the module that checks and builds it (each has check(spec) -> list[str], build(spec))
 KINDS = {
     DecoderSpec: decoders,
+    GroupMLPSpec: group_mlp,
 }
 
 

@@ -11,6 +11,7 @@ spec                   module                builds
                                              GPT-2) from a published shape or a local checkpoint,
                                              with a one-logit classifier head or a causal-LM head
 ``GroupMLPSpec``       group_mlp.py          the group-arithmetic MLP (one-hot operands, W, act, V)
+``AttentionOnlySpec``  attention_only.py     the associative-memory AoT; W > 0: with an MLP
 =====================  ====================  ===================================================
 
 ``lm_loss`` scores a causal LM's logits (Hugging Face's label convention); ``count_parameters`` counts
@@ -20,8 +21,10 @@ any module's parameters. The decoders' older keyword entry points (``build_class
 
 from __future__ import annotations
 
+import attention_only
 import decoders
 import group_mlp
+from attention_only import AttentionOnlySpec, MemoryTransformer, ParallelHeads
 from decoders import (
     FINETUNE_MODELS,
     HEADS,
@@ -51,10 +54,13 @@ __all__ = [
     "ModelConfigError",
     "DecoderSpec",
     "GroupMLPSpec",
+    "AttentionOnlySpec",
     "SequenceClassifier",
     "EnsembleClassifier",
     "CausalLM",
     "GroupMLP",
+    "MemoryTransformer",
+    "ParallelHeads",
     "lm_loss",
     "count_parameters",
     "PRESETS",
@@ -74,6 +80,7 @@ __all__ = [
 KINDS = {
     DecoderSpec: decoders,
     GroupMLPSpec: group_mlp,
+    AttentionOnlySpec: attention_only,
 }
 
 

@@ -682,10 +682,10 @@ def check(spec: DecoderSpec) -> list[str]:
     if spec.attn_implementation is not None and not isinstance(spec.attn_implementation, str):
         problems.append(f"attn_implementation={spec.attn_implementation!r} must be a name such as 'eager' or 'sdpa'.")
     if spec.head == "lm":
-        if spec.pretrained_path is not None:
+        if spec.pretrained_path is not None or spec.model in FINETUNE_MODELS:
             problems.append(
-                "head='lm' is built from scratch: pretrained_path (fine-tuning a checkpoint) goes with "
-                "head='classifier' only."
+                "head='lm' is built from scratch from a preset: pretrained_path and the *_finetune models "
+                "(fine-tuning a checkpoint) go with head='classifier' only."
             )
         if spec.num_models != 1:
             problems.append(f"num_models={spec.num_models!r}: ensembles are one-logit classifiers (head='classifier').")
@@ -699,7 +699,7 @@ def check(spec: DecoderSpec) -> list[str]:
 
     sizes = _sizes(spec)
     if spec.pretrained_path is None:
-        if spec.model in FINETUNE_MODELS:
+        if spec.model in FINETUNE_MODELS and spec.head != "lm":
             problems.append(
                 f"model={spec.model!r} fine-tunes pretrained weights: set pretrained_path to a local folder "
                 f"written by save_pretrained (nothing is downloaded)."

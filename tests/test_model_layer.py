@@ -125,6 +125,7 @@ def test_task_specs_carry_the_settings():
     (gpt2_spec(num_models=2), ["num_models=2", "head='classifier'"]),
     (gpt2_spec(pooling="mean"), ["pooling='mean'", "every position"]),
     (gpt2_spec(pretrained_path="/some/where"), ["head='lm' is built from scratch", "pretrained_path"]),
+    (gpt2_spec(model="qwen3_finetune"), ["head='lm' is built from scratch", "*_finetune"]),
     (DecoderSpec(model="gpt2", vocab_size=3, max_positions=8, tie_embeddings=False), ["tie_embeddings=False",
                                                                                       "head='lm'"]),
     (gpt2_spec(tie_embeddings="yes"), ["tie_embeddings='yes'"]),

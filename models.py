@@ -1,789 +1,110 @@
-"""Model registry: Hugging Face decoders that read a token sequence and return ONE logit per example.
+"""The model registry: every model kind, built from a spec. Tasks and users call this module.
 
-Every model here is a backbone (``transformers.AutoModel``: embeddings, decoder layers, final norm,
-no language-model head) plus a new ``Linear(hidden, 1)`` head on a pooled hidden state:
+A task states the model it wants as one small frozen data class, a spec, and uses it twice:
+``models.check(spec)`` while its settings are validated (a list of problems phrased for the user, no
+weights built) and ``models.build(spec)`` when the run starts. The kinds, each in its own module:
 
-* ``pooling="last"``: the hidden state of the last position; with an ``attention_mask``, of the last
-  position whose mask is 1 (so padding on the right changes nothing);
-* ``pooling="mean"``: the mean of the hidden states over the positions whose mask is 1.
+=====================  ====================  ===================================================
+spec                   module                builds
+=====================  ====================  ===================================================
+``DecoderSpec``        decoders.py           a Hugging Face decoder (Qwen3, Llama, DeepSeek, BLOOM,
+                                             GPT-2) from a published shape or a local checkpoint,
+                                             with a one-logit classifier head or a causal-LM head
+``GroupMLPSpec``       group_mlp.py          the group-arithmetic MLP (one-hot operands, W, act, V)
+``AttentionOnlySpec``  attention_only.py     the associative-memory AoT; W > 0: with an MLP
+=====================  ====================  ===================================================
 
-Two ways to get a backbone:
-
-* **From scratch** (``qwen1.7B``, ``qwen0.6B``, ``llama3``, ``deepseek``, ``bloom``, ``gpt2``): the
-  published shapes are written below in ``PRESETS`` (nothing is downloaded); vocabulary size and
-  positions come from the task; ``n_layer``, ``n_head``, ``n_embd``, ``n_kv_head``,
-  ``intermediate_size`` and ``head_dim`` shrink them. ``num_models > 1`` builds an ensemble of
-  independently initialised copies whose logits are averaged (the original's bloom ensemble).
-* **Pretrained** (``qwen3_finetune``, ``llama3_finetune``, ``deepseek_finetune``, or any preset name
-  with ``pretrained_path``): weights from a local checkpoint (``local_files_only``), loaded in float32.
-  What trains is set by ``finetune_layers`` / ``lora_r`` (see ``build_classifier``).
-
-``save_model`` / ``load_model`` round-trip a classifier exactly (for pretrained backbones only the
-trainable tensors are written; the frozen rest comes back from ``pretrained_path``).
-
-Choices worth knowing:
-
-* Attention runs through ``sdpa`` where the family has it (Qwen3, Llama, GPT-2) and ``eager`` for
-  BLOOM, which has no other implementation. Measured on 2 CPU threads (forward+backward, median of
-  15): at the paper's length (L=100, 102 positions) sdpa took 0.78-1.02x the time of eager for
-  widths 64-256; eager only won on the tiniest case (22 positions, width 32: 4 ms against 5 ms).
-* ``pad_token_id`` stays unset for models built from scratch. Qwen3 and Llama use it as the
-  embedding's ``padding_idx``, which zeroes that token's embedding and stops its gradient: in a
-  3-symbol vocabulary that kills a real token. Padding is handled by ``attention_mask`` instead.
-  bos/eos are set to 0, a valid id in any vocabulary.
-* ``use_cache`` is off: a key/value cache only costs time when nothing is generated.
+``lm_loss`` scores a causal LM's logits (Hugging Face's label convention); ``count_parameters`` counts
+any module's parameters. The decoders' older keyword entry points (``build_classifier``,
+``make_config``, ``save_model``, ``load_model``, ...) are exported here as well.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
-import difflib
-import functools
-import json
-import logging
-import os
-from pathlib import Path
-from typing import Any
-
-import torch
+import attention_only
+import decoders
+import group_mlp
+from attention_only import AttentionOnlySpec, MemoryTransformer, ParallelHeads
+from decoders import (
+    FINETUNE_MODELS,
+    HEADS,
+    MODEL_NAMES,
+    PRESETS,
+    SIZE_SETTINGS,
+    CausalLM,
+    DecoderSpec,
+    EnsembleClassifier,
+    ModelConfigError,
+    SequenceClassifier,
+    build_classifier,
+    describe,
+    lm_loss,
+    load_model,
+    load_tokenizer,
+    make_config,
+    save_model,
+)
+from group_mlp import GroupMLP, GroupMLPSpec
 from torch import nn
 
 __all__ = [
+    "build",
+    "check",
+    "KINDS",
+    "ModelConfigError",
+    "DecoderSpec",
+    "GroupMLPSpec",
+    "AttentionOnlySpec",
+    "SequenceClassifier",
+    "EnsembleClassifier",
+    "CausalLM",
+    "GroupMLP",
+    "MemoryTransformer",
+    "ParallelHeads",
+    "lm_loss",
+    "count_parameters",
     "PRESETS",
     "FINETUNE_MODELS",
     "MODEL_NAMES",
-    "ModelConfigError",
-    "SequenceClassifier",
-    "EnsembleClassifier",
+    "SIZE_SETTINGS",
+    "HEADS",
     "make_config",
     "build_classifier",
-    "count_parameters",
     "describe",
     "save_model",
     "load_model",
     "load_tokenizer",
 ]
 
-
-class ModelConfigError(ValueError):
-    """A model setting is unknown, impossible or inconsistent; the message names the setting."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Published shapes (public facts). Keys are the family's own config argument names (transformers 5.x:
-# RoPE settings live in `rope_parameters`, which also holds `rope_theta`). Vocabulary, positions,
-# token ids and dropout are set per run.
-# --------------------------------------------------------------------------------------------------
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # Qwen/Qwen3-1.7B
-    "qwen1.7B": {
-        "model_type": "qwen3",
-        "num_hidden_layers": 28,
-        "hidden_size": 2048,
-        "intermediate_size": 6144,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "hidden_act": "silu",
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0},
-        "attention_bias": False,
-        "use_sliding_window": False,
-        "max_window_layers": 28,
-        "tie_word_embeddings": True,
-    },
-    # Qwen/Qwen3-0.6B (head_dim 128 although hidden / heads = 64: Qwen3 sets it independently)
-    "qwen0.6B": {
-        "model_type": "qwen3",
-        "num_hidden_layers": 28,
-        "hidden_size": 1024,
-        "intermediate_size": 3072,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "hidden_act": "silu",
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0},
-        "attention_bias": False,
-        "use_sliding_window": False,
-        "max_window_layers": 28,
-        "tie_word_embeddings": True,
-    },
-    # meta-llama/Llama-3.2-1B (head_dim 64 = 2048 / 32)
-    "llama3": {
-        "model_type": "llama",
-        "num_hidden_layers": 16,
-        "hidden_size": 2048,
-        "intermediate_size": 8192,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "hidden_act": "silu",
-        "rms_norm_eps": 1e-5,
-        "rope_parameters": {
-            "rope_type": "llama3",
-            "rope_theta": 500_000.0,
-            "factor": 32.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-        },
-        "attention_bias": False,
-        "mlp_bias": False,
-        "tie_word_embeddings": True,
-    },
-    # deepseek-ai/deepseek-coder-1.3b-base: a Llama decoder, full multi-head attention (head_dim 128)
-    "deepseek": {
-        "model_type": "llama",
-        "num_hidden_layers": 24,
-        "hidden_size": 2048,
-        "intermediate_size": 5504,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 16,
-        "hidden_act": "silu",
-        "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "linear", "rope_theta": 100_000.0, "factor": 4.0},
-        "attention_bias": False,
-        "mlp_bias": False,
-        "tie_word_embeddings": False,
-    },
-    # BLOOM as in the seed README's large-data sweep: ALiBi positions, MLP width fixed at 4 * hidden
-    "bloom": {
-        "model_type": "bloom",
-        "n_layer": 24,
-        "hidden_size": 512,
-        "n_head": 8,
-        "layer_norm_epsilon": 1e-5,
-        "apply_residual_connection_post_layernorm": False,
-        "tie_word_embeddings": True,
-    },
-    # openai-community/gpt2 (124M shape): learned absolute positions, a small generic baseline
-    "gpt2": {
-        "model_type": "gpt2",
-        "n_layer": 12,
-        "n_embd": 768,
-        "n_head": 12,
-        "n_inner": None,  # 4 * n_embd
-        "activation_function": "gelu_new",
-        "layer_norm_epsilon": 1e-5,
-        "tie_word_embeddings": True,
-    },
-}
-
-_PRESET_SOURCES = {
-    "qwen1.7B": "Qwen3-1.7B",
-    "qwen0.6B": "Qwen3-0.6B",
-    "llama3": "Llama-3.2-1B",
-    "deepseek": "deepseek-coder-1.3b-base",
-    "bloom": "BLOOM (seed README large-data sweep)",
-    "gpt2": "GPT-2 small",
-}
-
-# fine-tuning name -> the model_type its checkpoint must have
-FINETUNE_MODELS: dict[str, str] = {
-    "qwen3_finetune": "qwen3",
-    "llama3_finetune": "llama",
-    "deepseek_finetune": "llama",
-}
-
-MODEL_NAMES: tuple[str, ...] = tuple(PRESETS) + tuple(FINETUNE_MODELS)
-
-SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size", "head_dim")
-
-
-@dataclasses.dataclass(frozen=True)
-class _Family:
-    """How one transformers architecture names things."""
-
-    fields: dict[str, str]  # uniform size setting -> config argument (absent: not settable)
-    positions_field: str | None  # None: no position table (ALiBi)
-    layers_attr: str  # the backbone's ModuleList of decoder layers
-    final_norm_attr: str
-    lora_targets: tuple[str, ...]  # attention projections, matched as module-name suffixes
-    dropout_fields: tuple[str, ...]
-    attn_implementation: str
-    free_head_dim: bool  # head_dim may differ from hidden / heads without hidden % heads == 0
-    rotary: bool
-    lora_fan_in_fan_out: bool = False  # GPT-2 stores Conv1D weights transposed
-
-
-_LLAMA_FIELDS = {
-    "n_layer": "num_hidden_layers",
-    "n_head": "num_attention_heads",
-    "n_embd": "hidden_size",
-    "n_kv_head": "num_key_value_heads",
-    "intermediate_size": "intermediate_size",
-    "head_dim": "head_dim",
-}
-
-_FAMILIES: dict[str, _Family] = {
-    "qwen3": _Family(
-        fields=_LLAMA_FIELDS,
-        positions_field="max_position_embeddings",
-        layers_attr="layers",
-        final_norm_attr="norm",
-        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
-        dropout_fields=("attention_dropout",),
-        attn_implementation="sdpa",
-        free_head_dim=True,
-        rotary=True,
-    ),
-    "llama": _Family(
-        fields=_LLAMA_FIELDS,
-        positions_field="max_position_embeddings",
-        layers_attr="layers",
-        final_norm_attr="norm",
-        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
-        dropout_fields=("attention_dropout",),
-        attn_implementation="sdpa",
-        free_head_dim=False,  # LlamaConfig insists on hidden_size % num_attention_heads == 0
-        rotary=True,
-    ),
-    "bloom": _Family(
-        fields={"n_layer": "n_layer", "n_head": "n_head", "n_embd": "hidden_size"},
-        positions_field=None,
-        layers_attr="h",
-        final_norm_attr="ln_f",
-        lora_targets=("query_key_value", "self_attention.dense"),
-        dropout_fields=("hidden_dropout", "attention_dropout"),
-        attn_implementation="eager",  # BloomModel has no sdpa implementation
-        free_head_dim=False,
-        rotary=False,
-    ),
-    "gpt2": _Family(
-        fields={"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "intermediate_size": "n_inner"},
-        positions_field="n_positions",
-        layers_attr="h",
-        final_norm_attr="ln_f",
-        lora_targets=("attn.c_attn", "attn.c_proj"),
-        dropout_fields=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
-        attn_implementation="sdpa",
-        free_head_dim=False,
-        rotary=False,
-        lora_fan_in_fan_out=True,
-    ),
+# spec class -> the module that checks and builds it (each has check(spec) -> list[str], build(spec))
+KINDS = {
+    DecoderSpec: decoders,
+    GroupMLPSpec: group_mlp,
+    AttentionOnlySpec: attention_only,
 }
 
 
-# --------------------------------------------------------------------------------------------------
-# Names and shapes
-# --------------------------------------------------------------------------------------------------
-
-
-def _unknown_name(model: object) -> ModelConfigError:
-    text = str(model)
-    by_case = {name.lower(): name for name in MODEL_NAMES}
-    close = difflib.get_close_matches(text.lower(), list(by_case), n=1, cutoff=0.4)
-    hint = f" Did you mean {by_case[close[0]]!r}?" if close else ""
-    return ModelConfigError(f"model={text!r} is not a known model.{hint} Known models: {', '.join(MODEL_NAMES)}.")
-
-
-def _check_name(model: str) -> None:
-    if model not in MODEL_NAMES:
-        raise _unknown_name(model)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelConfigError(f"{name}={value!r} must be a positive integer.")
-    return value
-
-
-def _preset_value(preset: dict, family: _Family, setting: str) -> Any:
-    """A uniform size setting's value in a preset, derived where the family derives it."""
-    if setting == "n_kv_head" and "n_kv_head" not in family.fields:
-        return preset[family.fields["n_head"]]
-    if setting == "intermediate_size" and preset.get(family.fields.get("intermediate_size", ""), None) is None:
-        return 4 * preset[family.fields["n_embd"]]
-    if setting == "head_dim" and preset.get("head_dim") is None:
-        return preset[family.fields["n_embd"]] // preset[family.fields["n_head"]]
-    return preset[family.fields[setting]]
-
-
-def _kv_heads_like_preset(n_head: int, preset: dict, family: _Family) -> int:
-    """Key/value heads for a new n_head that keep the preset's query heads per kv head where possible:
-    the largest divisor of n_head that gives each kv head at least as many query heads as the preset."""
-    group = preset[family.fields["n_head"]] // preset[family.fields["n_kv_head"]]
-    return max((d for d in range(1, n_head + 1) if n_head % d == 0 and d * group <= n_head), default=1)
-
-
-def _resolve_shape(model: str, overrides: dict[str, int | None]) -> dict[str, Any]:
-    """Preset + uniform overrides -> the family's config arguments, validated."""
-    preset = copy.deepcopy(PRESETS[model])
-    family = _FAMILIES[preset["model_type"]]
-    given = {k: _positive_int(k, v) for k, v in overrides.items() if v is not None}
-
-    n_head = given.get("n_head", _preset_value(preset, family, "n_head"))
-    n_embd = given.get("n_embd", _preset_value(preset, family, "n_embd"))
-    if "n_kv_head" in given:
-        n_kv_head = given["n_kv_head"]
-    elif "n_kv_head" not in family.fields:
-        n_kv_head = n_head  # every head has its own keys and values
-    elif "n_head" in given:
-        n_kv_head = _kv_heads_like_preset(n_head, preset, family)
-    else:
-        n_kv_head = _preset_value(preset, family, "n_kv_head")
-    if "head_dim" in given:
-        head_dim = given["head_dim"]
-    elif "n_embd" in given or not family.free_head_dim or preset.get("head_dim") is None:
-        # Widening or narrowing the model keeps heads tiling the hidden state.
-        if n_embd % n_head:
-            raise ModelConfigError(
-                f"n_embd={n_embd} is not divisible by n_head={n_head} ({model} needs n_embd // n_head "
-                f"as the head size{'; or set head_dim explicitly' if family.free_head_dim else ''})."
-            )
-        head_dim = n_embd // n_head
-    else:
-        head_dim = preset["head_dim"]  # Qwen3 keeps its own head size when only n_head changes
-
-    if not family.free_head_dim and n_embd % n_head:
-        raise ModelConfigError(f"n_embd={n_embd} is not divisible by n_head={n_head}, which {model} requires.")
-    if n_head % n_kv_head:
-        raise ModelConfigError(
-            f"n_head={n_head} is not divisible by n_kv_head={n_kv_head}: each key/value head must serve "
-            f"the same number of query heads."
-        )
-    if family.rotary and head_dim % 2 and head_dim > 4:
-        raise ModelConfigError(f"head_dim={head_dim} must be even for rotary position embeddings ({model}).")
-
-    # Settings the family has no field for must agree with what the family derives.
-    derived = {"n_kv_head": n_head, "intermediate_size": 4 * n_embd, "head_dim": n_embd // n_head}
-    for setting, value in given.items():
-        if setting not in family.fields and value != derived[setting]:
-            raise ModelConfigError(
-                f"{setting}={value} cannot be set for {model} ({preset['model_type']} fixes it at "
-                f"{derived[setting]} for n_embd={n_embd}, n_head={n_head}); leave {setting} unset."
-            )
-
-    args = dict(preset)
-    resolved = {"n_head": n_head, "n_embd": n_embd, "n_kv_head": n_kv_head, "head_dim": head_dim}
-    for setting, field in family.fields.items():
-        if setting in resolved:
-            args[field] = resolved[setting]
-        elif setting in given:
-            args[field] = given[setting]
-    return args
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _quiet_rope_length_warning():
-    """Llama-3's published RoPE scaling names 8192 pretraining positions; our tasks use ~100, and
-    transformers warns that this is 'more than max_position_embeddings'. It is expected here."""
-    rope_logger = logging.getLogger("transformers.modeling_rope_utils")
-    flt = _DropMessage("original_max_position_embeddings field must be less than")
-    rope_logger.addFilter(flt)
-    try:
-        yield
-    finally:
-        rope_logger.removeFilter(flt)
-
-
-def make_config(
-    model: str,
-    vocab_size: int,
-    max_positions: int,
-    *,
-    n_layer: int | None = None,
-    n_head: int | None = None,
-    n_embd: int | None = None,
-    n_kv_head: int | None = None,
-    intermediate_size: int | None = None,
-    head_dim: int | None = None,
-    dropout: float = 0.0,
-):
-    """The transformers config of a from-scratch preset, shrunk by the size settings (None = keep).
-
-    Builds no weights, so full-size shapes are cheap to inspect. Rules for settings left at None:
-    head_dim becomes n_embd // n_head when n_embd is set (Qwen3 otherwise keeps its own 128; the
-    other families always derive it); n_kv_head, when only n_head is set, keeps the preset's query
-    heads per key/value head as closely as n_head allows (largest divisor of n_head that does).
-    BLOOM and GPT-2 have no n_kv_head / head_dim fields (and BLOOM no intermediate_size): setting
-    them to anything but the derived value is refused.
-    """
-    from transformers import AutoConfig
-
-    if model in FINETUNE_MODELS:
-        raise ModelConfigError(
-            f"model={model!r} takes its shape from a checkpoint (pretrained_path); it has no preset config."
-        )
-    _check_name(model)
-    _positive_int("vocab_size", vocab_size)
-    _positive_int("max_positions", max_positions)
-    _check_dropout("dropout", dropout)
-    overrides = dict(
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        n_kv_head=n_kv_head,
-        intermediate_size=intermediate_size,
-        head_dim=head_dim,
-    )
-    args = _resolve_shape(model, overrides)
-    family = _FAMILIES[args["model_type"]]
-    model_type = args.pop("model_type")
-    args["vocab_size"] = vocab_size
-    if family.positions_field is not None:
-        args[family.positions_field] = max_positions
-    args.update(pad_token_id=None, bos_token_id=0, eos_token_id=0, use_cache=False)
-    for field in family.dropout_fields:
-        args[field] = float(dropout)
-    try:
-        with _quiet_rope_length_warning():
-            return AutoConfig.for_model(model_type, **args)
-    except (ValueError, TypeError) as err:  # transformers' own validation, phrased for the user
-        raise ModelConfigError(f"{model}: invalid shape {overrides}: {err}") from err
-
-
-# --------------------------------------------------------------------------------------------------
-# The classifier
-# --------------------------------------------------------------------------------------------------
-
-
-class SequenceClassifier(nn.Module):
-    """A backbone and a ``Linear(hidden, 1)`` head on a pooled hidden state; forward gives logits [batch]."""
-
-    def __init__(self, backbone: nn.Module, pooling: str = "last"):
-        super().__init__()
-        _check_pooling(pooling)
-        self.backbone = backbone
-        self.pooling = pooling
-        self.head = nn.Linear(backbone.config.hidden_size, 1)
-        # Final blocks that can compute the last position alone (a tuple: not registered as submodules)
-        self._last_position_blocks = tuple(m for m in backbone.modules() if hasattr(m, "last_position_only"))
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        # Without a mask, "last" pooling reads position -1 only: the final block may skip the others.
-        only_last = self.pooling == "last" and attention_mask is None
-        for block in self._last_position_blocks:
-            block.last_position_only = only_last
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        pooled = _pool(hidden, attention_mask, self.pooling)
-        return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1)
-
-
-class EnsembleClassifier(nn.Module):
-    """Independently initialised classifiers whose logits are averaged."""
-
-    def __init__(self, members: list[SequenceClassifier]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.stack([m(input_ids, attention_mask) for m in self.members]).mean(0)
-
-
-def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    if attention_mask is None:
-        return hidden[:, -1] if pooling == "last" else hidden.mean(1)
-    keep = attention_mask.to(torch.bool)
-    if pooling == "last":
-        positions = torch.arange(hidden.shape[1], device=hidden.device)
-        last = (positions * keep).argmax(1)  # the largest kept position (works for either padding side)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    # masked_fill, not multiplication: a padded row may hold NaN from a fully masked attention row
-    total = hidden.masked_fill(~keep.unsqueeze(-1), 0.0).sum(1)
-    return total / keep.sum(1, keepdim=True).clamp(min=1).to(hidden.dtype)
-
-
-def _check_pooling(pooling: str) -> None:
-    if pooling not in ("last", "mean"):
-        raise ModelConfigError(f"pooling={pooling!r} must be 'last' or 'mean'.")
-
-
-def _check_dropout(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ModelConfigError(f"{name}={value!r} must be a number in [0, 1).")
-
-
-def build_classifier(
-    model: str,
-    vocab_size: int,
-    max_positions: int,
-    *,
-    n_layer: int | None = None,
-    n_head: int | None = None,
-    n_embd: int | None = None,
-    n_kv_head: int | None = None,
-    intermediate_size: int | None = None,
-    head_dim: int | None = None,
-    pooling: str = "last",
-    num_models: int = 1,
-    dropout: float = 0.0,
-    pretrained_path: str | None = None,
-    finetune_layers: int = 0,
-    lora_r: int = 0,
-    lora_alpha: int = 16,
-    lora_dropout: float = 0.0,
-    attn_implementation: str | None = None,
-) -> nn.Module:
-    """A one-logit sequence classifier: ``module(input_ids, attention_mask=None) -> logits [batch]``.
-
-    model: one of ``MODEL_NAMES``. vocab_size / max_positions: the task's (positions are ignored by
-    BLOOM, whose ALiBi has no table). Size settings (None = keep the preset) shrink a from-scratch
-    preset. pooling: "last" (last unmasked position) or "mean" (mean over unmasked positions).
-    num_models: from-scratch only; > 1 averages the logits of that many independently initialised
-    copies. dropout: the family's dropout fields (attention dropout for Qwen3/Llama; hidden and
-    attention for BLOOM; residual, embedding and attention for GPT-2).
-
-    Pretrained weights (``*_finetune`` names, which require it, or any preset with it set):
-    ``pretrained_path`` is a local ``save_pretrained`` folder whose model_type must match the name's
-    family; weights load in float32. What trains:
-
-    * ``finetune_layers = 0`` (default): ONLY the new head; the whole backbone is frozen.
-      (The original README said 0 meant full fine-tuning, but its code trained only the head; this
-      project keeps what the code did.)
-    * ``finetune_layers = N > 0``: the head, the top N decoder layers and the final norm.
-    * ``finetune_layers = -1``: everything (full fine-tuning).
-    * ``lora_r > 0`` (with finetune_layers = 0): LoRA adapters (rank lora_r, lora_alpha,
-      lora_dropout) on the attention projections through peft, plus the head; the rest is frozen.
-
-    A from-scratch model always trains every parameter (finetune_layers 0 or -1; N > 0 and LoRA are
-    refused there). Uses the global torch RNG for initialisation only; seed before calling.
-    attn_implementation: None picks the family's measured default (sdpa; eager for BLOOM).
-    """
-    _check_name(model)
-    _check_pooling(pooling)
-    _positive_int("vocab_size", vocab_size)
-    _positive_int("max_positions", max_positions)
-    _positive_int("num_models", num_models)
-    _check_dropout("dropout", dropout)
-    _check_dropout("lora_dropout", lora_dropout)
-    if isinstance(finetune_layers, bool) or not isinstance(finetune_layers, int) or finetune_layers < -1:
-        raise ModelConfigError(
-            f"finetune_layers={finetune_layers!r} must be -1 (train everything), 0 (head only) or N > 0 "
-            f"(head, top N layers and final norm)."
-        )
-    if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 0:
-        raise ModelConfigError(f"lora_r={lora_r!r} must be 0 (no LoRA) or a positive rank.")
-    if lora_r and (isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or lora_alpha <= 0):
-        raise ModelConfigError(f"lora_alpha={lora_alpha!r} must be a positive number.")
-    sizes = dict(
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        n_kv_head=n_kv_head,
-        intermediate_size=intermediate_size,
-        head_dim=head_dim,
-    )
-    build_args = dict(
-        model=model,
-        vocab_size=vocab_size,
-        max_positions=max_positions,
-        **sizes,
-        pooling=pooling,
-        num_models=num_models,
-        dropout=dropout,
-        pretrained_path=None if pretrained_path is None else os.path.abspath(os.fspath(pretrained_path)),
-        finetune_layers=finetune_layers,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        attn_implementation=attn_implementation,
-    )
-
-    if pretrained_path is None:
-        if model in FINETUNE_MODELS:
-            raise ModelConfigError(
-                f"model={model!r} fine-tunes pretrained weights: set pretrained_path to a local folder "
-                f"written by save_pretrained (nothing is downloaded)."
-            )
-        if finetune_layers > 0 or lora_r:
-            raise ModelConfigError(
-                f"finetune_layers={finetune_layers} / lora_r={lora_r} freeze parts of a pretrained model; "
-                f"{model} without pretrained_path is built from scratch and trains everything."
-            )
-        config = make_config(model, vocab_size, max_positions, **sizes, dropout=dropout)
-        family = _FAMILIES[config.model_type]
-        members = [
-            _scratch_member(config, family, pooling, attn_implementation) for _ in range(num_models)
-        ]
-    else:
-        given = [k for k, v in sizes.items() if v is not None]
-        if given:
-            raise ModelConfigError(
-                f"{', '.join(given)} cannot be set with pretrained_path: the shape comes from the checkpoint."
-            )
-        if num_models != 1:
-            raise ModelConfigError(f"num_models={num_models}: ensembles are built from scratch only.")
-        if lora_r and finetune_layers != 0:
-            raise ModelConfigError(
-                f"lora_r={lora_r} with finetune_layers={finetune_layers}: choose LoRA (finetune_layers=0) "
-                f"or unfrozen layers, not both."
-            )
-        member = _pretrained_member(build_args, pooling)
-        members = [member]
-
-    module = members[0] if num_models == 1 else EnsembleClassifier(members)
-    module.build_args = build_args  # read by save_model
-    return module.train()
-
-
-def _scratch_member(config, family: _Family, pooling: str, attn_implementation: str | None) -> SequenceClassifier:
-    from transformers import AutoModel
-
-    backbone = AutoModel.from_config(
-        copy.deepcopy(config), attn_implementation=attn_implementation or family.attn_implementation
-    )
-    if config.model_type == "bloom":
-        _compute_last_position_only(getattr(backbone, family.layers_attr)[-1])
-    return SequenceClassifier(_fused_activations(backbone), pooling)
-
-
-def _compute_last_position_only(block: nn.Module) -> None:
-    """Let BLOOM's final block compute only the last position when that is all the head reads.
-
-    With "last" pooling and no attention mask (models built from scratch read BOS + symbols, never
-    padded), the classifier reads the final hidden state at position -1 only. The final block's
-    other positions feed nothing: it needs their keys and values, but its query, attention output,
-    dense projection and MLP only at position -1. Computing just that removes about 40% of a
-    2-layer model's matmul work (the 1000 training steps of bench/target_functions.py's reference
-    job, 2-layer 128-wide BLOOM at L=20, batch 20: 10.4-12.8 s -> 7.7-8.0 s in interleaved runs).
-    The result equals the full block's position -1 to float rounding, value and
-    gradient (tests/test_models.py checks both against transformers' own block). The block's class
-    becomes a subclass of BloomBlock with the same submodules, so parameter names, state dicts and
-    saved models are unchanged; any call the shortcut does not cover runs the original forward.
-    """
-    block.__class__ = _last_position_bloom_block()
-    block.last_position_only = False  # SequenceClassifier.forward sets it per call
-
-
-@functools.cache
-def _last_position_bloom_block() -> type:
-    import torch.nn.functional as F
-    from transformers.models.bloom.modeling_bloom import BloomBlock, dropout_add
-
-    class LastPositionBloomBlock(BloomBlock):
-        """BloomBlock whose forward, with ``last_position_only`` set, returns position -1 only: [batch, 1, hidden]."""
-
-        def forward(self, hidden_states, alibi, attention_mask, layer_past=None, use_cache=False,
-                    output_attentions=False, **kwargs):
-            attention = self.self_attention
-            if (not self.last_position_only or layer_past is not None or use_cache or output_attentions
-                    or attention.pretraining_tp > 1 and attention.slow_but_exact):
-                return super().forward(hidden_states, alibi, attention_mask, layer_past=layer_past,
-                                       use_cache=use_cache, output_attentions=output_attentions, **kwargs)
-            post_norm = self.apply_residual_connection_post_layernorm
-            normed = self.input_layernorm(hidden_states)
-            residual = (normed if post_norm else hidden_states)[:, -1:]
-            batch, length, _ = normed.shape
-            heads, head_dim = attention.num_heads, attention.head_dim
-            # the fused projection's outputs are laid out [head, (query, key, value), head_dim] (see
-            # BloomAttention._reshape): keys and values for every position, the query for the last only
-            weight = attention.query_key_value.weight.view(heads, 3, head_dim, -1)
-            bias = attention.query_key_value.bias.view(heads, 3, head_dim)
-            kv = F.linear(normed, weight[:, 1:].reshape(heads * 2 * head_dim, -1), bias[:, 1:].reshape(-1))
-            key, value = kv.view(batch, length, heads, 2, head_dim).unbind(3)  # [b, L, heads, d]
-            query = F.linear(normed[:, -1], weight[:, 0].reshape(heads * head_dim, -1), bias[:, 0].reshape(-1))
-            query = query.view(batch * heads, 1, head_dim)
-            key = key.transpose(1, 2).reshape(batch * heads, length, head_dim).transpose(-1, -2)
-            value = value.transpose(1, 2).reshape(batch * heads, length, head_dim)
-            # alibi is [batch * heads, 1, L]: BLOOM's bias depends on the key position only
-            scores = alibi.baddbmm(batch1=query, batch2=key, beta=attention.beta, alpha=attention.inv_norm_factor)
-            scores = scores.view(batch, heads, 1, length)
-            if attention_mask is not None:
-                scores = scores + attention_mask[:, :, -1:, :]
-            probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-            probs = attention.attention_dropout(probs)
-            context = attention._merge_heads(torch.bmm(probs.view(batch * heads, 1, length), value))
-            attended = dropout_add(attention.dense(context), residual, attention.hidden_dropout, self.training)
-            normed = self.post_attention_layernorm(attended)
-            return self.mlp(normed, normed if post_norm else attended), probs
-
-    LastPositionBloomBlock.__module__ = __name__  # picklable as models.LastPositionBloomBlock (see below)
-    LastPositionBloomBlock.__qualname__ = "LastPositionBloomBlock"
-    return LastPositionBloomBlock
-
-
-def __getattr__(name: str):
-    # The class is built on first use (transformers is imported lazily); unpickling a whole model
-    # (torch.save(model)) looks it up here by name, in a process that may not have built it yet.
-    if name == "LastPositionBloomBlock":
-        return _last_position_bloom_block()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _fused_activations(backbone: nn.Module) -> nn.Module:
-    """Swap BLOOM's Python-level tanh GELU (BloomGelu: a custom autograd function of ~10 element-wise
-    ops) for torch's fused ``GELU(approximate="tanh")``: the same function, x/2 (1 + tanh(sqrt(2/pi)
-    (x + 0.044715 x^3))), to float rounding, and it no longer dominates a small model's step on CPU
-    (training step of a 2-layer, 128-wide BLOOM: 13 ms -> 9 ms). Other families are returned as is."""
-    for module in backbone.modules():
-        if type(module).__name__ == "BloomMLP":
-            module.gelu_impl = nn.GELU(approximate="tanh")
-    return backbone
-
-
-def _pretrained_member(args: dict[str, Any], pooling: str) -> SequenceClassifier:
-    from transformers import AutoConfig, AutoModel
-
-    model, path = args["model"], args["pretrained_path"]
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ModelConfigError(f"pretrained_path={path!r} holds no config.json (expected a save_pretrained folder).")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    expected = FINETUNE_MODELS.get(model) or PRESETS[model]["model_type"]
-    if config.model_type != expected:
-        raise ModelConfigError(
-            f"pretrained_path={path!r} holds a {config.model_type} model, but model={model!r} expects {expected}."
-        )
-    family = _FAMILIES[expected]
-    if args["vocab_size"] > config.vocab_size:
-        raise ModelConfigError(
-            f"vocab_size={args['vocab_size']} exceeds the checkpoint's vocabulary ({config.vocab_size} tokens)."
-        )
-    if family.positions_field == "n_positions" and args["max_positions"] > config.n_positions:
-        raise ModelConfigError(
-            f"max_positions={args['max_positions']} exceeds the checkpoint's {config.n_positions} learned positions."
-        )
-    for field in family.dropout_fields:
-        setattr(config, field, float(args["dropout"]))
-    config.use_cache = False
-    backbone = AutoModel.from_pretrained(
-        path,
-        config=config,
-        local_files_only=True,
-        dtype=torch.float32,  # transformers 5 defaults to the checkpoint's dtype (often bf16)
-        attn_implementation=args["attn_implementation"] or family.attn_implementation,
-    )
-    member = SequenceClassifier(_fused_activations(backbone), pooling)
-    _choose_trainable(member, family, args)
-    return member
-
-
-def _choose_trainable(member: SequenceClassifier, family: _Family, args: dict[str, Any]) -> None:
-    n, lora_r = args["finetune_layers"], args["lora_r"]
-    backbone = member.backbone
-    backbone.requires_grad_(n == -1)
-    if n > 0:
-        layers = getattr(backbone, family.layers_attr)
-        if n > len(layers):
-            raise ModelConfigError(f"finetune_layers={n} exceeds the checkpoint's {len(layers)} decoder layers.")
-        for layer in layers[-n:]:
-            layer.requires_grad_(True)
-        getattr(backbone, family.final_norm_attr).requires_grad_(True)
-    if lora_r:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=lora_r,
-            lora_alpha=args["lora_alpha"],
-            lora_dropout=args["lora_dropout"],
-            target_modules=list(family.lora_targets),
-            fan_in_fan_out=family.lora_fan_in_fan_out,
-            bias="none",
-        )
-        member.backbone = get_peft_model(backbone, lora)  # freezes all but the adapters
-    member.head.requires_grad_(True)
+def _kind(spec):
+    kind = KINDS.get(type(spec))
+    if kind is None:
+        raise TypeError(f"{spec!r} is not a model spec; models builds {', '.join(c.__name__ for c in KINDS)}.")
+    return kind
+
+
+def check(spec) -> list[str]:
+    """What is wrong with spec: one sentence per problem, naming the field; empty if it builds.
+    Builds no weights (settings validation calls it before anything is queued)."""
+    return _kind(spec).check(spec)
+
+
+def build(spec) -> nn.Module:
+    """The model spec describes, in training mode; ModelConfigError (every problem, one per line) if
+    ``check`` refuses it. Initialisation draws from the global torch RNG only: seed before calling."""
+    kind = _kind(spec)
+    problems = kind.check(spec)
+    if problems:
+        raise ModelConfigError("\n".join(problems))
+    return kind.build(spec).train()
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
@@ -792,127 +113,9 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
-def describe(model_name: str) -> str:
-    """One paragraph on what a model name builds."""
-    _check_name(model_name)
-    if model_name in FINETUNE_MODELS:
-        family = FINETUNE_MODELS[model_name]
-        return (
-            f"{model_name}: loads a local {family} checkpoint from pretrained_path (required; nothing is "
-            f"downloaded) and adds a one-logit head. finetune_layers=0 trains only the head, N>0 also the "
-            f"top N decoder layers and the final norm, -1 everything; lora_r>0 adds LoRA adapters on "
-            f"{', '.join(_FAMILIES[family].lora_targets)} and trains them with the head."
-        )
-    preset = PRESETS[model_name]
-    family = _FAMILIES[preset["model_type"]]
-    shape = {s: _preset_value(preset, family, s) for s in SIZE_SETTINGS if s != "n_layer"}
-    shape["n_layer"] = preset[family.fields["n_layer"]]
-    extras = []
-    if "rope_parameters" in preset:
-        rope = preset["rope_parameters"]
-        scaling = "" if rope["rope_type"] == "default" else f", {rope['rope_type']} scaling x{rope['factor']:g}"
-        extras.append(f"RoPE theta {rope['rope_theta']:g}{scaling}")
-    elif family.positions_field is None:
-        extras.append("ALiBi positions")
-    else:
-        extras.append("learned positions")
-    extras.append("tied embeddings" if preset.get("tie_word_embeddings") else "untied embeddings")
-    kv_heads = f"{shape['n_kv_head']} kv heads, " if "n_kv_head" in family.fields else ""
-    return (
-        f"{model_name}: {_PRESET_SOURCES[model_name]} shape ({preset['model_type']}), built from scratch: "
-        f"{shape['n_layer']} layers, hidden {shape['n_embd']}, intermediate {shape['intermediate_size']}, "
-        f"{shape['n_head']} heads, {kv_heads}head dim {shape['head_dim']}; "
-        f"{', '.join(extras)}. Vocabulary and positions come from the task; shrink with "
-        f"{', '.join(s for s in SIZE_SETTINGS if s in family.fields)}."
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Saving and loading
-# --------------------------------------------------------------------------------------------------
-
-_ARGS_FILE = "classifier.json"
-_WEIGHTS_FILE = "classifier.safetensors"
-
-
-def save_model(module: nn.Module, path: str | os.PathLike) -> None:
-    """Write a classifier built by ``build_classifier`` to the folder ``path``.
-
-    From scratch: every tensor. Pretrained: only the trainable tensors (head, unfrozen layers, or LoRA
-    adapters + head); ``load_model`` takes the frozen rest from ``pretrained_path`` again.
-    """
-    from safetensors.torch import save_file
-
-    from results import atomic_replace, atomic_write
-
-    args = getattr(module, "build_args", None)
-    if args is None:
-        raise ValueError("save_model needs a module made by build_classifier (it records how to rebuild it).")
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    if args["pretrained_path"] is None:
-        kind, tensors = "full", module.state_dict()
-    else:
-        kind, tensors = "trainable", {n: p for n, p in module.named_parameters() if p.requires_grad}
-    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_replace(folder / _WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
-    atomic_write(folder / _ARGS_FILE, json.dumps({"weights": kind, "build_args": args}, indent=2, sort_keys=True) + "\n")
-
-
-def load_model(path: str | os.PathLike, *, pretrained_path: str | None = None) -> nn.Module:
-    """Rebuild a classifier written by ``save_model``; returned in eval mode, on the CPU.
-
-    pretrained_path: where the base checkpoint lives now, if it moved since saving. The caller's RNG
-    state is left as it was.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    folder = Path(path)
-    info = json.loads((folder / _ARGS_FILE).read_text())
-    args = dict(info["build_args"])
-    if pretrained_path is not None:
-        args["pretrained_path"] = pretrained_path
-    with torch.random.fork_rng(devices=[]):  # initial weights are overwritten; keep the caller's RNG
-        module = build_classifier(**args)
-    weights_file = folder / _WEIGHTS_FILE
-    with safe_open(str(weights_file), framework="pt") as f:
-        kind = f.metadata()["kind"]
-    tensors = load_file(str(weights_file))
-    if kind == "full":
-        module.load_state_dict(tensors, strict=True)
-    else:
-        expected = {n for n, p in module.named_parameters() if p.requires_grad}
-        if set(tensors) != expected:
-            raise ValueError(
-                f"{weights_file}: saved tensors do not match the rebuilt model's trainable ones "
-                f"(missing {sorted(expected - set(tensors))[:5]}, extra {sorted(set(tensors) - expected)[:5]})."
-            )
-        module.load_state_dict(tensors, strict=False)
-    return module.eval()
-
-
-def load_tokenizer(pretrained_path: str):
-    """The checkpoint's tokenizer (local files only), with a pad token and right-side padding.
-
-    A missing pad token becomes the eos (or unk) token, so the vocabulary and the embedding table keep
-    their size; padded positions are excluded by the attention mask anyway. Right padding keeps the
-    real tokens at positions 0..n-1, as in pretraining.
-    """
-    from transformers import AutoTokenizer
-
-    known = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
-    if not any(os.path.isfile(os.path.join(pretrained_path, name)) for name in known):
-        raise ModelConfigError(
-            f"pretrained_path={pretrained_path!r} holds no tokenizer (none of {', '.join(known)}): save it next "
-            f"to the weights with tokenizer.save_pretrained(path); strings reach the model through it."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(pretrained_path, local_files_only=True)
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
-        if fallback is not None:
-            tokenizer.pad_token = fallback
-        else:
-            tokenizer.add_special_tokens({"pad_token": "<pad>"})
-    tokenizer.padding_side = "right"
-    return tokenizer
+def __getattr__(name: str):
+    # Whole models pickled before the decoders moved name their BLOOM block models.LastPositionBloomBlock;
+    # it is built on first use, so it is looked up here rather than imported above.
+    if name == "LastPositionBloomBlock":
+        return decoders.LastPositionBloomBlock
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

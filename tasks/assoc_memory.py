@@ -24,13 +24,11 @@ bound 1/N + (1 - 1/N) min(1, (H d_h + d) / #contexts) (#contexts = N^2 in the ex
 the paper's for one attention layer; for deeper models and the MLP variant it is the one-layer AoT's
 bound with the same H, d_h, d, drawn for comparison only.
 """
-import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+import models
 import optim
 from optim import OPTIMIZERS
 from settings import CommonSettings, setting, with_defaults
@@ -125,7 +123,14 @@ class Settings(CommonSettings):
         if self.model == "aot" and self.W:
             problems.append(f"W = {self.W} is an MLP width but the AoT has no MLP; set model = 'transformer' "
                             "or W = 0")
+        problems.extend(models.check(self.model_spec()))
         return problems
+
+    def model_spec(self):
+        """The transformer these settings ask for (the AoT: W = 0)."""
+        return models.AttentionOnlySpec(N=self.N, d=self.d, d_h=self.d_h, H=self.H,
+                                        W=self.W if self.model == "transformer" else 0,
+                                        nb_layers=self.nb_layers, context_window=self.positions)
 
 
 # ---------------------------------------------------------------- the n-gram law
@@ -188,92 +193,6 @@ def lower_bound(N, H, d_h, d, contexts):
     return 1 / N + (1 - 1 / N) * min(1.0, (H * d_h + d) / contexts)
 
 
-# ---------------------------------------------------------------- the models
-
-class ParallelHeads(nn.Module):
-    """H single-head causal attention modules of dimension d_h (no bias) applied to the same input, their
-    outputs summed. Each map of the H heads is one (d_h, H, d_h) tensor (head h's W_q is q[:, h], in x out)
-    and the output maps one (H, d_h, d_h) tensor, so the H heads run as one batched computation.
-
-    The scores are a broadcast product rather than scaled_dot_product_attention: with the 2-3 positions
-    of an n-gram, SDPA's CPU kernels cost 2.5x as much (forward + backward at B = 256, H = 11, d_h = 10:
-    2.9 against 1.1 ms on one core, measured).
-    """
-
-    def __init__(self, d_h, H):
-        super().__init__()
-        self.d_h, self.H = d_h, H
-        self.scale = 1 / math.sqrt(d_h)
-        bound = 1 / math.sqrt(d_h)  # each head's maps initialised as nn.Linear(d_h, d_h) would be
-        self.q, self.k, self.v = (nn.Parameter(torch.empty(d_h, H, d_h).uniform_(-bound, bound)) for _ in range(3))
-        self.out = nn.Parameter(torch.empty(H, d_h, d_h).uniform_(-bound, bound))
-
-    def forward(self, a, last_only=False):
-        """a: (B, T, d_h) -> (B, T, d_h), or (B, 1, d_h): the output at the last position only."""
-        B, T, d_h = a.shape
-        queries = a[:, -1:] if last_only else a
-        Tq = queries.shape[1]
-        q = (queries @ self.q.view(d_h, -1)).view(B, Tq, 1, self.H, d_h)
-        k = (a @ self.k.view(d_h, -1)).view(B, 1, T, self.H, d_h)
-        v = (a @ self.v.view(d_h, -1)).view(B, 1, T, self.H, d_h)
-        scores = (q * k).sum(-1) * self.scale                          # (B, Tq, T, H)
-        if Tq > 1:
-            causal = torch.ones(Tq, T, dtype=torch.bool, device=a.device).tril(T - Tq)
-            scores = scores.masked_fill(~causal.unsqueeze(-1), float("-inf"))
-        heads = (scores.softmax(dim=2).unsqueeze(-1) * v).sum(2)        # (B, Tq, H, d_h)
-        return heads.reshape(B, Tq, -1) @ self.out.view(-1, d_h)        # summed over the heads
-
-
-class MemoryTransformer(nn.Module):
-    """The AoT (W = 0) and the Transformer variant (W > 0) of the original, reading n - 1 context tokens
-    and returning the logits of the next token.
-
-    Token embedding N x d; a learned positional embedding context_window x d_h added to the attention
-    input only; per layer H parallel heads summed into the residual, then (W > 0) a GELU MLP of width W;
-    when d != d_h one compress d -> d_h and one decompress d_h -> d map shared by every head and layer;
-    no norm; an untied unembedding d -> N. The last layer computes the last position only (the only
-    one whose prediction counts).
-    """
-
-    def __init__(self, N, d, d_h, H, W=0, nb_layers=1, context_window=3):
-        super().__init__()
-        self.embed = nn.Embedding(N, d)
-        self.pos = nn.Parameter(torch.randn(context_window, d_h))
-        self.compress = nn.Linear(d, d_h, bias=False) if d != d_h else None
-        self.decompress = nn.Linear(d_h, d, bias=False) if d != d_h else None
-        self.attn = nn.ModuleList(ParallelHeads(d_h, H) for _ in range(nb_layers))
-        self.mlp = nn.ModuleList(nn.Sequential(nn.Linear(d, W), nn.GELU(), nn.Linear(W, d, bias=False))
-                                 for _ in range(nb_layers)) if W else None
-        self.unembed = nn.Linear(d, N, bias=False)
-
-    def forward(self, tokens):
-        x = self.embed(tokens)
-        pos = self.pos[:tokens.shape[1]]
-        for i, attn in enumerate(self.attn):
-            last = i == len(self.attn) - 1
-            a = attn((x if self.compress is None else self.compress(x)) + pos, last_only=last)
-            x = (x[:, -1:] if last else x) + (a if self.decompress is None else self.decompress(a))
-            if self.mlp is not None:
-                x = x + self.mlp[i](x)
-        return self.unembed(x[:, -1])
-
-
-def build_model(s):
-    return MemoryTransformer(s.N, s.d, s.head_dim, s.H, W=s.W if s.model == "transformer" else 0,
-                             nb_layers=s.nb_layers, context_window=s.positions)
-
-
-def expected_parameters(s):
-    """Parameter count of build_model(s), by formula (logged beside the measured count)."""
-    d, d_h, N = s.d, s.head_dim, s.N
-    count = N * d + s.positions * d_h + s.nb_layers * 4 * s.H * d_h * d_h + d * N
-    if d != d_h:
-        count += 2 * d * d_h
-    if s.model == "transformer" and s.W:
-        count += s.nb_layers * (2 * d * s.W + s.W)
-    return count
-
-
 # ---------------------------------------------------------------- the task
 
 class Task(BaseTask):
@@ -326,11 +245,12 @@ class Task(BaseTask):
     # ---- model
     def build_model(self, data):
         s = self.settings
-        model = build_model(s)
+        spec = s.model_spec()
+        model = models.build(spec)
         count = sum(p.numel() for p in model.parameters())
         self.log.info(f"model {s.model}: N {s.N}, d {s.d}, d_h {s.head_dim}, H {s.H}, W {s.W}, "
                       f"layers {s.nb_layers}, positions {s.positions}; {count:,} parameters "
-                      f"(formula {expected_parameters(s):,})")
+                      f"(formula {spec.parameter_count():,})")
         return model
 
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
@@ -397,7 +317,7 @@ class Task(BaseTask):
         return {"memorised_contexts": round(final.get("contexts_accuracy", 0.0) * self.n_contexts),
                 "contexts": self.n_contexts, "optimal_accuracy": self.optimal, "lower_bound_accuracy": self.bound,
                 "associations_bound": s.H * s.head_dim + s.d, "head_dim": s.head_dim,
-                "expected_parameters": expected_parameters(s)}
+                "expected_parameters": s.model_spec().parameter_count()}
 
 
 # ---------------------------------------------------------------- plots

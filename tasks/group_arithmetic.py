@@ -19,7 +19,6 @@ Elements are integers 0..|G|-1:
 * collection: GAP's element order of SmallGroup(order, id), 0-based (data/smallgroups_*.jsonl.gz).
 """
 import ast
-import dataclasses
 import functools
 import gzip
 import json
@@ -28,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+import models
 import optim
+from group_mlp import ACTIVATIONS
 from optim import OPTIMIZERS, SCHEDULES
 from settings import CommonSettings, SettingsError, setting, with_defaults
 from tasks.base import Data
@@ -40,7 +40,6 @@ from tasks.base import Task as BaseTask
 DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "smallgroups_nonabelian_upto_64.jsonl.gz"
 CRITICAL_MULTIPLIER = 2.7482  # the paper's empirical constant in n ~ |G| ln|G|
 GROUP_TYPES = ("modular_addition", "modular_multiplication", "sym", "expression", "collection")
-ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
 MAX_ROWS = 20_000_000  # operation tables beyond this do not fit a full-batch run on one machine
 
 
@@ -118,30 +117,28 @@ class Settings(CommonSettings):
                 problems.append("critical_ratio_delta has no effect unless use_critical_ratio = True")
             if self.critical_ratio_multiplier != CRITICAL_MULTIPLIER:
                 problems.append("critical_ratio_multiplier has no effect unless use_critical_ratio = True")
-        if self.set_weight_reg is not None:
-            if self.loss_func != "mse":
-                problems.append(f"set_weight_reg = {self.set_weight_reg} fits V by ridge regression onto the centred "
-                                f"one-hot targets, i.e. the mse loss; it cannot go with loss_func = "
-                                f"{self.loss_func!r}: set loss_func = 'mse' or set_weight_reg = None")
-            if self.use_complex_weights:
-                problems.append("set_weight_reg solves a real ridge regression; it cannot go with use_complex_weights")
-            if self.top_layer_init_multiplier != 1.0:
-                problems.append("top_layer_init_multiplier has no effect with set_weight_reg: V is overwritten by "
-                                "the ridge solution on every training forward")
-            if self.output_multiplier != 1.0:
-                problems.append("output_multiplier cannot go with set_weight_reg: the ridge solution fits the "
-                                "unscaled output")
+        if self.set_weight_reg is not None and self.loss_func != "mse":
+            problems.append(f"set_weight_reg = {self.set_weight_reg} fits V by ridge regression onto the centred "
+                            f"one-hot targets, i.e. the mse loss; it cannot go with loss_func = "
+                            f"{self.loss_func!r}: set loss_func = 'mse' or set_weight_reg = None")
+        # the network's own refusals (complex weights, the ridge top layer); a group refused above is
+        # stood in for by the smallest one, so that they are reported at once too
+        problems.extend(models.check(self.model_spec(n_classes=order or 2)))
         if self.use_complex_weights:
-            if self.activation != "sqr":
-                problems.append(f"use_complex_weights needs activation = 'sqr' ({self.activation!r} is not defined "
-                                "for complex numbers)")
-            if self.use_bn:
-                problems.append("use_bn cannot go with use_complex_weights (batch norm is real)")
             if self.optim == "muon":
                 problems.append("optim = 'muon' orthogonalises real matrices; it cannot go with use_complex_weights")
             if self.mixed_precision in ("bf16", "fp16"):
                 problems.append("mixed_precision bf16/fp16 cannot go with use_complex_weights")
         return problems
+
+    def model_spec(self, n_classes=None):
+        """The network these settings ask for; n_classes: the group order if known (else group_order's)."""
+        return models.GroupMLPSpec(
+            n_classes=group_order(self)[0] if n_classes is None else n_classes, num_of_ops=self.num_of_ops,
+            hidden_size=self.hidden_size, activation=self.activation, other_layers=self.other_layers,
+            embed_trainable=self.embed_trainable, use_complex_weights=self.use_complex_weights, use_bn=self.use_bn,
+            top_layer_init_multiplier=self.top_layer_init_multiplier, output_multiplier=self.output_multiplier,
+            set_weight_reg=self.set_weight_reg)
 
 
 # ---------------------------------------------------------------- the groups
@@ -393,95 +390,7 @@ def train_count(rows, order, corr, s):
     return math.floor(train_fraction(order, corr, s) * rows + 0.5)
 
 
-# ---------------------------------------------------------------- the model
-
-def activate(h, name, inplace=False):
-    """The hidden activation; inplace (for evaluations, where no graph is kept) saves a pass over memory."""
-    if name == "sqr":
-        return h.square_() if inplace else h * h
-    if name == "relu":
-        return F.relu(h, inplace=inplace)
-    if name == "silu":
-        return F.silu(h, inplace=inplace)
-    return F.relu(h, inplace=inplace).square_() if inplace else F.relu(h).square()
-
-
-class GroupMLP(nn.Module):
-    """act(W [onehot(a); onehot(b); ...]) -> (other_layers x act(h + Lh)) -> V, no biases.
-
-    With a frozen identity embedding, W times the concatenated one-hots is the sum of W's columns picked by
-    the operands, which is how it is computed (a gather instead of a matmul with mostly zeros).
-    """
-
-    def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
-                 use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
-                 ridge_lambda=None):
-        super().__init__()
-        dtype = torch.cfloat if use_complex_weights else torch.float32
-        self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
-        self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
-        self.embedding = nn.Embedding(n_classes, n_classes)
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.eye(n_classes))
-        self.embedding.weight.requires_grad_(embed_trainable)
-        self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
-        self.layers = nn.ModuleList(nn.Linear(hidden_size, hidden_size, bias=False, dtype=dtype)
-                                    for _ in range(other_layers))
-        self.bn = nn.BatchNorm1d(hidden_size) if use_bn else None
-        self.V = nn.Linear(hidden_size, n_classes, bias=False, dtype=dtype)
-        with torch.no_grad():
-            self.V.weight.mul_(top_layer_init_multiplier)
-        if ridge_lambda is not None:
-            self.V.weight.requires_grad_(False)  # solved, not trained
-        self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
-
-    def features(self, x):
-        """Hidden representation (before V) of operand tuples x: (n, num_ops) int64."""
-        inplace = not torch.is_grad_enabled()  # every tensor below is a fresh one
-        if self.embedding.weight.requires_grad:
-            onehots = self.embedding(x).reshape(len(x), -1)
-            h = self.W(onehots.to(self.W.weight.dtype))
-        else:
-            # Rows of a contiguous copy of W^T: gathering from the strided W^T (and its index_put backward)
-            # made a step at M=97 twice as slow. embedding_bag sums the picked rows in one kernel and one
-            # output buffer (it has no complex kernel, hence the index_select path).
-            columns = self.W.weight.t().contiguous()
-            if not columns.is_complex():
-                h = F.embedding_bag(x + self.offsets, columns, mode="sum")
-            else:
-                h = columns.index_select(0, x[:, 0])
-                for i in range(1, self.num_ops):
-                    more = columns.index_select(0, x[:, i] + self.offsets[i])
-                    h = h.add_(more) if inplace else h + more
-        if self.bn is not None:
-            h = self.bn(h)
-        h = activate(h, self.activation, inplace)
-        for layer in self.layers:
-            h = activate(h + layer(h), self.activation, inplace)
-        return h
-
-    def forward(self, x, ridge_labels=None):
-        """Real output logits. With ridge_labels (training) and a ridge lambda, V is first re-solved."""
-        h = self.features(x)
-        if ridge_labels is not None and self.ridge_lambda is not None:
-            with torch.no_grad():
-                self.V.weight.copy_(ridge_solution(h, centred_one_hot(ridge_labels, self.n_classes),
-                                                   self.ridge_lambda).t())
-        out = self.V(h)
-        if out.is_complex():
-            out = out.real
-        return out * self.output_multiplier if self.output_multiplier != 1.0 else out
-
-
-def centred_one_hot(labels, n_classes):
-    return F.one_hot(labels, n_classes).float() - 1.0 / n_classes
-
-
-def ridge_solution(h, targets, lam):
-    """argmin_B ||h B - targets||^2 + lam ||B||^2 through the SVD of h: B = V diag(s / (s^2 + lam)) U^T targets."""
-    U, s, Vh = torch.linalg.svd(h.detach().float(), full_matrices=False)
-    return Vh.t() @ ((U.t() @ targets) * (s / (s * s + lam))[:, None])
-
+# ---------------------------------------------------------------- losses
 
 def mse_loss(out, labels, reduction="mean"):
     """||centre(out) - (onehot - 1/M)||^2 per row, expanded (sum of centre(out) is 0) to avoid the one-hot."""
@@ -527,12 +436,7 @@ class Task(BaseTask):
         return Data(train=splits["train"], splits=splits, facts=facts)
 
     def build_model(self, data):
-        s = self.settings
-        return GroupMLP(data.facts["order"], s.num_of_ops, s.hidden_size, activation=s.activation,
-                        other_layers=s.other_layers, embed_trainable=s.embed_trainable,
-                        use_complex_weights=s.use_complex_weights, use_bn=s.use_bn,
-                        top_layer_init_multiplier=s.top_layer_init_multiplier,
-                        output_multiplier=s.output_multiplier, ridge_lambda=s.set_weight_reg)
+        return models.build(self.settings.model_spec())
 
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
         # muon: the paper's runs orthogonalise the first layer W only; V and the rest get Adam

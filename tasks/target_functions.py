@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import collators
 import target_functions as tf
 import models
-from settings import CommonSettings, setting, suggest, with_defaults
+from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
@@ -62,12 +62,6 @@ class Settings(CommonSettings):
 
     def check(self):
         problems = super().check()
-        if self.pretrained_path:
-            given = [f"{name} = {getattr(self, name)!r}" for name in models.SIZE_SETTINGS
-                     if getattr(self, name) is not None]
-            if given:
-                problems.append(f"{', '.join(given)}: with pretrained_path the shape comes from the checkpoint; "
-                                "leave the size settings unset (or None)")
         try:
             spec = tf.get(self.target_func)
         except ValueError as exc:
@@ -76,30 +70,23 @@ class Settings(CommonSettings):
             reason = spec.length_error(self.sequence_length)
             if reason:
                 problems.append(f"sequence_length = {self.sequence_length} does not suit {self.target_func}: {reason}")
+            # the model now (its config or the checkpoint's config.json, no weights), not when the job starts
+            problems.extend(models.check(self.model_spec()))
         for name in ("train_set_size", "test_set_size"):
             if getattr(self, name) % 2:
                 problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
-        if self.model not in models.MODEL_NAMES:
-            problems.append(f"model = {self.model!r} is unknown; " + suggest(self.model, list(models.MODEL_NAMES)))
-        elif not self.pretrained_path and not problems and self.model not in models.FINETUNE_MODELS:
-            try:  # the shape is checked now (config only, no weights), not when the job starts
-                models.make_config(self.model, tf.vocab_size(tf.get(self.target_func).alphabet),
-                                   self.sequence_length + 2, n_layer=self.n_layer, n_head=self.n_head,
-                                   n_embd=self.n_embd, n_kv_head=self.n_kv_head,
-                                   intermediate_size=self.intermediate_size, head_dim=self.head_dim,
-                                   dropout=self.dropout)
-            except models.ModelConfigError as exc:
-                problems.append(f"model shape: {exc}")
-        if self.model.endswith("_finetune") and not self.pretrained_path:
-            problems.append(f"model = {self.model!r} fine-tunes pretrained weights: set pretrained_path "
-                            "to a local folder saved with save_pretrained")
-        if self.pretrained_path and not Path(self.pretrained_path).is_dir():
-            problems.append(f"pretrained_path = {self.pretrained_path!r} is not a folder")
-        if (self.lora_r or self.finetune_layers) and not self.pretrained_path:
-            problems.append("lora_r and finetune_layers apply to a pretrained model: set pretrained_path")
-        if self.lora_r and self.finetune_layers:
-            problems.append("choose either LoRA (lora_r > 0) or fine-tuning top layers (finetune_layers != 0)")
         return problems
+
+    def model_spec(self):
+        """The classifier these settings ask for: symbols after BOS, so the alphabet + BOS is the
+        vocabulary and L + 2 positions are enough."""
+        return models.DecoderSpec(
+            model=self.model, vocab_size=tf.vocab_size(tf.get(self.target_func).alphabet),
+            max_positions=self.sequence_length + 2, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+            n_kv_head=self.n_kv_head, intermediate_size=self.intermediate_size, head_dim=self.head_dim,
+            dropout=self.dropout, head="classifier", pooling=self.pooling, num_models=self.num_models,
+            pretrained_path=self.pretrained_path, finetune_layers=self.finetune_layers, lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha)
 
 
 SIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in models.SIZE_SETTINGS}
@@ -156,14 +143,7 @@ class Task(BaseTask):
                     facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
     def build_model(self, data):
-        s = self.settings
-        alphabet = tf.get(s.target_func).alphabet
-        return models.build_classifier(
-            s.model, vocab_size=tf.vocab_size(alphabet), max_positions=s.sequence_length + 2,
-            n_layer=s.n_layer, n_head=s.n_head, n_embd=s.n_embd, n_kv_head=s.n_kv_head,
-            intermediate_size=s.intermediate_size, head_dim=s.head_dim, pooling=s.pooling,
-            num_models=s.num_models, dropout=s.dropout, pretrained_path=s.pretrained_path,
-            finetune_layers=s.finetune_layers, lora_r=s.lora_r, lora_alpha=s.lora_alpha)
+        return models.build(self.settings.model_spec())
 
     @staticmethod
     def _logits(model, batch):

@@ -10,7 +10,9 @@ import math
 import pytest
 import torch
 
+import attention_only
 import main
+import models
 import settings
 from conftest import write_settings
 from tasks import assoc_memory as am
@@ -133,18 +135,18 @@ def test_aot_with_d_equal_d_h_has_no_compress_map_and_the_papers_parameter_count
     # 4 d^2 H + d (2N + 1) counts N x d embedding, N x d unembedding, 4 d^2 per head and ONE positional
     # row of d: it holds for a positional table of a single row, i.e. a bigram read from one token.
     d, H, N = 8, 3, 20
-    model = am.build_model(make(N=N, d=d, H=H, alphas=[1.0, 1.0], context_window=1))
+    model = models.build(make(N=N, d=d, H=H, alphas=[1.0, 1.0], context_window=1).model_spec())
     assert model.compress is None and model.decompress is None
     assert not any("compress" in name for name, _ in model.named_parameters())
     assert sum(p.numel() for p in model.parameters()) == 4 * d * d * H + d * (2 * N + 1) == 1096
     # the original's trigram layout has context_window = 3 positional rows: two more rows of d
-    model = am.build_model(make(N=N, d=d, H=H))
+    model = models.build(make(N=N, d=d, H=H).model_spec())
     assert sum(p.numel() for p in model.parameters()) == 4 * d * d * H + d * (2 * N + 3)
 
 
 def test_compress_maps_are_shared_and_counted_once():
     N, d, d_h, H, layers = 20, 8, 4, 3, 2
-    model = am.build_model(make(N=N, d=d, d_h=d_h, H=H, nb_layers=layers))
+    model = models.build(make(N=N, d=d, d_h=d_h, H=H, nb_layers=layers).model_spec())
     assert tuple(model.compress.weight.shape) == (d_h, d) and tuple(model.decompress.weight.shape) == (d, d_h)
     assert sum("compress" in name for name, _ in model.named_parameters()) == 2
     expected = N * d + 3 * d_h + layers * H * 4 * d_h * d_h + 2 * d * d_h + d * N
@@ -153,7 +155,7 @@ def test_compress_maps_are_shared_and_counted_once():
 
 def test_transformer_has_one_gelu_mlp_per_layer():
     N, d, W = 20, 8, 12
-    model = am.build_model(make(N=N, d=d, H=1, W=W, model="transformer", nb_layers=2))
+    model = models.build(make(N=N, d=d, H=1, W=W, model="transformer", nb_layers=2).model_spec())
     mlp = model.mlp[0]
     assert isinstance(mlp[1], torch.nn.GELU)
     assert mlp[0].bias is not None and mlp[2].bias is None
@@ -165,7 +167,7 @@ def test_transformer_has_one_gelu_mlp_per_layer():
 def test_batched_heads_equal_a_loop_over_single_head_attentions(d, d_h, T, layers):
     torch.manual_seed(0)
     H = 3
-    model = am.MemoryTransformer(9, d, d_h, H, nb_layers=layers, context_window=T)
+    model = attention_only.MemoryTransformer(9, d, d_h, H, nb_layers=layers, context_window=T)
     x = torch.randint(0, 9, (5, T))
 
     def reference(x):
@@ -186,7 +188,7 @@ def test_batched_heads_equal_a_loop_over_single_head_attentions(d, d_h, T, layer
 
 def test_attention_is_causal():
     torch.manual_seed(0)
-    heads = am.ParallelHeads(4, 3)
+    heads = attention_only.ParallelHeads(4, 3)
     a = torch.randn(2, 3, 4)
     b = a.clone()
     b[:, 2] += 1.0

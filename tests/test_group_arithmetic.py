@@ -15,6 +15,7 @@ import settings
 import sweep
 from conftest import write_settings
 from results import RunDir
+import group_mlp
 from tasks import group_arithmetic as ga
 
 BASE = dict(task="group_arithmetic", hidden_size=32, n_epochs=3, progress="off")
@@ -218,13 +219,13 @@ def _onehot_forward(model, x, M):
 
 def test_model_is_W_times_concatenated_onehots_then_sqr_then_V():
     torch.manual_seed(0)
-    model = ga.GroupMLP(7, 2, 16)
+    model = group_mlp.GroupMLP(7, 2, 16)
     x = torch.randint(0, 7, (40, 2))
     h, V = _onehot_forward(model, x, 7)
     assert torch.allclose(model(x), (h * h) @ V.t(), atol=1e-5)
     with torch.inference_mode():  # the evaluation path (in-place activations) gives the same
         assert torch.allclose(model(x), (h * h) @ V.t(), atol=1e-5)
-    trainable = ga.GroupMLP(7, 2, 16, embed_trainable=True)
+    trainable = group_mlp.GroupMLP(7, 2, 16, embed_trainable=True)
     trainable.load_state_dict(model.state_dict())
     assert torch.allclose(trainable(x), model(x), atol=1e-5)  # identity embedding at init
     assert trainable.embedding.weight.requires_grad and not model.embedding.weight.requires_grad
@@ -232,7 +233,7 @@ def test_model_is_W_times_concatenated_onehots_then_sqr_then_V():
 
 def test_relu_residual_layers_and_multipliers():
     torch.manual_seed(0)
-    model = ga.GroupMLP(5, 2, 8, activation="relu", other_layers=1, output_multiplier=3.0)
+    model = group_mlp.GroupMLP(5, 2, 8, activation="relu", other_layers=1, output_multiplier=3.0)
     x = torch.randint(0, 5, (20, 2))
     h0, V = _onehot_forward(model, x, 5)
     h = torch.relu(h0)
@@ -245,13 +246,13 @@ def test_relu_residual_layers_and_multipliers():
         with torch.inference_mode():
             assert torch.allclose(model(x), expected, atol=1e-4), name
     torch.manual_seed(0)
-    scaled = ga.GroupMLP(5, 2, 8, activation="relu", other_layers=1, top_layer_init_multiplier=0.5)
+    scaled = group_mlp.GroupMLP(5, 2, 8, activation="relu", other_layers=1, top_layer_init_multiplier=0.5)
     assert torch.allclose(scaled.V.weight, 0.5 * V)
 
 
 def test_complex_weights_give_the_real_part():
     torch.manual_seed(0)
-    model = ga.GroupMLP(5, 2, 8, use_complex_weights=True)
+    model = group_mlp.GroupMLP(5, 2, 8, use_complex_weights=True)
     x = torch.randint(0, 5, (10, 2))
     onehots = torch.cat([F.one_hot(x[:, i], 5) for i in range(2)], 1).to(torch.cfloat)
     h = onehots @ model.W.weight.t()
@@ -276,15 +277,15 @@ def test_ridge_solution_is_the_regularised_least_squares_solution():
     Y = F.one_hot(labels, 5).double() - 0.2
     H = h.double()
     expected = torch.linalg.solve(H.T @ H + lam * torch.eye(12, dtype=torch.float64), H.T @ Y)
-    assert torch.allclose(ga.ridge_solution(h, Y.float(), lam).double(), expected, atol=1e-4)
+    assert torch.allclose(group_mlp.ridge_solution(h, Y.float(), lam).double(), expected, atol=1e-4)
     # lambda 0 with more rows than features: ordinary least squares
-    assert torch.allclose(ga.ridge_solution(h, Y.float(), 0.0).double(), torch.linalg.lstsq(H, Y).solution,
+    assert torch.allclose(group_mlp.ridge_solution(h, Y.float(), 0.0).double(), torch.linalg.lstsq(H, Y).solution,
                           atol=1e-4)
 
 
 def test_ridge_top_layer_is_refit_every_training_forward_and_gets_no_gradient():
     torch.manual_seed(0)
-    model = ga.GroupMLP(5, 2, 12, ridge_lambda=0.1)
+    model = group_mlp.GroupMLP(5, 2, 12, ridge_lambda=0.1)
     x, labels = torch.randint(0, 5, (40, 2)), torch.randint(0, 5, (40,))
     out = model(x, ridge_labels=labels)
     H = model.features(x).detach().double()
@@ -303,7 +304,7 @@ def test_ridge_top_layer_is_refit_every_training_forward_and_gets_no_gradient():
 def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     torch.manual_seed(0)
     s = build(M=5, optim="muon", weight_decay=1e-2, lr=0.05, embed_trainable=True)
-    model = ga.GroupMLP(5, 2, 8, embed_trainable=True)
+    model = group_mlp.GroupMLP(5, 2, 8, embed_trainable=True)
     opt, _ = ga.Task(s, None).configure_optimizer(model, total_steps=10)
     muon = [p for g in opt.param_groups if g["muon"] for p in g["params"]]
     assert len(muon) == 1 and muon[0] is model.W.weight

@@ -1,4 +1,5 @@
-"""Tests of models.py: shapes, overrides, presets, pooling, ensembles, errors, fine-tuning, LoRA, save/load.
+"""Tests of the Hugging Face decoders (decoders.py, called through models.py): shapes, overrides, presets,
+pooling, ensembles, errors, fine-tuning, LoRA, save/load.
 
 Every model here is tiny and built from a configuration; the pretrained path is exercised on tiny
 checkpoints that the tests write themselves with save_pretrained (nothing is downloaded).

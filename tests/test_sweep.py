@@ -146,9 +146,12 @@ def test_inprocess_sweep_end_to_end(tiny_base, tmp_path, capsys):
 
 
 def test_local_executor_sweep_with_a_failing_job(tmp_path):
+    from transformers import BloomConfig
+
     empty = tmp_path / "not_a_model"
-    empty.mkdir()
-    # valid settings, but the third run's pretrained folder holds no model: it fails when it starts
+    BloomConfig(n_layer=1, hidden_size=16, n_head=2).save_pretrained(empty)
+    # valid settings (the third run's pretrained folder holds a BLOOM config.json, which validation reads),
+    # but no weights: that run fails when it starts
     # (the base keeps the default model sizes, which a pretrained run takes from its checkpoint instead)
     base = write_settings(tmp_path / "base.py", {k: v for k, v in TINY.items()
                                                  if k not in ("n_layer", "n_head", "n_embd")})

@@ -1,0 +1,168 @@
+"""The group-arithmetic network, one of the model kinds that models.py builds from a spec:
+``GroupMLPSpec`` -> ``check(spec)`` and ``build(spec)`` (reference/group_arithmetic.md).
+
+The paper's 2-layer network: one-hot operands, concatenated, W (no bias), an activation (x^2 by
+default), V (no bias); optionally residual hidden layers, batch norm, complex weights, and a top layer
+V solved by ridge regression on every training forward instead of trained.
+"""
+import dataclasses
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GroupMLPSpec:
+    """act(W [onehot(a); onehot(b); ...]) -> (other_layers x act(h + Lh)) -> V, as a task asks for it.
+
+    The fields are named as group_arithmetic's settings, so that a problem names what the user wrote.
+    n_classes: the group order |G| (each operand's one-hot width and the number of output logits).
+    num_of_ops: operands per example. hidden_size: width of W's output. activation: one of ACTIVATIONS
+    (x^2, relu, silu, relu(x)^2). other_layers: extra residual hidden layers. embed_trainable: train the
+    identity-initialised operand embedding. use_complex_weights: complex W, L, V; the output is the
+    real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
+    initial weights. output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the
+    ridge lambda of a V solved on every training forward (the labels passed as ridge_labels).
+    """
+
+    n_classes: int
+    num_of_ops: int = 2
+    hidden_size: int = 512
+    activation: str = "sqr"
+    other_layers: int = 0
+    embed_trainable: bool = False
+    use_complex_weights: bool = False
+    use_bn: bool = False
+    top_layer_init_multiplier: float = 1.0
+    output_multiplier: float = 1.0
+    set_weight_reg: float | None = None
+
+
+def check(spec: GroupMLPSpec) -> list[str]:
+    """What is wrong with spec, one sentence per problem naming the field; empty if it builds."""
+    problems = []
+    for name, low in (("n_classes", 1), ("num_of_ops", 1), ("hidden_size", 1), ("other_layers", 0)):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problems.append(f"{name} = {value!r} must be an integer >= {low}")
+    if spec.activation not in ACTIVATIONS:
+        problems.append(f"activation = {spec.activation!r} is not one of: {', '.join(map(repr, ACTIVATIONS))}")
+    reg = spec.set_weight_reg
+    if reg is not None and (isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0):
+        problems.append(f"set_weight_reg = {spec.set_weight_reg!r} must be None or a ridge lambda >= 0")
+    if spec.set_weight_reg is not None:
+        if spec.use_complex_weights:
+            problems.append("set_weight_reg solves a real ridge regression; it cannot go with use_complex_weights")
+        if spec.top_layer_init_multiplier != 1.0:
+            problems.append("top_layer_init_multiplier has no effect with set_weight_reg: V is overwritten by "
+                            "the ridge solution on every training forward")
+        if spec.output_multiplier != 1.0:
+            problems.append("output_multiplier cannot go with set_weight_reg: the ridge solution fits the "
+                            "unscaled output")
+    if spec.use_complex_weights:
+        if spec.activation != "sqr":
+            problems.append(f"use_complex_weights needs activation = 'sqr' ({spec.activation!r} is not defined "
+                            "for complex numbers)")
+        if spec.use_bn:
+            problems.append("use_bn cannot go with use_complex_weights (batch norm is real)")
+    return problems
+
+
+def build(spec: GroupMLPSpec) -> "GroupMLP":
+    """The network spec describes (``models.build`` checks the spec first); seed the global RNG before."""
+    return GroupMLP(spec.n_classes, spec.num_of_ops, spec.hidden_size, activation=spec.activation,
+                    other_layers=spec.other_layers, embed_trainable=spec.embed_trainable,
+                    use_complex_weights=spec.use_complex_weights, use_bn=spec.use_bn,
+                    top_layer_init_multiplier=spec.top_layer_init_multiplier,
+                    output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg)
+
+
+def activate(h, name, inplace=False):
+    """The hidden activation; inplace (for evaluations, where no graph is kept) saves a pass over memory."""
+    if name == "sqr":
+        return h.square_() if inplace else h * h
+    if name == "relu":
+        return F.relu(h, inplace=inplace)
+    if name == "silu":
+        return F.silu(h, inplace=inplace)
+    return F.relu(h, inplace=inplace).square_() if inplace else F.relu(h).square()
+
+
+class GroupMLP(nn.Module):
+    """act(W [onehot(a); onehot(b); ...]) -> (other_layers x act(h + Lh)) -> V, no biases.
+
+    With a frozen identity embedding, W times the concatenated one-hots is the sum of W's columns picked by
+    the operands, which is how it is computed (a gather instead of a matmul with mostly zeros).
+    """
+
+    def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
+                 use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
+                 ridge_lambda=None):
+        super().__init__()
+        dtype = torch.cfloat if use_complex_weights else torch.float32
+        self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
+        self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
+        self.embedding = nn.Embedding(n_classes, n_classes)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.eye(n_classes))
+        self.embedding.weight.requires_grad_(embed_trainable)
+        self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
+        self.layers = nn.ModuleList(nn.Linear(hidden_size, hidden_size, bias=False, dtype=dtype)
+                                    for _ in range(other_layers))
+        self.bn = nn.BatchNorm1d(hidden_size) if use_bn else None
+        self.V = nn.Linear(hidden_size, n_classes, bias=False, dtype=dtype)
+        with torch.no_grad():
+            self.V.weight.mul_(top_layer_init_multiplier)
+        if ridge_lambda is not None:
+            self.V.weight.requires_grad_(False)  # solved, not trained
+        self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
+
+    def features(self, x):
+        """Hidden representation (before V) of operand tuples x: (n, num_ops) int64."""
+        inplace = not torch.is_grad_enabled()  # every tensor below is a fresh one
+        if self.embedding.weight.requires_grad:
+            onehots = self.embedding(x).reshape(len(x), -1)
+            h = self.W(onehots.to(self.W.weight.dtype))
+        else:
+            # Rows of a contiguous copy of W^T: gathering from the strided W^T (and its index_put backward)
+            # made a step at M=97 twice as slow. embedding_bag sums the picked rows in one kernel and one
+            # output buffer (it has no complex kernel, hence the index_select path).
+            columns = self.W.weight.t().contiguous()
+            if not columns.is_complex():
+                h = F.embedding_bag(x + self.offsets, columns, mode="sum")
+            else:
+                h = columns.index_select(0, x[:, 0])
+                for i in range(1, self.num_ops):
+                    more = columns.index_select(0, x[:, i] + self.offsets[i])
+                    h = h.add_(more) if inplace else h + more
+        if self.bn is not None:
+            h = self.bn(h)
+        h = activate(h, self.activation, inplace)
+        for layer in self.layers:
+            h = activate(h + layer(h), self.activation, inplace)
+        return h
+
+    def forward(self, x, ridge_labels=None):
+        """Real output logits. With ridge_labels (training) and a ridge lambda, V is first re-solved."""
+        h = self.features(x)
+        if ridge_labels is not None and self.ridge_lambda is not None:
+            with torch.no_grad():
+                self.V.weight.copy_(ridge_solution(h, centred_one_hot(ridge_labels, self.n_classes),
+                                                   self.ridge_lambda).t())
+        out = self.V(h)
+        if out.is_complex():
+            out = out.real
+        return out * self.output_multiplier if self.output_multiplier != 1.0 else out
+
+
+def centred_one_hot(labels, n_classes):
+    return F.one_hot(labels, n_classes).float() - 1.0 / n_classes
+
+
+def ridge_solution(h, targets, lam):
+    """argmin_B ||h B - targets||^2 + lam ||B||^2 through the SVD of h: B = V diag(s / (s^2 + lam)) U^T targets."""
+    U, s, Vh = torch.linalg.svd(h.detach().float(), full_matrices=False)
+    return Vh.t() @ ((U.t() @ targets) * (s / (s * s + lam))[:, None])

@@ -22,6 +22,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 import dataloaders
+import models
 import tasks
 from results import MetricsWriter, atomic_replace
 
@@ -38,12 +39,6 @@ def make_accelerator(settings):
     if precision == "auto":
         precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(cpu=on_cpu, mixed_precision=precision)
-
-
-def count_parameters(model):
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
 
 
 # ---------------------------------------------------------------- budget and intervals
@@ -184,7 +179,7 @@ def train(settings, run_dir, log, started=None):
 
     set_seed(settings.seed)  # model init independent of how much randomness data generation drew
     model = task.build_model(data)
-    total, trainable = count_parameters(model)
+    total, trainable = models.count_parameters(model)
     log.info(f"model: {type(model).__name__}, {total:,} parameters ({trainable:,} trainable)")
 
     source = dataloaders.make_source(data.train, settings.batch_size, settings.seed, accelerator.device)

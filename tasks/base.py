@@ -9,6 +9,7 @@ import dataclasses
 import torch
 
 import dataloaders
+import models
 import optim
 
 
@@ -61,7 +62,9 @@ class Task:
         raise NotImplementedError
 
     def build_model(self, data: Data) -> torch.nn.Module:
-        raise NotImplementedError
+        """The model the settings' spec describes (Settings.model_spec(): the same spec that settings
+        validation checks with models.check)."""
+        return models.build(self.settings.model_spec())
 
     def training_loss(self, model, batch) -> torch.Tensor:
         """Mean loss of one training batch."""

@@ -435,9 +435,6 @@ class Task(BaseTask):
                             if s.use_critical_ratio else f"test_size {s.test_size}"))
         return Data(train=splits["train"], splits=splits, facts=facts)
 
-    def build_model(self, data):
-        return models.build(self.settings.model_spec())
-
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
         # muon: the paper's runs orthogonalise the first layer W only; V and the rest get Adam
         return optim.build(model, self.settings, total_steps, steps_per_epoch, muon_params=[model.W.weight])

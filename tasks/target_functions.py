@@ -142,9 +142,6 @@ class Task(BaseTask):
         return Data(train=splits["train"], splits=splits,
                     facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
-    def build_model(self, data):
-        return models.build(self.settings.model_spec())
-
     @staticmethod
     def _logits(model, batch):
         return model(batch["input_ids"], attention_mask=batch.get("attention_mask")).float()

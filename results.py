@@ -33,13 +33,30 @@ def now():
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def _umask():
+    """The process's umask, read without changing it where Linux shows it (os.umask can only be read by
+    setting it, which briefly changes it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_replace(path, write):
     """Create path through write(temporary path in the same folder), an fsync and a rename: readers see
-    the old or the new file, never a partial one. A full disk raises ResultsError; the old file stays."""
+    the old or the new file, never a partial one. A full disk raises ResultsError; the old file stays.
+    The file gets the mode a plain open() would give (0666 less the umask), not mkstemp's private 0600,
+    so colleagues can read a shared results folder."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:

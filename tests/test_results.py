@@ -2,6 +2,7 @@
 import errno
 import multiprocessing
 import os
+import stat
 
 import pytest
 
@@ -67,3 +68,15 @@ def test_metrics_writer_flushes_complete_lines(tmp_path):
     assert run.read_metrics() == [{"epoch": 0}]
     writer.flush()
     assert run.read_metrics() == [{"epoch": 0}, {"epoch": 1}]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_result_files_honour_the_umask_like_a_plain_open(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        results.atomic_write(tmp_path / "status.json", "{}")
+        results.atomic_write_json(tmp_path / "summary.json", {})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode

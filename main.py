@@ -118,6 +118,7 @@ def main(argv=None):
 
 def _main(argv):
     args = parse_args(argv)
+    run_dir = None  # a stop can come before the folder exists (settings load the task, which imports torch)
     try:
         overrides = dict(settings_module.parse_override(text) for text in args.overrides)
         if args.help_settings:
@@ -144,7 +145,8 @@ def _main(argv):
         print(f"error: the run failed: {exc}\n(traceback in {run_dir.file('logs.log')})", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        print(f"\ninterrupted; what was written is in {run_dir.path}", file=sys.stderr)
+        where = f"what was written is in {run_dir.path}" if run_dir else "before the run started; nothing was written"
+        print(f"\ninterrupted; {where}", file=sys.stderr)
         return exit_code(stop)
     final = summary["final"]
     print(f"done in {summary['wall_time']:.1f}s: " + ", ".join(

@@ -99,6 +99,16 @@ def run_folder(path, echo=False):
     return run(settings_module.build(values), run_dir, echo=echo)
 
 
+def _check_device(settings):
+    """device = 'cuda' on a machine without one is refused before anything is written (a sweep cannot
+    check this where it submits: SLURM jobs run elsewhere)."""
+    if settings.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise settings_module.SettingsError("setting device = 'cuda' but this machine has no CUDA device "
+                                                "torch can use; use device = 'auto' (a GPU where there is one)")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="settings file (Python `name = value` lines, or JSON)")
@@ -129,6 +139,7 @@ def _main(argv):
             print(f"settings of task '{task}':\n" + settings_module.describe(tasks.get(task).Settings))
             return 0
         settings = settings_module.load(args.config, overrides)
+        _check_device(settings)
         if args.results_path:
             run_dir = RunDir(args.results_path)
             if run_dir.status().get("state") == "done":

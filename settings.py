@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import difflib
 import json
+import math
 import operator
 import types
 import typing
@@ -76,7 +77,8 @@ EPOCH_UNITS = {"n_epochs": "n", "eval_every": "eval_every", "checkpoint_every": 
 class CommonSettings:
     """Settings every task understands: the training loop, seeding, device and evaluation cadence."""
     task: str = setting("target_functions", "the research programme (a module of tasks/)")
-    seed: int = setting(0, "seed of everything random in the run (data, init, batch order)")
+    seed: int = setting(0, "seed of everything random in the run (data, init, batch order); 0 .. 2**32 - 1, "
+                        "numpy's range", low=0, high=2 ** 32 - 1)
     # ---- the training budget: one of these, in the unit the programme's papers use
     n_epochs: int | None = setting(10, "training epochs: passes over the fixed training set", low=1)
     n_steps: int | None = setting(None, "training budget in optimiser steps (instead of n_epochs)", low=1)
@@ -308,6 +310,8 @@ def check_value(field, value):
         raise SettingsError(f"setting {field.name} = {value!r} has the wrong type: expected "
                             f"{_type_name(field.type)} ({field.metadata['help']})")
     meta = field.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"setting {field.name} = {value!r} is not a finite number ({meta['help']})")
     if meta["choices"] and value not in meta["choices"]:
         raise SettingsError(f"setting {field.name} = {value!r} is not one of: "
                             + ", ".join(repr(c) for c in meta["choices"])

@@ -297,7 +297,8 @@ def default_executor():
     return "slurm" if shutil.which("sbatch") else "local"
 
 
-def make_executor(args, folder):
+def make_executor(args, folder, array_size=1):
+    """The submitit executor; array_size: tasks of a slurm array (its parallelism when none is asked for)."""
     import submitit
     logs = folder / ".submitit"
     if args.executor == "inprocess":
@@ -308,7 +309,7 @@ def make_executor(args, folder):
         return executor
     executor = submitit.SlurmExecutor(folder=logs)
     params = dict(time=args.time, cpus_per_task=args.cpus, job_name=args.job_name,
-                  array_parallelism=args.max_parallel or 256)
+                  array_parallelism=args.max_parallel or max(1, array_size))  # no limit unless asked
     for key in ("partition", "mem", "constraint", "account", "qos"):
         if getattr(args, key):
             params[key] = getattr(args, key)
@@ -342,8 +343,8 @@ def submit(args, folder, run_names, manifest):
     # job processes unpickle worker.Worker: make the project importable wherever they start
     paths = [str(PROJECT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    executor = make_executor(args, folder)
     chunks, threads = plan_workers(args, run_names)
+    executor = make_executor(args, folder, len(chunks))
     token = uuid.uuid4().hex[:8]
     workers = [Worker(folder, chunk, f"{token}-{i}", threads) for i, chunk in enumerate(chunks)]
     with executor.batch():
@@ -499,8 +500,9 @@ def parse_args(argv):
     p.add_argument("--executor", choices=("local", "slurm", "inprocess"), default=default_executor(),
                    help="local: jobs on this machine (default without sbatch); slurm: a job array; "
                         "inprocess: in this process, one run after another (debugging)")
-    p.add_argument("--max-parallel", type=int, default=os.cpu_count() or 1,
-                   help="local: jobs at once (default: the number of cores); slurm: array parallelism")
+    p.add_argument("--max-parallel", type=int, default=None,
+                   help="local: jobs at once (default: the number of cores); slurm: array tasks at once "
+                        "(default: no limit)")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
                    help="wait for the jobs (default: yes for local/inprocess, no for slurm)")
     g = p.add_argument_group("slurm")
@@ -518,8 +520,10 @@ def parse_args(argv):
     g.add_argument("--runs-per-job", type=int, default=1, help="runs trained by each array task")
     g.add_argument("--job-name", default="reasoning-lab")
     args = p.parse_args(argv)
-    if args.max_parallel < 1:
+    if args.max_parallel is not None and args.max_parallel < 1:
         p.error("--max-parallel must be at least 1")
+    if args.max_parallel is None and args.executor != "slurm":
+        args.max_parallel = os.cpu_count() or 1
     return args
 
 

@@ -136,7 +136,11 @@ def _main(argv):
             values = settings_module.load_file(args.config) if args.config else {}
             values.update(overrides)
             task = values.get("task", settings_module.CommonSettings.task)
-            print(f"settings of task '{task}':\n" + settings_module.describe(tasks.get(task).Settings))
+            try:
+                task_class = tasks.get(task)
+            except tasks.UnknownTask as exc:
+                raise settings_module.SettingsError(str(exc))
+            print(f"settings of task '{task}':\n" + settings_module.describe(task_class.Settings))
             return 0
         settings = settings_module.load(args.config, overrides)
         _check_device(settings)

@@ -6,6 +6,7 @@
 """
 import argparse
 import csv
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -133,4 +134,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `report.py ... | head` closed the pipe: what it wanted was printed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -412,5 +412,7 @@ def describe(settings_class):
     rows = []
     for name, f in fields_of(settings_class).items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append(f"  {name:<22} {_type_name(f.type):<14} default {default!r:<14} {f.metadata['help']}")
+        choices = f.metadata["choices"]
+        allowed = f" (one of: {', '.join(map(repr, choices))})" if choices else ""
+        rows.append(f"  {name:<22} {_type_name(f.type):<14} default {default!r:<14} {f.metadata['help']}{allowed}")
     return "\n".join(rows)

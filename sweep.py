@@ -109,8 +109,10 @@ class QuestionaryAsker:
                                                 match_middle=True)
         else:
             question = questionary.text(message, validate=validate)
-        answer = question.unsafe_ask()
-        return answer
+        try:
+            return question.unsafe_ask()
+        except EOFError:  # Ctrl-D at a question
+            raise SweepError("input ended (Ctrl-D) before the last question; nothing was queued")
 
 
 def _validator(fn):
@@ -538,7 +540,9 @@ def _main(argv):
     root = Path(args.results_root)
     try:
         if args.resume:
-            folder = root / str(args.resume)
+            # an id under --results-root, or the sweep folder's path as report.py takes it
+            given = Path(args.resume)
+            folder = given if (given / "sweep.json").exists() else root / str(args.resume)
             manifest, run_names = prepare_resume(folder)
             if not run_names:
                 print(f"every run of {folder} is done; nothing to resume")

@@ -58,3 +58,54 @@ def test_local_sweeps_still_default_to_one_job_per_core():
 
     import sweep
     assert sweep.parse_args(["--executor", "local"]).max_parallel == (os.cpu_count() or 1)
+
+
+def test_resume_takes_the_sweep_folders_path_as_report_does(tiny_base, tmp_path):
+    import sweep
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 0
+    # the tests run in tmp_path: "results_new/0" is the path report.py takes, relative to here
+    assert sweep.main(["--resume", "results_new/0"]) == 0
+
+
+def test_ctrl_d_at_a_question_is_a_message_not_a_traceback(monkeypatch, capsys):
+    import questionary
+
+    import sweep
+
+    class Ended:
+        def unsafe_ask(self):
+            raise EOFError
+
+    monkeypatch.setattr(questionary, "text", lambda *a, **k: Ended())
+    with pytest.raises(sweep.SweepError, match="Ctrl-D"):
+        sweep.QuestionaryAsker().ask("?", validate=None)
+
+
+def test_report_piped_into_head_ends_quietly(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    sweep_folder = tmp_path / "7"
+    for n in range(6000):  # a table (~240 kB) far larger than a pipe's buffer: report.py writes after head exits
+        run = sweep_folder / str(n)
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({"state": "done"}))
+        (run / "summary.json").write_text(json.dumps({"final": {"step": 3, "test_accuracy": 0.5}}))
+    shell = f"{sys.executable} {ROOT / 'report.py'} {sweep_folder} | head -n 2"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 0 and done.stdout.count("\n") == 2
+
+
+def test_help_settings_of_an_unknown_task_names_the_valid_ones(capsys):
+    assert main.main(["--help-settings", "--set", "task='group_arithmetc'"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'group_arithmetic'" in err and "Traceback" not in err
+
+
+def test_help_settings_lists_the_allowed_choices(capsys):
+    assert main.main(["--help-settings", "--set", "task='group_arithmetic'"]) == 0
+    out = capsys.readouterr().out
+    assert "one of: 'modular_addition', 'modular_multiplication'" in out

@@ -152,12 +152,6 @@ class CommonSettings:
             problems.append(f"eta_min = {self.eta_min!r} is larger than lr = {self.lr!r}; "
                             f"the {self.lr_schedule} schedule decays from lr down to eta_min")
         # ---- optimiser (optim.py)
-        # against the task's default, not 0: target_functions' default eta_min is 1e-5 and must not
-        # make its constant schedule a refusal
-        if (self.eta_min != fields_of(type(self))["eta_min"].default
-                and self.lr_schedule not in ("linear", "cosine")):
-            problems.append(f"eta_min is the end of the linear and cosine schedules; it has no effect with "
-                            f"lr_schedule = {self.lr_schedule!r}")
         if self.warmup_steps and self.lr_schedule in ("step", "exponential", "multistep"):
             problems.append(f"warmup_steps = {self.warmup_steps} cannot go with lr_schedule = {self.lr_schedule!r}: "
                             "warmup leads into a constant, linear or cosine schedule; set warmup_steps = 0 or "
@@ -170,9 +164,21 @@ class CommonSettings:
                 problems.append("lr_schedule = 'multistep' needs lr_milestones, e.g. [1000, 2000]")
             elif sorted(set(self.lr_milestones)) != self.lr_milestones or self.lr_milestones[0] < 1:
                 problems.append(f"lr_milestones = {self.lr_milestones} must be increasing epochs >= 1")
-        elif self.lr_milestones:
-            problems.append(f"lr_milestones applies to lr_schedule = 'multistep', not {self.lr_schedule!r}")
         return problems
+
+    def notes(self):
+        """Settings that another setting makes irrelevant: noted in logs.log and summary.json, not refused
+        (a sweep may vary the setting that switches them on or off). Tasks extend it."""
+        notes = []
+        # against the task's default, not 0: target_functions' default eta_min is 1e-5
+        if (self.eta_min != fields_of(type(self))["eta_min"].default
+                and self.lr_schedule not in ("linear", "cosine")):
+            notes.append(f"eta_min = {self.eta_min!r} has no effect with lr_schedule = {self.lr_schedule!r}: it is "
+                         "the end of the linear and cosine schedules")
+        if self.lr_milestones and self.lr_schedule != "multistep":
+            notes.append(f"lr_milestones = {self.lr_milestones!r} has no effect with lr_schedule = "
+                         f"{self.lr_schedule!r}: they apply to 'multistep'")
+        return notes
 
 
 # ---------------------------------------------------------------- literal values

@@ -167,6 +167,9 @@ def train(settings, run_dir, log, started=None):
     accelerator = make_accelerator(settings)
     set_seed(settings.seed)
     task = tasks.get(settings.task)(settings, log)
+    notes = settings.notes()
+    for note in notes:
+        log.warning(f"note: {note}")
 
     t0 = time.time()
     data = dataloaders.build_data(task, accelerator.device)
@@ -277,6 +280,7 @@ def train(settings, run_dir, log, started=None):
         "eval_time": round(sum(r.get("eval_time", 0.0) for r in history), 3),
         "wall_time": round(time.time() - started, 3),
         "data_facts": data.facts,
+        "notes": notes,
     }
     if summary["epochs"] is None:
         del summary["epochs"]

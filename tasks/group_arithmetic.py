@@ -112,11 +112,6 @@ class Settings(CommonSettings):
                 problems.append(where + f"all {rows} rows to training and none to test: "
                                 + ("lower critical_ratio_multiplier or raise critical_ratio_delta"
                                    if self.use_critical_ratio else "raise test_size"))
-        if not self.use_critical_ratio:
-            if self.critical_ratio_delta != 0.0:
-                problems.append("critical_ratio_delta has no effect unless use_critical_ratio = True")
-            if self.critical_ratio_multiplier != CRITICAL_MULTIPLIER:
-                problems.append("critical_ratio_multiplier has no effect unless use_critical_ratio = True")
         if self.set_weight_reg is not None and self.loss_func != "mse":
             problems.append(f"set_weight_reg = {self.set_weight_reg} fits V by ridge regression onto the centred "
                             f"one-hot targets, i.e. the mse loss; it cannot go with loss_func = "
@@ -130,6 +125,17 @@ class Settings(CommonSettings):
             if self.mixed_precision in ("bf16", "fp16"):
                 problems.append("mixed_precision bf16/fp16 cannot go with use_complex_weights")
         return problems
+
+    def notes(self):
+        notes = super().notes()
+        if not self.use_critical_ratio:
+            given = [f"{name} = {getattr(self, name)!r}" for name, default in
+                     (("critical_ratio_multiplier", CRITICAL_MULTIPLIER), ("critical_ratio_delta", 0.0))
+                     if getattr(self, name) != default]
+            if given:
+                notes.append(f"{', '.join(given)} has no effect unless use_critical_ratio = True (the split "
+                             f"follows test_size = {self.test_size})")
+        return notes
 
     def model_spec(self, n_classes=None):
         """The network these settings ask for; n_classes: the group order if known (else group_order's)."""

@@ -109,3 +109,17 @@ def test_help_settings_lists_the_allowed_choices(capsys):
     assert main.main(["--help-settings", "--set", "task='group_arithmetic'"]) == 0
     out = capsys.readouterr().out
     assert "one of: 'modular_addition', 'modular_multiplication'" in out
+
+
+def test_a_setting_made_irrelevant_is_noted_not_refused(tmp_path, capsys):
+    # the conf sets critical_ratio_multiplier; a sweep over use_critical_ratio must be able to switch it off
+    from conftest import ROOT
+    code = main.main(["--config", str(ROOT / "conf" / "group_arithmetic_cpu.py"), "--set", "use_critical_ratio=False",
+                      "--set", "n_epochs=2", "--set", "lr_milestones=[5]", "--results-path", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    log = (tmp_path / "run" / "logs.log").read_text()
+    assert "note: critical_ratio_multiplier = 2.75 has no effect unless use_critical_ratio = True" in log
+    assert "note: lr_milestones = [5] has no effect with lr_schedule = 'none'" in log
+    import json
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert len(summary["notes"]) == 2

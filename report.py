@@ -7,11 +7,12 @@
 import argparse
 import csv
 import os
+import socket
 import statistics
 import sys
 from pathlib import Path
 
-from results import RunDir, read_json
+from results import RunDir, holder_alive, read_json
 
 
 def run_folders(folder):
@@ -40,6 +41,11 @@ def rows(folder):
         row = {"run": path.name}
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
+        if row["status"] == "running" and status.get("host") == socket.gethostname() and not holder_alive(status):
+            # killed without a word (the OOM killer, kill -9): its status still says running
+            row["status"] = "dead"
+            status = dict(status, error=f"process {status.get('pid')} is gone and left no result; "
+                                        "re-run it with sweep.py --resume")
         if "epoch" in final or "step" not in final:
             row["epoch"] = final.get("epoch")
         else:  # a stream has no epochs
@@ -50,14 +56,15 @@ def rows(folder):
         row.update({k: v for k, v in summary.items() if k.startswith(("best_test", "first_epoch_", "first_step_"))})
         row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
-        if row["status"] == "failed":
+        if row["status"] in ("failed", "dead"):
             row["error"] = status.get("error", "")
         out.append(row)
     return out
 
 
 def group_rows(table, names):
-    """Mean and spread over the runs that share every varied setting except the seed."""
+    """Mean and spread over the finished runs that share every varied setting except the seed (`runs`
+    counts them all, `done` those the means are over)."""
     keys = [n for n in names if n != "seed"]
     groups = {}
     for row in table:
@@ -66,10 +73,11 @@ def group_rows(table, names):
     for members in groups.values():
         row = {k: members[0].get(k) for k in keys}
         row["runs"] = len(members)
-        row["done"] = sum(r["status"] == "done" for r in members)
+        done = [r for r in members if r["status"] == "done"]
+        row["done"] = len(done)
         for metric in sorted({m for r in members for m in r if m.endswith(("_accuracy", "_loss"))
                               and not m.startswith(("best_", "first_"))}):
-            values = [r[metric] for r in members if isinstance(r.get(metric), (int, float))]
+            values = [r[metric] for r in done if isinstance(r.get(metric), (int, float))]
             if values:
                 row[f"{metric}_mean"] = statistics.fmean(values)
                 row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -90,6 +90,25 @@ def read_json(path, default=None):
         return default
 
 
+def holder_alive(status):
+    """Whether the process a `running` status names is alive on this machine (False for another host:
+    nothing can be known of it from here)."""
+    if status.get("host") != socket.gethostname() or not status.get("pid"):
+        return False
+    pid = int(status["pid"]) if str(status["pid"]).isdigit() else None
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a killed worker not yet reaped by init is a zombie: it answers os.kill but runs nothing
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def allocate_dir(root, first=None, retries=1000):
     """Create and return a new numbered folder under root, race-free.
 

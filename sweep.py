@@ -29,7 +29,8 @@ from pathlib import Path
 
 import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
-from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, now, read_json
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, holder_alive, now,
+                     read_json)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -466,26 +467,9 @@ def _alive_runs(folder, run_names):
     alive = []
     for name in run_names:
         status = RunDir(folder / name).status()
-        if status.get("state") == "running" and _alive_here(status):
+        if status.get("state") == "running" and holder_alive(status):
             alive.append((name, status.get("pid")))
     return alive
-
-
-def _alive_here(status):
-    if status.get("host") != socket.gethostname() or not status.get("pid"):
-        return False
-    pid = int(status["pid"]) if str(status["pid"]).isdigit() else None
-    if pid is None or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a killed worker not yet reaped by init is a zombie: it answers os.kill but runs nothing
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # ---------------------------------------------------------------- command line

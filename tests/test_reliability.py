@@ -123,3 +123,36 @@ def test_a_setting_made_irrelevant_is_noted_not_refused(tmp_path, capsys):
     import json
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert len(summary["notes"]) == 2
+
+
+def _fake_run(folder, status, accuracy):
+    import json
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps(status))
+    (folder / "config.json").write_text(json.dumps({"seed": int(folder.name)}))
+    if accuracy is not None:
+        (folder / "summary.json").write_text(json.dumps({"final": {"epoch": 3, "test_accuracy": accuracy}}))
+
+
+def test_report_shows_a_killed_run_as_dead_and_groups_over_finished_runs_only(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    import report
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    sweep_folder = tmp_path / "3"
+    _fake_run(sweep_folder / "0", {"state": "done"}, 1.0)
+    _fake_run(sweep_folder / "1", {"state": "done"}, 0.5)
+    _fake_run(sweep_folder / "2", {"state": "running", "host": socket.gethostname(), "pid": gone.pid}, None)
+    (sweep_folder / "2" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_accuracy": 0.0}) + "\n")
+    _fake_run(sweep_folder / "3", {"state": "failed", "error": "boom"}, 0.0)
+    (sweep_folder / "sweep.json").write_text(json.dumps({"runs": [{"overrides": {"seed": i}} for i in range(4)]}))
+    table = report.rows(sweep_folder)
+    assert [r["status"] for r in table] == ["done", "done", "dead", "failed"]
+    assert "gone" in table[2]["error"]
+    grouped = report.group_rows(table, ["seed"])
+    assert grouped[0]["runs"] == 4 and grouped[0]["done"] == 2
+    assert grouped[0]["test_accuracy_mean"] == pytest.approx(0.75)

@@ -12,7 +12,7 @@ import time
 import traceback
 
 import settings as settings_module
-from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, run_logger
+from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable, run_logger
 
 
 class RunFailed(RuntimeError):
@@ -145,10 +145,12 @@ def _main(argv):
         settings = settings_module.load(args.config, overrides)
         _check_device(settings)
         if args.results_path:
+            ensure_writable(args.results_path, "choose another --results-path or fix its permissions")
             run_dir = RunDir(args.results_path)
             if run_dir.status().get("state") == "done":
                 raise ResultsError(f"{run_dir.path} already holds a finished run; choose another --results-path")
         else:
+            ensure_writable(args.results_root, "choose another --results-root or fix its permissions")
             _, experiment = allocate_dir(args.results_root)
             run_dir = RunDir(experiment / "0")
         print(f"run folder: {run_dir.path}", file=sys.stderr)

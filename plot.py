@@ -11,7 +11,7 @@ from pathlib import Path
 
 import report
 import tasks
-from results import RunDir
+from results import ResultsError, RunDir, ensure_writable
 
 
 def load_runs(folder):
@@ -97,7 +97,11 @@ def main(argv=None):
     import matplotlib
     matplotlib.use("Agg")
     out = Path(args.out) if args.out else folder
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_writable(out, "give a writable folder with --out")
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for path in module.plot(folder, out):
         print(f"wrote {path}")
     return 0

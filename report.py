@@ -133,8 +133,13 @@ def main(argv=None):
     if args.csv == "-":
         write_csv(table, sys.stdout)
     elif args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            write_csv(table, f)
+        try:
+            with open(args.csv, "w", newline="", encoding="utf-8") as f:
+                write_csv(table, f)
+        except OSError as exc:
+            print(f"error: cannot write {args.csv}: {exc.strerror or exc}; give a writable path to --csv",
+                  file=sys.stderr)
+            return 2
         print(f"wrote {len(table)} rows to {args.csv}")
     else:
         print(format_table(table))

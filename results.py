@@ -109,6 +109,20 @@ def holder_alive(status):
         return True
 
 
+def ensure_writable(folder, hint):
+    """Create folder if needed and prove that a file can be written in it, so that a read-only or
+    misplaced folder is refused before any work; ResultsError naming the folder and `hint` otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ResultsError(f"cannot write into {folder}: {exc.strerror or exc}; {hint}") from exc
+    return folder
+
+
 def allocate_dir(root, first=None, retries=1000):
     """Create and return a new numbered folder under root, race-free.
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
-from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, holder_alive, now,
-                     read_json)
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, ensure_writable,
+                     holder_alive, now, read_json)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -548,6 +548,7 @@ def _main(argv):
                 asker = QuestionaryAsker()
             if isinstance(asker, ScriptedAsker) and not args.yes and not _ends_with_yes(asker):
                 raise SweepError("add --yes (or end the answers with y) to queue without a terminal")
+            ensure_writable(root, "choose another --results-root or fix its permissions")
             plan = collect(asker, yes=args.yes)
             facts = {"kind": args.executor, "max_parallel": args.max_parallel}
             _, folder, manifest = create_experiment(plan, root, facts)

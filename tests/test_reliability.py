@@ -156,3 +156,36 @@ def test_report_shows_a_killed_run_as_dead_and_groups_over_finished_runs_only(tm
     grouped = report.group_rows(table, ["seed"])
     assert grouped[0]["runs"] == 4 and grouped[0]["done"] == 2
     assert grouped[0]["test_accuracy_mean"] == pytest.approx(0.75)
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder no one can write into, even root: its parent is a file."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    return blocker / "results"
+
+
+@pytest.mark.parametrize("flag", ["--results-root", "--results-path"])
+def test_main_refuses_an_unwritable_results_folder_in_one_line(flag, unwritable, capsys):
+    assert main.main(["--set", "n_epochs=1", flag, str(unwritable)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write into {unwritable}" in err and flag in err and "Traceback" not in err
+
+
+def test_sweep_refuses_an_unwritable_results_root_before_the_questions(tiny_base, unwritable, capsys):
+    import sweep
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",
+                       "--results-root", str(unwritable)]) == 2
+    assert f"cannot write into {unwritable}" in capsys.readouterr().err
+
+
+def test_plot_and_report_refuse_an_unwritable_output_in_one_line(tmp_path, unwritable, capsys):
+    import plot
+    import report
+    _fake_run(tmp_path / "5" / "0", {"state": "done"}, 1.0)
+    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "group_arithmetic", "seed": 0}')
+    assert plot.main([str(tmp_path / "5"), "--out", str(unwritable)]) == 2
+    assert report.main([str(tmp_path / "5"), "--csv", str(unwritable / "table.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: cannot write") == 2 and "Traceback" not in err

@@ -83,9 +83,16 @@ def run(settings, run_dir, echo=False):
             run_dir.set_status("interrupted", error="interrupted")
         raise
     except Exception as exc:
-        log.error("run failed:\n" + traceback.format_exc())
-        run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise RunFailed(f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, ResultsError):  # the user must act (a full disk): one line, no traceback
+            log.error(f"run failed: {exc}")
+        else:
+            log.error("run failed:\n" + traceback.format_exc())
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            run_dir.set_status("failed", error=error)
+        except (ResultsError, OSError) as status_exc:  # the disk that failed the run may refuse this too
+            log.error(f"could not record the failure in status.json: {status_exc}")
+        raise RunFailed(error) from exc
     finally:
         close_logger(log)
 

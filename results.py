@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -69,9 +70,23 @@ def atomic_replace(path, write):
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise ResultsError(f"disk full while writing {path}; files already written are intact") from exc
+        if disk_full(exc, path.parent):
+            raise ResultsError(f"disk full while writing {path}; files already written are intact; free "
+                               f"space on that disk and resume the run") from exc
         raise
+
+
+def disk_full(exc, folder):
+    """Whether exc is a write that failed for lack of space: ENOSPC, or a library's own error (torch.save
+    raises RuntimeError 'file write failed') on a disk with almost nothing left."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, RuntimeError):
+        try:
+            return shutil.disk_usage(folder).free < 64 * 2 ** 20
+        except OSError:
+            return False
+    return False
 
 
 def atomic_write(path, text):
@@ -238,6 +253,14 @@ class MetricsWriter:
             self._last = time.monotonic()
 
 
+class _LogFile(logging.FileHandler):
+    """logs.log; a line the disk cannot take (full) is dropped instead of printing logging's own
+    traceback for every line (the terminal echo still shows it, and the run reports the full disk)."""
+
+    def handleError(self, record):
+        pass
+
+
 def run_logger(run_dir, echo=False):
     """A logger writing to <run>/logs.log (one line per record, appended) and, if echo, to stderr."""
     logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
@@ -247,7 +270,7 @@ def run_logger(run_dir, echo=False):
         handler.close()
         logger.removeHandler(handler)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handler = logging.FileHandler(run_dir.file("logs.log"), encoding="utf-8")
+    handler = _LogFile(run_dir.file("logs.log"), encoding="utf-8")
     handler.setFormatter(fmt)
     logger.addHandler(handler)
     if echo:

@@ -6,7 +6,6 @@ Binary classification with one logit: BCEWithLogits, AdamW, cosine to eta_min pe
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 import collators
 import target_functions as tf
 import models
+from results import ResultsError, atomic_replace
 from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
@@ -108,11 +108,9 @@ def _cached_split(s):
     split = tf.make_split(**args)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(dataclasses.asdict(split), tmp)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache that cannot be written (read-only or full disk) only costs time
+        atomic_replace(path, lambda tmp: torch.save(dataclasses.asdict(split), tmp))
+    except (OSError, RuntimeError, ResultsError):
+        pass  # a cache that cannot be written (read-only or full disk) only costs time; no file is left
     return split, False
 
 

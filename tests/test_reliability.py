@@ -189,3 +189,46 @@ def test_plot_and_report_refuse_an_unwritable_output_in_one_line(tmp_path, unwri
     assert report.main([str(tmp_path / "5"), "--csv", str(unwritable / "table.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("error: cannot write") == 2 and "Traceback" not in err
+
+
+def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_temporary_file(
+        tmp_path, monkeypatch, capsys):
+    import errno
+    import json
+    from pathlib import Path
+
+    write_text = Path.write_text
+
+    def full_for_the_summary(self, *args, **kwargs):
+        if self.name.startswith(".summary.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_for_the_summary)
+    run = tmp_path / "run"
+    assert main.main(["--set", "n_epochs=1", "--set", "data_cache=False", "--results-path", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "disk full while writing" in err and str(run / "summary.json") in err
+    assert "Traceback" not in err
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "disk full" in status["error"]
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_a_data_cache_the_full_disk_refuses_only_costs_time(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    import tasks.target_functions as tft
+
+    def failing_save(obj, path, *args, **kwargs):
+        open(path, "wb").write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed: file write failed")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 ** 9, 10 ** 9, 0))
+    s = settings.build({"data_cache": True, "train_set_size": 20, "test_set_size": 20})
+    split, cached = tft._cached_split(s)
+    assert not cached and len(split.y_train) == 20
+    assert not [p for p in (tmp_path / ".cache").rglob("*") if p.is_file()]  # neither a cache file nor a .tmp

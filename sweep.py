@@ -171,7 +171,17 @@ def collect(asker, yes=False):
                     raise SweepError(f"give at least one value for {name} before END")
                 return
             value, _ = parse_axb(text)
-            settings_module.check_value(fields[name], value)
+            value = settings_module.check_value(fields[name], value)
+            # against the task too, now, so a person re-types it instead of losing every answer after END:
+            # the base settings with this value and the first value of each setting varied before it
+            earlier = {n: vs[0][0] for n, vs in plan.vary}
+            try:
+                settings_module.build(settings_module.merge(plan.base_values, {**earlier, name: value}),
+                                      plan.settings_class)
+            except settings_module.SettingsError as exc:
+                raise SweepError(f"{name} = {value!r} does not go with the base settings"
+                                 + (" and the values varied before it" if earlier else "") + ": "
+                                 + "; ".join(exc.problems))
 
         while True:
             text = asker.ask(Q_VALUE, _validator(check_value)).strip()
@@ -182,7 +192,10 @@ def collect(asker, yes=False):
             values.append((settings_module.check_value(fields[name], value), count))
         plan.vary.append((name, values))
 
-    grid(plan)  # every grid point valid before the question that queues them
+    try:
+        grid(plan)  # every grid point valid before the question that queues them
+    except SweepError as exc:
+        raise SweepError(f"{exc}\n{save_answers(plan.answers)}")
     if not yes:
         def check_yes(text):
             if text.strip().lower() not in ("y", "yes", "n", "no"):
@@ -192,6 +205,17 @@ def collect(asker, yes=False):
         if answer.strip().lower() in ("n", "no"):
             raise Cancelled()
     return plan
+
+
+def save_answers(answers, folder="."):
+    """Write the answers given so far to a file --answers accepts; the sentence that names it."""
+    path = Path(folder) / f"sweep_answers_{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    try:
+        path.write_text("".join(a + "\n" for a in answers), encoding="utf-8")
+    except OSError as exc:
+        return f"(your answers could not be saved: {exc.strerror or exc})"
+    return (f"your answers are saved in {path}: correct the line at fault and run "
+            f"python sweep.py --answers {path}")
 
 
 def flags_to_answers(base, vary):

@@ -232,3 +232,30 @@ def test_a_data_cache_the_full_disk_refuses_only_costs_time(tmp_path, monkeypatc
     split, cached = tft._cached_split(s)
     assert not cached and len(split.y_train) == 20
     assert not [p for p in (tmp_path / ".cache").rglob("*") if p.is_file()]  # neither a cache file nor a .tmp
+
+
+def test_a_value_the_task_refuses_is_re_asked_at_its_prompt(tiny_base):
+    from test_sweep import _interactive
+    backspaces = "\x7f" * 20
+    keys = [f"{tiny_base}\r", "target_func\r",
+            "2x3x4x1\r",                       # a string, so the type passes; no such function: re-asked
+            backspaces + "func7\r", "END\r", "END\r", "y\r"]
+    outcome = _interactive(keys)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["plan"].vary == [("target_func", [("func7", 1)])]
+
+
+def test_answers_are_saved_when_the_grid_is_refused_after_the_questions(tiny_base, tmp_path, monkeypatch):
+    import sweep
+    # a refusal that only the whole grid shows (values fine one by one, impossible together)
+    def refuse(plan):
+        raise sweep.SweepError("some grid points are impossible; nothing was queued")
+
+    monkeypatch.setattr(sweep, "grid", refuse)
+    answers = [str(tiny_base), "lr", "0.1", "END", "END"]
+    with pytest.raises(sweep.SweepError) as error:
+        sweep.collect(sweep.ScriptedAsker(answers + ["y"]))
+    message = str(error.value)
+    saved = message.split("saved in ")[1].split(":")[0]
+    assert (tmp_path / saved).read_text().splitlines() == answers
+    assert f"python sweep.py --answers {saved}" in message

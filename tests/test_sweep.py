@@ -55,7 +55,9 @@ def test_flags_take_the_same_path_as_answers(tiny_base):
     (["{base}", "lr", "END"], "at least one value"),
     (["{base}", "lr", "0.1", "END", "lr"], "already varied"),
     (["{base}", "task"], "cannot be varied"),
-    (["{base}", "sequence_length", "10", "END", "target_func", "func16", "END", "END"], "impossible"),
+    (["{base}", "sequence_length", "10", "END", "target_func", "func16", "END", "END"],
+     "target_func = 'func16' does not go with the base settings and the values varied before it"),
+    (["{base}", "target_func", "func7", "func16", "END", "sequence_length", "10", "END", "END"], "impossible"),
 ])
 def test_scripted_mistakes_are_named(tiny_base, answers, needle):
     answers = [a.format(base=tiny_base) for a in answers]

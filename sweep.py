@@ -76,6 +76,7 @@ class Plan:
     settings_class: type
     vary: list = dataclasses.field(default_factory=list)      # [(name, [(value, count), ...]), ...]
     answers: list = dataclasses.field(default_factory=list)   # every accepted answer, in order
+    description: str = ""  # the grid and its warnings, shown before queueing
 
     @property
     def job_count(self):
@@ -193,18 +194,45 @@ def collect(asker, yes=False):
         plan.vary.append((name, values))
 
     try:
-        grid(plan)  # every grid point valid before the question that queues them
+        points = grid(plan)  # every grid point valid before the question that queues them
     except SweepError as exc:
         raise SweepError(f"{exc}\n{save_answers(plan.answers)}")
+    plan.description = describe_grid(plan, points)
     if not yes:
         def check_yes(text):
             if text.strip().lower() not in ("y", "yes", "n", "no"):
                 raise SweepError("answer y or n")
-        answer = asker.ask(Q_CONFIRM.format(n=plan.job_count), _validator(check_yes))
+        answer = asker.ask(plan.description + "\n" + Q_CONFIRM.format(n=plan.job_count), _validator(check_yes))
         plan.answers.append(answer.strip())
         if answer.strip().lower() in ("n", "no"):
             raise Cancelled()
     return plan
+
+
+PRODUCT = re.compile(r"\d+(x\d+)+")  # a value such as the group 2x3: its own x-suffix reads as a count
+
+
+def describe_grid(plan, points):
+    """The grid as a person checks it before queueing: each varied setting's values and counts, and
+    warnings for a value whose x-suffix was read as a count and for points that repeat another."""
+    lines = ["grid: " + (" | ".join(f"{name}: " + ", ".join(f"{v!r}" + (f" x{c}" if c > 1 else "")
+                                                            for v, c in values)
+                                     for name, values in plan.vary) or "the base settings alone")]
+    for name, values in plan.vary:
+        for value, count in values:
+            if count > 1 and isinstance(value, str) and PRODUCT.fullmatch(value):
+                lines.append(f"warning: {name} {value!r} x{count} is the value {value!r} repeated {count} times; "
+                             f"for the value '{value}x{count}' write {value}x{count}x1")
+    seen, repeats = {}, []
+    for index, point in enumerate(points):
+        key = repr(sorted(settings_module.merge(plan.base_values, point).items()))
+        if key in seen:
+            repeats.append(f"{index} = {seen[key]}")
+        seen.setdefault(key, index)
+    if repeats:
+        lines.append(f"warning: {len(repeats)} jobs repeat another exactly (same settings and seed): "
+                     + ", ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else ""))
+    return "\n".join(lines)
 
 
 def save_answers(answers, folder="."):
@@ -574,6 +602,8 @@ def _main(argv):
                 raise SweepError("add --yes (or end the answers with y) to queue without a terminal")
             ensure_writable(root, "choose another --results-root or fix its permissions")
             plan = collect(asker, yes=args.yes)
+            if args.yes:  # no confirmation question showed it
+                print(plan.description, file=sys.stderr)
             facts = {"kind": args.executor, "max_parallel": args.max_parallel}
             _, folder, manifest = create_experiment(plan, root, facts)
             run_names = [r["run"] for r in manifest["runs"]]

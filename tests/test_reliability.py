@@ -259,3 +259,26 @@ def test_answers_are_saved_when_the_grid_is_refused_after_the_questions(tiny_bas
     saved = message.split("saved in ")[1].split(":")[0]
     assert (tmp_path / saved).read_text().splitlines() == answers
     assert f"python sweep.py --answers {saved}" in message
+
+
+def test_the_grid_description_warns_of_a_suffix_read_as_a_count_and_of_repeated_jobs():
+    import sweep
+    plan = sweep.Plan(base="b.py", base_values={}, settings_class=None,
+                      vary=[("target_func", [("func7", 2), ("func10", 1), ("func10", 1)]), ("M", [("2x3", 4)])])
+    points = [{"target_func": "func7"}, {"target_func": "func7", "seed": 1}, {"target_func": "func10"},
+              {"target_func": "func10"}]
+    text = sweep.describe_grid(plan, points)
+    assert "grid: target_func: 'func7' x2, 'func10', 'func10' | M: '2x3' x4" in text
+    assert "M '2x3' x4 is the value '2x3' repeated 4 times; for the value '2x3x4' write 2x3x4x1" in text
+    assert "1 jobs repeat another exactly (same settings and seed): 3 = 2" in text
+
+
+def test_the_confirmation_question_shows_the_grid(tiny_base):
+    import sweep
+    asker = sweep.ScriptedAsker([str(tiny_base), "target_func", "func7", "func7", "END", "END", "y"])
+    questions = []
+    ask = asker.ask
+    asker.ask = lambda message, *args, **kwargs: questions.append(message) or ask(message, *args, **kwargs)
+    sweep.collect(asker)
+    assert questions[-1].startswith("grid: target_func: 'func7', 'func7'\nwarning: 1 jobs repeat another")
+    assert questions[-1].endswith(sweep.Q_CONFIRM.format(n=2))

@@ -57,7 +57,9 @@ def rows(folder):
         row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
         if row["status"] in ("failed", "dead"):
-            row["error"] = status.get("error", "")
+            # one line, so the table stays a table (an error recorded from a worker's log has many)
+            lines = [line.strip() for line in str(status.get("error", "")).splitlines() if line.strip()]
+            row["error"] = lines[-1] if lines else ""
         out.append(row)
     return out
 

@@ -442,7 +442,8 @@ def _settle(job, worker, folder, out=sys.stderr):
         error = exc
     if error is not None:
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        print(f"job {job.job_id} ended with an error: {lines[-1] if lines else error!r} "
+        error = lines[-1] if lines else repr(error)  # submitit's error is its whole log: its last line says it
+        print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
     for name in worker.run_names:
         run_dir = RunDir(folder / name)
@@ -496,8 +497,10 @@ def prepare_resume(folder, grace=10.0):
     _wait_for(lambda: not _alive_runs(folder, names), grace)
     alive = _alive_runs(folder, names)
     if alive:
+        pids = " ".join(sorted({str(pid) for _, pid in alive}))
         raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
-                         + "; stop that sweep first (Ctrl-C) and resume again")
+                         + f"; wait for them, or stop them (Ctrl-C in the sweep that started them, or kill {pids}) "
+                         "and resume again")
     todo = [name for name in names if RunDir(folder / name).status().get("state") != "done"]
     for name in todo:
         run_dir = RunDir(folder / name)

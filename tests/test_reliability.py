@@ -282,3 +282,13 @@ def test_the_confirmation_question_shows_the_grid(tiny_base):
     sweep.collect(asker)
     assert questions[-1].startswith("grid: target_func: 'func7', 'func7'\nwarning: 1 jobs repeat another")
     assert questions[-1].endswith(sweep.Q_CONFIRM.format(n=2))
+
+
+def test_a_multi_line_error_is_one_line_in_the_report(tmp_path):
+    import report
+    log = "submitit WARNING (2026-12-01) - job 12 was killed\nTraceback (most recent call last):\n  ...\n" \
+          "submitit.core.utils.UncompletedJobError: Job 12 (task: 0) with path x has not produced any output"
+    _fake_run(tmp_path / "4" / "0", {"state": "failed", "error": log}, None)
+    table = report.rows(tmp_path / "4")
+    assert table[0]["error"].startswith("submitit.core.utils.UncompletedJobError") and "\n" not in table[0]["error"]
+    assert len(report.format_table(table).splitlines()) == 3

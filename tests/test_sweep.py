@@ -329,7 +329,8 @@ def test_resume_refuses_a_run_whose_process_is_alive_and_waits_for_one_that_exit
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         folder = _sweep_with_a_running_run(tiny_base, sleeper.pid)
-        with pytest.raises(sweep.SweepError, match=f"still running on this machine: run 1 \\(pid {sleeper.pid}\\)"):
+        with pytest.raises(sweep.SweepError, match=f"still running on this machine: run 1 \\(pid {sleeper.pid}\\);"
+                                                   f".* or kill {sleeper.pid}\\)"):
             sweep.prepare_resume(folder, grace=0.5)
         assert RunDir(folder / "0").status()["state"] == "done"  # nothing was touched
         # a process that exits within the grace period no longer blocks the resume

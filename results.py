@@ -105,6 +105,14 @@ def read_json(path, default=None):
         return default
 
 
+def slurm_job_id():
+    """This process's SLURM job as squeue names it (123_4 for an array task), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def holder_alive(status):
     """Whether the process a `running` status names is alive on this machine (False for another host:
     nothing can be known of it from here)."""
@@ -176,6 +184,11 @@ class RunDir:
         if state == "running":
             record.update(host=socket.gethostname(), pid=os.getpid(), started=now())
             record.pop("error", None)
+            job = slurm_job_id()
+            if job:
+                record["slurm_job"] = job  # so a resume can ask SLURM whether the job still holds the run
+            else:
+                record.pop("slurm_job", None)
         if state == "queued":
             for key in ("error", "started", "host", "pid"):
                 record.pop(key, None)

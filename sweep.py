@@ -16,12 +16,14 @@ seeds 0, 1, 2).
 """
 import argparse
 import dataclasses
+import getpass
 import itertools
 import math
 import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -393,6 +395,22 @@ def plan_workers(args, run_names):
     return [run_names[i:] + run_names[:i] for i in range(parallel)], threads
 
 
+# how the jobs were submitted: recorded with each submission, reused by --resume unless given again
+SUBMISSION_OPTIONS = ("executor", "max_parallel", "partition", "time", "cpus", "mem", "gpus_per_node", "constraint",
+                      "exclusive", "account", "qos", "setup", "runs_per_job", "job_name")
+
+
+def reuse_submission_options(args, manifest):
+    """args with the last submission's options where this command line did not give them again."""
+    recorded = (manifest.get("submissions") or [{}])[-1].get("options") or {}
+    for name, value in recorded.items():
+        if name in SUBMISSION_OPTIONS and name not in getattr(args, "given", ()):
+            setattr(args, name, value)
+    if args.max_parallel is None and args.executor != "slurm":
+        args.max_parallel = os.cpu_count() or 1
+    return args
+
+
 def submit(args, folder, run_names, manifest):
     from worker import Worker
     # job processes unpickle worker.Worker: make the project importable wherever they start
@@ -405,6 +423,7 @@ def submit(args, folder, run_names, manifest):
     with executor.batch():
         jobs = [executor.submit(w) for w in workers]
     manifest["submissions"].append({"time": now(), "executor": args.executor, "token": token,
+                                    "options": {k: getattr(args, k) for k in SUBMISSION_OPTIONS},
                                     "job_ids": [str(j.job_id) for j in jobs], "runs": run_names})
     atomic_write_json(folder / "sweep.json", manifest)
     return jobs, workers
@@ -501,13 +520,37 @@ def prepare_resume(folder, grace=10.0):
         raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
                          + f"; wait for them, or stop them (Ctrl-C in the sweep that started them, or kill {pids}) "
                          "and resume again")
-    todo = [name for name in names if RunDir(folder / name).status().get("state") != "done"]
+    held = _held_by_slurm(folder, names)
+    if held:
+        print("left alone, SLURM still lists the jobs that hold them: "
+              + ", ".join(f"run {name} (job {job})" for name, job in held), file=sys.stderr)
+    held_names = {name for name, _ in held}
+    todo = [name for name in names
+            if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
     for name in todo:
         run_dir = RunDir(folder / name)
         attempts = run_dir.status().get("attempts", 0) + 1
         run_dir.release_claim()
         run_dir.set_status("queued", attempts=attempts)
     return manifest, todo
+
+
+def _held_by_slurm(folder, run_names):
+    """(run, job) of the runs marked running by a SLURM job that squeue still lists (pending or running);
+    none when squeue cannot be asked here."""
+    running = {}
+    for name in run_names:
+        status = RunDir(folder / name).status()
+        if status.get("state") == "running" and status.get("slurm_job"):
+            running[name] = str(status["slurm_job"])
+    if not running or not shutil.which("squeue"):
+        return []
+    try:  # every job of this user, one line per array task (-r), so finished jobs cannot fail the query
+        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                                capture_output=True, text=True, timeout=60).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [(name, job) for name, job in running.items() if job in set(listed)]
 
 
 def _wait_for(condition, seconds):
@@ -561,6 +604,9 @@ def parse_args(argv):
     g.add_argument("--runs-per-job", type=int, default=1, help="runs trained by each array task")
     g.add_argument("--job-name", default="reasoning-lab")
     args = p.parse_args(argv)
+    # the options typed on this command line (a resume takes the others from the recorded submission)
+    args.given = {action.dest for action in p._actions for opt in action.option_strings
+                  if any(a == opt or a.startswith(opt + "=") for a in argv)}
     if args.max_parallel is not None and args.max_parallel < 1:
         p.error("--max-parallel must be at least 1")
     if args.max_parallel is None and args.executor != "slurm":
@@ -583,6 +629,7 @@ def _main(argv):
             given = Path(args.resume)
             folder = given if (given / "sweep.json").exists() else root / str(args.resume)
             manifest, run_names = prepare_resume(folder)
+            reuse_submission_options(args, manifest)
             if not run_names:
                 print(f"every run of {folder} is done; nothing to resume")
                 return 0

@@ -292,3 +292,56 @@ def test_a_multi_line_error_is_one_line_in_the_report(tmp_path):
     table = report.rows(tmp_path / "4")
     assert table[0]["error"].startswith("submitit.core.utils.UncompletedJobError") and "\n" not in table[0]["error"]
     assert len(report.format_table(table).splitlines()) == 3
+
+
+def _fake_slurm(tmp_path, monkeypatch, listed=""):
+    """sbatch that keeps the script it was given, srun, and squeue listing `listed`."""
+    import os
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 777'\n")
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "squeue").write_text(f"#!/bin/sh\nprintf '{listed}'\n")
+    for tool in ("sbatch", "srun", "squeue"):
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    return fake
+
+
+def test_a_slurm_resume_reuses_the_submission_and_leaves_runs_slurm_still_holds(tiny_base, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import json
+
+    import sweep
+    from results import RunDir
+    fake = _fake_slurm(tmp_path, monkeypatch, listed="777_1\\n")
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x3", "--executor", "slurm", "--yes",
+                       "--partition", "long", "--time", "90", "--cpus", "2", "--qos", "low",
+                       "--setup", "conda activate lab", "--runs-per-job", "1", "--max-parallel", "2"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    # run 0 failed; run 1 is trained by array task 777_1 on another node; run 2's job died
+    RunDir(folder / "0").set_status("failed", error="boom")
+    for name, job in (("1", "777_1"), ("2", "777_2")):
+        status = {"state": "running", "host": "node-7", "pid": 4242, "slurm_job": job}
+        (folder / name / "status.json").write_text(json.dumps(status))
+    (fake / "submitted.sh").unlink()
+    assert sweep.main(["--resume", "0", "--time", "120"]) == 0
+    script = (fake / "submitted.sh").read_text()
+    for line in ("--partition=long", "--time=120", "--cpus-per-task=2", "--qos=low", "conda activate lab"):
+        assert line in script, line
+    assert "#SBATCH --array=0-1%2" in script  # runs 0 and 2, with the recorded parallelism
+    assert json.loads((folder / "sweep.json").read_text())["submissions"][-1]["runs"] == ["0", "2"]
+    assert "run 1 (job 777_1)" in capsys.readouterr().err
+    assert RunDir(folder / "1").status()["state"] == "running"
+    assert RunDir(folder / "0").status()["state"] == RunDir(folder / "2").status()["state"] == "queued"
+
+
+def test_a_run_started_by_slurm_records_its_job_as_squeue_names_it(tmp_path, monkeypatch):
+    from results import RunDir
+    monkeypatch.setenv("SLURM_JOB_ID", "999")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.set_status("running")
+    assert run.status()["slurm_job"] == "777_4"

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -535,6 +536,30 @@ def prepare_resume(folder, grace=10.0):
     return manifest, todo
 
 
+def stop_workers(folder, run_names, grace=20.0):
+    """Stop this machine's workers still training runs of the sweep after their jobs were cancelled.
+
+    submitit cancels a local job with SIGINT to its controller, which does nothing where SIGINT is ignored
+    (a sweep started in the background by a script inherits that), and the controller passes nothing on.
+    Each worker is then sent SIGINT itself (workers restore its default handler: the run is marked
+    interrupted, its evaluations kept), then SIGKILL after `grace` seconds (the run stays 'running' with
+    a dead process, which --resume takes up). Returns the pids that survived both, as text."""
+    def signal_all(signum):
+        for _, pid in _alive_runs(folder, run_names):
+            try:
+                os.kill(int(pid), signum)
+            except (OSError, ValueError):
+                pass
+
+    if _alive_runs(folder, run_names):
+        signal_all(signal.SIGINT)
+        _wait_for(lambda: not _alive_runs(folder, run_names), grace)
+    if _alive_runs(folder, run_names):
+        signal_all(signal.SIGKILL)
+        _wait_for(lambda: not _alive_runs(folder, run_names), 5)
+    return " ".join(sorted({str(pid) for _, pid in _alive_runs(folder, run_names)}))
+
+
 def _held_by_slurm(folder, run_names):
     """(run, job) of the runs marked running by a SLURM job that squeue still lists (pending or running);
     none when squeue cannot be asked here."""
@@ -673,9 +698,11 @@ def _main(argv):
                 except Exception:
                     pass
             # let workers record 'interrupted' and exit before we return
-            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 30)
+            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 10)
+            left = stop_workers(folder, run_names)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
-                  f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
+                  + (f"workers {left} would not stop: stop them with kill -9 {left}; " if left else "")
+                  + f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
             return exit_code(stop)
         return final_report(folder, run_names)
     except Cancelled:

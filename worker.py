@@ -10,6 +10,7 @@ requeues the same worker; it recognises its own claims and resumes each run from
 holds (the run's checkpoint.pt where a checkpoint interval is set, otherwise from the start).
 """
 import os
+import signal
 
 from results import RunDir
 
@@ -22,6 +23,9 @@ class Worker:
         self.threads = threads
 
     def __call__(self):
+        # Ctrl-C / sweep.py's stop reach a worker as SIGINT, which a sweep started in the background by a
+        # script inherits as ignored: take it back, so that a stop request is honoured
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if self.threads:
             import torch
             torch.set_num_threads(self.threads)

@@ -188,13 +188,18 @@ def test_resume_reruns_exactly_what_is_not_done(tiny_base, tmp_path):
     assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0  # nothing left: a no-op
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a script's `sweep.py ... &` inherits
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill", "kill-background"])
 def test_a_stopped_sweep_keeps_finished_runs_and_resume_completes(tmp_path, stop):
     base = write_settings(tmp_path / "slow.py", {**TINY, "n_epochs": 40, "train_set_size": 100})
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), "--base", str(base), "--vary",
                              "seed=0,1,2,3,4,5", "--executor", "local", "--max-parallel", "1", "--yes"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=_ignore_sigint if stop == "kill-background" else None)
     folder = tmp_path / "results_new" / "0"
     deadline = time.time() + 120
     while time.time() < deadline and not (folder / "0" / "summary.json").exists():
@@ -205,6 +210,7 @@ def test_a_stopped_sweep_keeps_finished_runs_and_resume_completes(tmp_path, stop
         proc.send_signal(signal.SIGTERM)  # `kill <pid>`: only the sweep gets it, it must stop its workers
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if stop == "ctrl-c" else 143), err
+    assert "would not stop" not in err
     assert "--resume 0" in err
     states = {r["run"]: r["status"] for r in report.rows(folder)}
     assert states["0"] == "done" and "done" in states.values() and set(states.values()) != {"done"}

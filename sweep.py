@@ -15,6 +15,7 @@ Repeats of a value are replicates: each gets the seed setting plus its repeat in
 seeds 0, 1, 2).
 """
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import itertools
@@ -412,6 +413,25 @@ def reuse_submission_options(args, manifest):
     return args
 
 
+@contextlib.contextmanager
+def _controllers_stderr_to(path):
+    """Start local jobs with their standard error in a file: submitit's controller processes, which
+    inherit it, print a KeyboardInterrupt traceback each on Ctrl-C (the runs' own output already goes to
+    submitit's per-job logs, and sweep.py prints one line per interrupted run)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def submit(args, folder, run_names, manifest):
     from worker import Worker
     # job processes unpickle worker.Worker: make the project importable wherever they start
@@ -421,7 +441,9 @@ def submit(args, folder, run_names, manifest):
     executor = make_executor(args, folder, len(chunks))
     token = uuid.uuid4().hex[:8]
     workers = [Worker(folder, chunk, f"{token}-{i}", threads) for i, chunk in enumerate(chunks)]
-    with executor.batch():
+    quiet = _controllers_stderr_to(folder / ".submitit" / "controllers.log") if args.executor == "local" \
+        else contextlib.nullcontext()
+    with quiet, executor.batch():
         jobs = [executor.submit(w) for w in workers]
     manifest["submissions"].append({"time": now(), "executor": args.executor, "token": token,
                                     "options": {k: getattr(args, k) for k in SUBMISSION_OPTIONS},

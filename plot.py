@@ -32,10 +32,12 @@ def stem(folder):
     return f"run_{folder.name}" if (folder / "status.json").exists() else folder.name
 
 
-def accuracy_curves(folder, runs, out_dir, title=None, cols=3):
-    """Train (dashed) and test (solid) accuracy against epochs: one panel per point of the grid, the
-    seeds of a point overlaid. title(label, runs_of_the_point) -> panel title (default: the label,
-    i.e. the varied settings other than seed). Returns the PNG's path."""
+def accuracy_curves(folder, runs, out_dir, title=None, cols=3, chance=None):
+    """Per point of the grid (the seeds of a point overlaid), accuracy and, beside it, loss against epochs:
+    train dashed, test solid. title(label, runs_of_the_point) -> panel title (default: the label, i.e.
+    the varied settings other than seed); chance(run) -> the accuracy of guessing, drawn dotted (None:
+    no line). The figure's title names the folder, the programme and what varies; the legend sits below
+    the panels. Returns the PNG's path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -47,23 +49,37 @@ def accuracy_curves(folder, runs, out_dir, title=None, cols=3):
         points.setdefault(label, []).append(run)
     cols = min(cols, len(points))
     rows = -(-len(points) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False, sharey=True)
-    for ax, (label, members) in zip(axes.flat, points.items()):
+    height = 3.2 * rows + 0.7  # the panels, the title and one line of legend below
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(4.2 * 2 * cols, height), squeeze=False)
+    pairs = [(axes[i // cols][2 * (i % cols)], axes[i // cols][2 * (i % cols) + 1]) for i in range(rows * cols)]
+    for (acc, loss), (label, members) in zip(pairs, points.items()):
         for i, run in enumerate(members):
             epochs = [r["epoch"] for r in run["metrics"]]
             seed = run["config"].get("seed")
-            ax.plot(epochs, [r["test_accuracy"] for r in run["metrics"]], color=f"C{i}", label=f"test, seed {seed}")
-            ax.plot(epochs, [r["train_accuracy"] for r in run["metrics"]], color=f"C{i}", ls="--", alpha=0.6,
-                    label=f"train, seed {seed}")
-        ax.set_title(title(label, members) if title else label, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(points):]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+            for split, style in (("test", "-"), ("train", "--")):
+                acc.plot(epochs, [r.get(f"{split}_accuracy") for r in run["metrics"]], color=f"C{i}", ls=style,
+                         alpha=1.0 if split == "test" else 0.6, label=f"{split}, seed {seed}")
+                loss.plot(epochs, [r.get(f"{split}_loss") for r in run["metrics"]], color=f"C{i}", ls=style,
+                          alpha=1.0 if split == "test" else 0.6)
+        if chance is not None and chance(members[0]) is not None:
+            acc.axhline(chance(members[0]), color="grey", ls=":", lw=1, label="chance")
+        acc.set_title(title(label, members) if title else label, fontsize=9)
+        loss.set_title("loss", fontsize=9)
+        for ax in (acc, loss):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        acc.set_ylim(-0.03, 1.03)
+        acc.set_ylabel("accuracy")
+        loss.set_yscale("log")
+    for acc, loss in pairs[len(points):]:
+        acc.axis("off")
+        loss.axis("off")
+    handles, labels = pairs[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
+    task = runs[0]["config"].get("task", "")
+    fig.suptitle(f"{Path(folder)} ({task})" + (f": varies {', '.join(varied)}" if varied else "")
+                 + (", seeds overlaid" if any(len(m) > 1 for m in points.values()) else ""), fontsize=10)
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem(folder)}_accuracy.png"

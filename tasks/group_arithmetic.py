@@ -484,7 +484,11 @@ def plot(folder, out_dir):
     runs = plots.load_runs(folder)
     if not runs:
         return []
-    written = [plots.accuracy_curves(folder, runs, Path(out_dir), title)]
+    def chance(run):  # one class of |G|
+        order = run["summary"].get("order")
+        return 1 / order if order else None
+
+    written = [plots.accuracy_curves(folder, runs, Path(out_dir), title, chance=chance)]
     if len(runs) > 1:
         written.append(_phase_diagram(runs, Path(out_dir) / f"{plots.stem(folder)}_phase.png", plt))
     return written

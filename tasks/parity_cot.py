@@ -253,6 +253,17 @@ def position_names(k, cot):
     return [f"cot{j}" for j in range(1, k + 1)] * cot + ["answer"]
 
 
+def fused_gelu(model):
+    """GPT-2's tanh GELU (transformers' NewGELUActivation: ~8 element-wise ops written in Python) swapped
+    for torch's fused nn.GELU(approximate='tanh'), the same function to float rounding. On CPU the Python
+    version and its backward took ~30% of a training step of the 128-wide reference model (profiled)."""
+    for module in model.modules():
+        mlp_act = getattr(module, "act", None)
+        if type(mlp_act).__name__ == "NewGELUActivation":
+            module.act = torch.nn.GELU(approximate="tanh")
+    return model
+
+
 # ---------------------------------------------------------------- the task
 
 class Task(BaseTask):
@@ -287,7 +298,7 @@ class Task(BaseTask):
 
     def build_model(self, data):
         s = self.settings
-        model = models.build(s.model_spec())
+        model = fused_gelu(models.build(s.model_spec()))
         if s.model_dtype == "bfloat16":
             model = model.to(torch.bfloat16)
         total, _ = models.count_parameters(model)

@@ -188,6 +188,15 @@ def test_sample_complexity_from_a_history():
     assert pc.sample_complexity(history[:2]) is None
 
 
+def test_fused_gelu_is_gpt2s_gelu():
+    from transformers.activations import NewGELUActivation
+    model = pc.Task(make(**TINY), _Log()).build_model(None)
+    acts = [m.act for m in model.modules() if hasattr(m, "act")]
+    assert acts and all(isinstance(a, torch.nn.GELU) for a in acts)
+    x = torch.randn(1000) * 4
+    assert torch.allclose(acts[0](x), NewGELUActivation()(x), atol=1e-6)
+
+
 # ---------------------------------------------------------------- runs end to end
 
 def test_tiny_fixed_set_run_writes_metrics_and_summary(tmp_path):

@@ -458,7 +458,7 @@ def _curves_plot(runs, path, plt):
     return path
 
 
-def _entropy_plot(runs, path, plt, most=6):
+def _entropy_plot(runs, path, plt, most=4):
     """Per run (at most `most`), accuracy on top and the normalised attention entropy of every head below,
     on one shared samples axis (Figure 1b)."""
     chosen = [r for r in runs if any(k.startswith("entropy_") for k in r["metrics"][-1])][:most]
@@ -520,7 +520,8 @@ def _heatmap_plot(runs, path, plt):
         for i in range(len(layers)):
             for j in range(len(heads)):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="k" if grid[i, j] > 0.75 else "w")
         ax.set_xticks(range(len(heads)), heads)
         ax.set_yticks(range(len(layers)), layers)
         ax.set_xlabel("heads")

@@ -227,3 +227,35 @@ def test_tiny_stream_run_learns_k1_and_bf16_options_run(tmp_path):
             AcceleratorState._reset_state(reset_partial_state=True)
         assert math.isfinite(out["final"]["valid_loss"])
         assert out["mixed_precision"] == extra.get("mixed_precision", "no")
+
+
+def _fake_run(folder, config, sample_complexity, budget=40960, accuracy=1.0):
+    """A finished run's files, as the loop writes them (config, status, metrics, summary)."""
+    folder.mkdir(parents=True)
+    base = settings.as_dict(make(**config))
+    (folder / "config.json").write_text(json.dumps(base))
+    (folder / "status.json").write_text(json.dumps({"state": "done"}))
+    records = [{"step": i, "samples": 2048 * i, "valid_accuracy": min(1.0, i / 10), "entropy_l0_h0": 1 - i / 20}
+               for i in range(21)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "summary.json").write_text(json.dumps(
+        {"state": "done", "final": {"valid_accuracy": accuracy}, "sample_complexity": sample_complexity,
+         "budget_samples": budget}))
+
+
+def test_plots_from_a_sweep_folder(tmp_path):
+    import plot as plotting
+    i = 0
+    for k in (1, 3):
+        for cot in (True, False):
+            for n_layer, n_head in ((1, 1), (1, 2), (2, 1), (2, 2)) if cot else ((1, 1),):
+                never = not cot and k == 3
+                _fake_run(tmp_path / "sweep" / str(i), dict(k=k, cot=cot, n_layer=n_layer, n_head=n_head, n_embd=16),
+                          None if never else 2048 * k * (1 if cot else 4 ** k), accuracy=0.5 if never else 1.0)
+                i += 1
+    paths = pc.plot(tmp_path / "sweep", tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == ["sweep_accuracy_curves.png", "sweep_entropy.png", "sweep_heatmap.png",
+                     "sweep_sample_complexity.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert plotting.task_of(tmp_path / "sweep") == "parity_cot"

@@ -459,9 +459,14 @@ def _curves_plot(runs, path, plt):
 
 
 def _entropy_plot(runs, path, plt, most=4):
-    """Per run (at most `most`), accuracy on top and the normalised attention entropy of every head below,
-    on one shared samples axis (Figure 1b)."""
-    chosen = [r for r in runs if any(k.startswith("entropy_") for k in r["metrics"][-1])][:most]
+    """Accuracy on top and the normalised attention entropy of every head below, on one shared samples
+    axis (Figure 1b), for at most `most` runs: one per (k, CoT, shape), the largest k first."""
+    first = {}  # one run (the lowest seed) per (k, CoT, shape), largest k first, CoT before no CoT
+    for r in sorted(runs, key=lambda r: r["config"]["seed"]):
+        c = r["config"]
+        if any(key.startswith("entropy_") for key in r["metrics"][-1]):
+            first.setdefault((-c["k"], not c["cot"], _shape(c), c.get("n_train") or 0), r)
+    chosen = [first[key] for key in sorted(first)][:most]
     if not chosen:
         return None
     fig, axes = plt.subplots(2, len(chosen), figsize=(4.2 * len(chosen), 5.5), squeeze=False, sharex="col")

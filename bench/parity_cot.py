@@ -7,9 +7,10 @@
    batches, on the run's threads): the yardstick.
 2. Throughput: n=20, k=6 with CoT (27 tokens), GPT-2 1 layer x 1 head, batch 512, fresh samples, evaluated
    every 2048 samples as the original (2048 validation samples), with and without the attention entropy,
-   in float32 and with the whole model cast to bfloat16 (the original's), at each width. Printed: training
-   samples/s (train time only), samples/s with the evaluations, and the fraction of the matmul rate of that
-   precision that the training FLOPs reach.
+   in float32 and with the whole model cast to bfloat16 (the original's), at each width (--steps steps at
+   widths up to 256, a quarter of them wider). Printed: training samples/s (train time only), samples/s
+   with one evaluation of 2048 validation samples per 2048 training samples (timed on 512 and scaled),
+   and the fraction of the matmul rate of that precision that the training FLOPs reach.
    FLOPs counted: a training sample costs 3 x its forward FLOPs (backward = 2 x forward); the forward is,
    per layer, 2 T (4 d^2 + 8 d^2) for the attention projections and the MLP plus 2 x 2 T^2 d for the
    attention scores and their product with the values (the full T x T square sdpa computes), plus 2 T d V
@@ -63,16 +64,21 @@ def forward_flops(T, d, layers, vocab=2):
     return layers * (2 * T * 12 * d * d + 4 * T * T * d) + 2 * T * d * vocab
 
 
-def throughput(width, dtype, entropy, steps, threads, workdir):
+def throughput(width, dtype, entropy, steps, threads, workdir, n_valid=512):
+    """(training samples/s, samples/s with the original's evaluation cadence): the second charges each
+    2048 training samples one evaluation of 2048 validation samples, from the mean time of the run's
+    evaluations of n_valid samples scaled by 2048 / n_valid (the entropy's part is not scaled)."""
     import main
     import settings
     values = dict(task="parity_cot", n_bits=20, k=6, cot=True, n_samples=steps * 512, batch_size=512, n_layer=1,
                   n_head=1, n_embd=width, model_dtype=dtype, attention_entropy=entropy, eval_every_samples=2048,
-                  threads=threads, progress="off", seed=42)
+                  n_valid=n_valid, threads=threads, progress="off", seed=42)
     run = Path(workdir) / f"tp_{width}_{dtype}_{entropy}"
     summary = main.run(settings.build(values), run)
-    train, evals = summary["train_time"], summary["eval_time"]
-    return summary["samples"], train, evals
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    per_eval = sum(r["eval_time"] for r in records) / len(records) * 2048 / n_valid
+    samples, train = summary["samples"], summary["train_time"]
+    return samples / train, samples / (train + per_eval * samples / 2048)
 
 
 def reference(dtype, threads, workdir):
@@ -114,10 +120,10 @@ def main(argv=None):
             for width in (int(w) for w in args.widths.split(",")):
                 for dtype in ("float32", "bfloat16"):
                     for entropy in (False, True):
-                        samples, train, evals = throughput(width, dtype, entropy, args.steps, args.threads, workdir)
-                        rate = samples / train
+                        steps = args.steps if width <= 256 else max(2, args.steps // 4)
+                        rate, with_evals = throughput(width, dtype, entropy, steps, args.threads, workdir)
                         fraction = 3 * forward_flops(27, width, 1) * rate / 1e9 / peaks[dtype, args.threads]
-                        print(f"{width:>5} {dtype:>9} {str(entropy):>7} {rate:>15.0f} {samples / (train + evals):>10.0f} "
+                        print(f"{width:>5} {dtype:>9} {str(entropy):>7} {rate:>15.0f} {with_evals:>10.0f} "
                               f"{fraction:>14.1%}", flush=True)
         if not args.skip_reference:
             flops = 3 * forward_flops(27, 128, 1) * REFERENCE["n_samples"] / 1e12

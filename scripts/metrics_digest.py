@@ -44,6 +44,13 @@ def shrink(values):
         return dict(n_epochs=20, eval_every=5)
     if task == "assoc_memory":
         return dict(n_epochs=3, eval_every=1, num_batch=min(values.get("num_batch", 64), 8))
+    if task == "parity_cot":  # paper widths (720) and budgets (10^7 samples) shrunk; n, k, CoT kept
+        out = dict(n_samples=64 * 4, batch_size=64, eval_every_samples=None, eval_every_steps=2, n_valid=256,
+                   n_embd=32, n_layer=min(values.get("n_layer", 1), 2), n_head=min(values.get("n_head", 1), 2),
+                   entropy_samples=32, n_positions=None)
+        if values.get("n_train"):
+            out.update(n_train=min(values["n_train"], 512), train_eval_size=128)
+        return out
     return dict(n_epochs=2, eval_every=1)
 
 

@@ -7,6 +7,7 @@ TASK_MODULES = {
     "target_functions": "tasks.target_functions",
     "group_arithmetic": "tasks.group_arithmetic",
     "assoc_memory": "tasks.assoc_memory",
+    "parity_cot": "tasks.parity_cot",
 }
 
 

@@ -1,0 +1,21 @@
+# Sparse parity, Figure 9 at the paper's settings: n=20, k=12, with and without CoT, fixed sets of 10^4,
+# 10^5, 10^6 inputs reused until 10^7 samples, GPT-2 width 720, 1..8 layers x 1..8 heads, lr 6e-5 (the
+# paper also tried 8e-5 and 1e-4: add --vary lr=6e-5,8e-5,1e-4). plot.py draws the accuracy heat map over
+# layers x heads (*_heatmap.png), one map per (CoT, training set size). Whole model in bf16. A GPU job.
+# python sweep.py --base conf/parity_cot_fig9.py --vary cot=True,False \
+#       --vary n_train=10000,100000,1000000 --vary n_layer=1,2,3,4,6,8 --vary n_head=1,2,3,4,6,8 --yes
+task = 'parity_cot'
+n_bits = 20
+k = 12
+cot = True
+n_train = 10000
+n_samples = 10 ** 7
+batch_size = 512
+n_layer = 1
+n_head = 1
+n_embd = 720
+n_positions = 2048
+model_dtype = 'bfloat16'
+lr = 6e-5
+eval_every_samples = 2048
+seed = 42

@@ -1,0 +1,261 @@
+"""Sparse parity with and without CoT: the spec's example sequence and labels, the original's secret sets,
+disjoint training and validation inputs, exact match, the attention entropy, the sample complexity, the
+settings' refusals, and tiny runs end to end (both regimes, bf16).
+
+Expected values come from the spec (reference/parity_cot.md) or from definitions written here, not from
+the code under test.
+"""
+import json
+import math
+
+import pytest
+import torch
+
+import main
+import settings
+from tasks import parity_cot as pc
+
+
+class _Log:
+    def info(self, *args):
+        pass
+
+
+def make(**values):
+    return settings.build({"task": "parity_cot", **values})
+
+
+TINY = dict(n_bits=8, k=3, n_embd=16, n_layer=1, n_head=2, batch_size=32, n_samples=32 * 6,
+            eval_every_samples=None, eval_every_steps=3, n_valid=64, progress="off", entropy_samples=16)
+
+
+# ---------------------------------------------------------------- sequences and labels
+
+def test_spec_example_n20_k6_sequence_and_labels():
+    secret = pc.original_secret(20, 6)
+    assert secret == [1, 2, 11, 12, 17, 18]
+    bits = torch.zeros(1, 20, dtype=torch.uint8)
+    for position, bit in zip(secret, (0, 1, 1, 1, 1, 0)):  # the spec's secret bits
+        bits[0, position] = bit
+    bits[0, 0] = bits[0, 5] = bits[0, 19] = 1  # non-secret bits change nothing
+    ids = pc.sequences(bits, secret, cot=True)
+    assert ids.shape == (1, 27)
+    assert ids[0, :20].tolist() == bits[0].tolist()
+    assert ids[0, 20:26].tolist() == [0, 0, 1, 0, 1, 0]  # the spec's CoT
+    assert ids[0, 26].item() == 0  # y
+    labels = pc.labels_of(ids, 20)
+    assert labels[0, :20].tolist() == [-100] * 20
+    assert labels[0, 20:].tolist() == [0, 0, 1, 0, 1, 0, 0]
+    plain = pc.sequences(bits, secret, cot=False)
+    assert plain.shape == (1, 21) and plain[0, 20].item() == 0
+    assert pc.labels_of(plain, 20)[0].tolist() == [-100] * 20 + [0]
+
+
+def test_sequences_against_brute_force_parity():
+    gen = torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2, (200, 12), generator=gen, dtype=torch.uint8)
+    secret = [0, 4, 7, 11]
+    ids = pc.sequences(bits, secret, cot=True)
+    for row, seq in zip(bits.tolist(), ids.tolist()):
+        running = 0
+        for j, p in enumerate(secret):
+            assert seq[12 + j] == running
+            running ^= row[p]
+        assert seq[-1] == running
+
+
+def test_bits_are_least_significant_first():
+    assert pc.to_bits(torch.tensor([6, 1]), 4).tolist() == [[0, 1, 1, 0], [1, 0, 0, 0]]
+
+
+# ---------------------------------------------------------------- secret sets
+
+@pytest.mark.parametrize("n, k, expected", [
+    (30, 1, [2]), (30, 2, [2, 28]), (30, 3, [2, 13, 28]), (30, 4, [2, 10, 13, 28]),
+    (20, 3, [1, 11, 18]), (20, 6, [1, 2, 11, 12, 17, 18]),
+    (20, 12, [2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 15, 17]),
+    (40, 20, [1, 2, 3, 7, 12, 13, 14, 16, 18, 19, 22, 24, 25, 26, 27, 29, 33, 34, 36, 38]),
+])
+def test_original_secret_sets(n, k, expected):
+    assert pc.original_secret(n, k) == expected
+    assert make(n_bits=n, k=k).secret_set() == expected
+
+
+def test_secret_given_or_by_seed_and_recorded():
+    assert make(secret=[5, 1, 3], k=3).secret_set() == [1, 3, 5]
+    by_seed = [make(secret_rule="seed", seed=s).secret_set() for s in (0, 0, 1)]
+    assert by_seed[0] == by_seed[1] != by_seed[2] and len(by_seed[0]) == 6
+    task = pc.Task(make(**TINY, secret=[0, 2, 5]), _Log())
+    assert task.build_data().facts["secret"] == [0, 2, 5]
+
+
+# ---------------------------------------------------------------- disjointness, regimes
+
+@pytest.mark.parametrize("n_bits, n_train", [(12, 1500), (30, 3000), (70, 500)])
+def test_train_and_valid_inputs_distinct_and_disjoint(n_bits, n_train):
+    task = pc.Task(make(n_bits=n_bits, k=3, n_train=n_train, n_valid=512, n_embd=16), _Log())
+    data = task.build_data()
+    train, valid = data.train["ids"][:, :n_bits], data.splits["valid"]["ids"][:, :n_bits]
+    rows = {tuple(r) for r in train.tolist()}
+    assert len(rows) == n_train
+    assert len({tuple(r) for r in valid.tolist()}) == 512
+    assert not rows & {tuple(r) for r in valid.tolist()}
+    assert data.facts["train_valid_overlap"] == 0
+    assert data.splits["train"]["ids"].shape == (min(n_train, 2048), task.settings.length)
+
+
+def test_stream_never_draws_a_validation_input():
+    s = make(n_bits=6, k=2, n_valid=32, n_embd=16)  # 64 inputs, half of them validation
+    task = pc.Task(s, _Log())
+    data = task.build_data()
+    assert s.training_source() == "stream" and callable(data.train)
+    valid = {tuple(r) for r in data.splits["valid"]["ids"][:, :6].tolist()}
+    gen = torch.Generator().manual_seed(3)
+    batch = data.train(4000, gen)["ids"]
+    drawn = {tuple(r) for r in batch[:, :6].tolist()}
+    assert not drawn & valid and len(drawn) == 32
+    again = data.train(50, torch.Generator().manual_seed(3))["ids"]
+    assert torch.equal(again, data.train(50, torch.Generator().manual_seed(3))["ids"])
+
+
+def test_settings_refusals():
+    for values, phrase in [(dict(k=30), "cannot exceed"), (dict(secret=[1, 2]), "has 2 positions"),
+                           (dict(secret=[1, 1, 2, 3, 4, 5]), "repeats"), (dict(secret=[0, 1, 2, 3, 4, 25]), "outside"),
+                           (dict(n_bits=10, n_train=2000), "do not exist"), (dict(n_epochs=3), "no epochs"),
+                           (dict(n_positions=10), "shorter"), (dict(n_embd=30, n_head=4), "divisible")]:
+        with pytest.raises(settings.SettingsError, match=phrase):
+            make(**values)
+    assert make(n_train=100, n_epochs=3, n_samples=None).training_source() == "fixed"
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_exact_match_one_wrong_position_makes_the_sample_wrong():
+    target = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]])
+    predicted = target.clone()
+    predicted[1, 2] = 1  # one wrong CoT token
+    predicted[2, 3] = 0  # one wrong answer
+    assert pc.exact_match(predicted, target).tolist() == [True, False, False]
+
+
+class Oracle(torch.nn.Module):
+    """Logits that predict the true next token, except at the chosen (sample, position) pairs."""
+
+    def __init__(self, wrong=()):
+        super().__init__()
+        self.wrong = set(wrong)
+
+    def forward(self, ids, attention_mask=None, output_attentions=False):
+        nxt = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
+        for b, t in self.wrong:
+            nxt[b, t - 1] = 1 - nxt[b, t - 1]
+        return F_one_hot(nxt) * 10.0
+
+
+def F_one_hot(x):
+    return torch.nn.functional.one_hot(x, 2).float()
+
+
+def test_evaluate_batch_exact_and_per_position():
+    s = make(**TINY)
+    task = pc.Task(s, _Log())
+    ids = task.build_data().splits["valid"]["ids"][:10]
+    out = task.evaluate_batch(Oracle(wrong=[(0, 8), (3, 11), (3, 9)]), {"ids": ids})  # n=8: positions 8..11
+    assert out["accuracy"][0].item() == 8 and out["accuracy"][1] == 10
+    assert [out[f"{p}_acc"][0].item() for p in ("cot1", "cot2", "cot3", "answer")] == [9, 9, 10, 9]
+    assert out["loss"][1] == 40
+
+
+def test_entropy_uniform_rows_one_and_one_hot_rows_zero():
+    T = 7
+    uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1).unsqueeze(1)
+    one_hot = torch.zeros(T, T)
+    one_hot[torch.arange(T), torch.arange(T) // 2] = 1.0
+    attention = torch.stack([uniform, one_hot]).unsqueeze(0).repeat(3, 1, 1, 1)  # [3, 2 heads, T, T]
+    assert pc.normalised_entropy(attention).tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
+    # the minimum over query positions: one sharp row among uniform ones gives that row's value
+    mixed = uniform.clone()
+    mixed[4] = 0
+    mixed[4, :2] = 0.5
+    assert pc.normalised_entropy(mixed[None, None]).item() == pytest.approx(math.log(2) / math.log(5))
+
+
+def test_sample_complexity_from_a_history():
+    history = [{"samples": 0, "valid_accuracy": 0.0}, {"samples": 2048, "valid_accuracy": 0.996},
+               {"samples": 4096, "valid_accuracy": 1.0}, {"samples": 6144, "valid_accuracy": 0.99}]
+    assert pc.sample_complexity(history) == 4096
+    assert pc.sample_complexity(history, 0.995) == 2048
+    assert pc.sample_complexity(history[:2]) is None
+
+
+def test_fused_gelu_is_gpt2s_gelu():
+    from transformers.activations import NewGELUActivation
+    model = pc.Task(make(**TINY), _Log()).build_model(None)
+    acts = [m.act for m in model.modules() if hasattr(m, "act")]
+    assert acts and all(isinstance(a, torch.nn.GELU) for a in acts)
+    x = torch.randn(1000) * 4
+    assert torch.allclose(acts[0](x), NewGELUActivation()(x), atol=1e-6)
+
+
+# ---------------------------------------------------------------- runs end to end
+
+def test_tiny_fixed_set_run_writes_metrics_and_summary(tmp_path):
+    s = make(**TINY, n_train=96, train_eval_size=32, cot=True)
+    summary = main.run(s, tmp_path / "run")
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 3, 6]
+    for key in ("valid_accuracy", "valid_loss", "valid_cot1_acc", "valid_answer_acc", "train_accuracy",
+                "entropy_l0_h0", "entropy_l0_h1"):
+        assert key in records[-1]
+    assert 0.0 <= records[-1]["entropy_l0_h1"] <= 1.0
+    assert summary["secret"] == pc.original_secret(8, 3)
+    assert summary["sample_complexity_text"] == (str(summary["sample_complexity"])
+                                                 if summary["learned"] else f">= {summary['samples']}")
+    assert summary["data_facts"]["train_valid_overlap"] == 0
+
+
+def test_tiny_stream_run_learns_k1_and_bf16_options_run(tmp_path):
+    # k = 1 without CoT: y copies one bit, learned within a few hundred samples by a tiny model
+    s = make(**dict(TINY, k=1, cot=False, lr=3e-2, n_samples=32 * 30, eval_every_steps=10, dropout=0.0))
+    summary = main.run(s, tmp_path / "stream")
+    assert summary["learned"] and summary["sample_complexity"] <= 32 * 30
+    from accelerate.state import AcceleratorState
+    for extra in (dict(model_dtype="bfloat16"), dict(mixed_precision="bf16")):
+        try:
+            out = main.run(make(**TINY, **extra), tmp_path / next(iter(extra)))
+        finally:  # Accelerate keeps its precision per process; the next run may ask for another
+            AcceleratorState._reset_state(reset_partial_state=True)
+        assert math.isfinite(out["final"]["valid_loss"])
+        assert out["mixed_precision"] == extra.get("mixed_precision", "no")
+
+
+def _fake_run(folder, config, sample_complexity, budget=40960, accuracy=1.0):
+    """A finished run's files, as the loop writes them (config, status, metrics, summary)."""
+    folder.mkdir(parents=True)
+    base = settings.as_dict(make(**config))
+    (folder / "config.json").write_text(json.dumps(base))
+    (folder / "status.json").write_text(json.dumps({"state": "done"}))
+    records = [{"step": i, "samples": 2048 * i, "valid_accuracy": min(1.0, i / 10), "entropy_l0_h0": 1 - i / 20}
+               for i in range(21)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "summary.json").write_text(json.dumps(
+        {"state": "done", "final": {"valid_accuracy": accuracy}, "sample_complexity": sample_complexity,
+         "budget_samples": budget}))
+
+
+def test_plots_from_a_sweep_folder(tmp_path):
+    import plot as plotting
+    i = 0
+    for k in (1, 3):
+        for cot in (True, False):
+            for n_layer, n_head in ((1, 1), (1, 2), (2, 1), (2, 2)) if cot else ((1, 1),):
+                never = not cot and k == 3
+                _fake_run(tmp_path / "sweep" / str(i), dict(k=k, cot=cot, n_layer=n_layer, n_head=n_head, n_embd=16),
+                          None if never else 2048 * k * (1 if cot else 4 ** k), accuracy=0.5 if never else 1.0)
+                i += 1
+    paths = pc.plot(tmp_path / "sweep", tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names == ["sweep_accuracy_curves.png", "sweep_entropy.png", "sweep_heatmap.png",
+                     "sweep_sample_complexity.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert plotting.task_of(tmp_path / "sweep") == "parity_cot"

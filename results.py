@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -274,6 +275,18 @@ class _LogFile(logging.FileHandler):
         pass
 
 
+class _AboveProgressBars(logging.StreamHandler):
+    """Echo to stderr through tqdm.write, which clears a progress bar, prints the line and redraws the
+    bar below it (a plain write lands in the middle of the bar's line)."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 def run_logger(run_dir, echo=False):
     """A logger writing to <run>/logs.log (one line per record, appended) and, if echo, to stderr."""
     logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
@@ -287,7 +300,7 @@ def run_logger(run_dir, echo=False):
     handler.setFormatter(fmt)
     logger.addHandler(handler)
     if echo:
-        stream = logging.StreamHandler()
+        stream = _AboveProgressBars()
         stream.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(stream)
     return logger

@@ -143,7 +143,14 @@ def collect(asker, yes=False):
     loaded = {}
 
     def check_base(text):
-        loaded["values"], loaded["class"] = load_base(text.strip())
+        try:
+            loaded["values"], loaded["class"] = load_base(text.strip())
+        except settings_module.SettingsError as exc:
+            if len(exc.problems) == 1:
+                raise
+            # a prompt shows one line: the count, the first, and how to see every one
+            raise SweepError(f"{text.strip()} has {len(exc.problems)} problems; the first: {exc.problems[0]}; "
+                             f"see every one with: python main.py --config {text.strip()}")
 
     base = asker.ask(Q_BASE, _validator(check_base)).strip()
     if "values" not in loaded:  # a scripted asker validated it already; a person's answer too
@@ -690,6 +697,8 @@ def _main(argv):
                 asker = ScriptedAsker([line for line in lines if line.strip()])
             elif args.base:
                 asker = ScriptedAsker(flags_to_answers(args.base, args.vary))
+            elif args.vary:
+                raise SweepError("--vary needs --base FILE: the settings file whose values it varies")
             else:
                 if not sys.stdin.isatty():
                     raise SweepError("no terminal to ask the questions on: pass --base FILE --vary NAME=AxB "

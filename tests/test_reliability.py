@@ -345,3 +345,37 @@ def test_a_run_started_by_slurm_records_its_job_as_squeue_names_it(tmp_path, mon
     run.path.mkdir()
     run.set_status("running")
     assert run.status()["slurm_job"] == "777_4"
+
+
+def test_vary_without_base_says_what_is_missing(capsys):
+    import sweep
+    assert sweep.main(["--vary", "lr=0.1,0.2", "--yes"]) == 2
+    assert "--vary needs --base FILE" in capsys.readouterr().err
+
+
+def test_a_base_file_with_several_problems_fits_the_prompts_line(tmp_path):
+    import sweep
+    bad = tmp_path / "bad.py"
+    bad.write_text("lrr = 0.1\nn_epochz = 3\n")
+    problem = sweep._validator(lambda text: sweep.collect(sweep.ScriptedAsker([text]), yes=True))(str(bad))
+    assert f"{bad} has 2 problems; the first: unknown setting 'lrr'" in problem
+    assert f"see every one with: python main.py --config {bad}" in problem
+
+
+def test_log_lines_are_written_above_a_progress_bar(tmp_path, monkeypatch):
+    import io
+
+    from results import RunDir, run_logger
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    from tqdm import tqdm
+    bar = tqdm(total=10, file=err, ascii=True, mininterval=0)
+    bar.update(3)
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    log = run_logger(run, echo=True)
+    log.info("eval step 3 | test_accuracy 0.5")
+    bar.update(1)
+    bar.close()
+    lines = err.getvalue().replace("\r", "\n").split("\n")
+    assert "eval step 3 | test_accuracy 0.5" in lines  # a line of its own, not glued to the bar

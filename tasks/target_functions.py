@@ -70,6 +70,11 @@ class Settings(CommonSettings):
             reason = spec.length_error(self.sequence_length)
             if reason:
                 problems.append(f"sequence_length = {self.sequence_length} does not suit {self.target_func}: {reason}")
+            strings = tf.BOS[spec.alphabet] ** min(self.sequence_length, 64)  # symbols ** L
+            if self.train_set_size + self.test_set_size > strings:
+                problems.append(f"sequence_length = {self.sequence_length} gives only {strings} distinct strings, fewer "
+                                f"than train_set_size + test_set_size = {self.train_set_size + self.test_set_size}: "
+                                "the test set would repeat training strings; raise sequence_length or lower the sizes")
             # the model now (its config or the checkpoint's config.json, no weights), not when the job starts
             problems.extend(models.check(self.model_spec()))
         for name in ("train_set_size", "test_set_size"):
@@ -137,6 +142,9 @@ class Task(BaseTask):
             ids = ids[first["attention_mask"][0].bool()]
         # what the model really reads, e.g. '0 1 1 0' -> [2, 3, 3, 2], so an encoding mistake shows in logs.log
         encoding = f"{how}; '{collators.digit_text(split.x_train[:1])[0]}' -> {ids.tolist()}"
+        if split.facts.get("test_in_train"):
+            self.log.warning(f"warning: {split.facts['test_in_train']} of the {split.facts['test_size']} test strings "
+                             "are also training strings: test accuracy partly measures memorisation")
         return Data(train=splits["train"], splits=splits,
                     facts={**split.facts, "from_cache": cached, "encoding": encoding})
 

@@ -379,3 +379,9 @@ def test_log_lines_are_written_above_a_progress_bar(tmp_path, monkeypatch):
     bar.close()
     lines = err.getvalue().replace("\r", "\n").split("\n")
     assert "eval step 3 | test_accuracy 0.5" in lines  # a line of its own, not glued to the bar
+
+
+def test_a_length_too_short_for_the_set_sizes_is_refused():
+    with pytest.raises(settings.SettingsError, match="sequence_length = 3 gives only 8 distinct strings"):
+        settings.build({"target_func": "func7", "sequence_length": 3, "train_set_size": 4, "test_set_size": 6})
+    settings.build({"target_func": "func7", "sequence_length": 3, "train_set_size": 4, "test_set_size": 4})

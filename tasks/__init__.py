@@ -7,6 +7,7 @@ TASK_MODULES = {
     "target_functions": "tasks.target_functions",
     "group_arithmetic": "tasks.group_arithmetic",
     "assoc_memory": "tasks.assoc_memory",
+    "kg_reasoning": "tasks.kg_reasoning",
 }
 
 

@@ -240,12 +240,16 @@ def make_comparison(n_entities, n_attributes, n_values, ood_share, test_share, p
     id_atomic, ood_atomic, pool, test_id, test_ood = [], [], [], [], []
 
     def queries(a, x, y):
-        """Both orders of the pairs (x, y) on attribute a, as [2n, 7] token rows."""
-        x, y = torch.cat([x, y]), torch.cat([y, x])
+        """Token rows [n, 7] of the queries (attribute a, x vs y); a, x, y are tensors of one length."""
         label = label0 + 3 * a + compare_labels(values[x, a], values[y, a])
         n = len(x)
-        return torch.stack([torch.full((n,), attr0 + a), torch.full((n,), q), x, torch.full((n,), mask), y,
+        return torch.stack([attr0 + a, torch.full((n,), q), x, torch.full((n,), mask), y,
                             label, torch.full((n,), end)], dim=1)
+
+    def both_orders(a, x, y):
+        """(a, x, y) of both orders of each pair, int32 (the pool stays small at the paper's size)."""
+        a = torch.full((2 * len(x),), a, dtype=torch.int32)
+        return torch.stack([a, torch.cat([x, y]).int(), torch.cat([y, x]).int()], dim=1)
 
     for a in range(A):
         ood = torch.zeros(E, dtype=torch.bool)
@@ -258,15 +262,16 @@ def make_comparison(n_entities, n_attributes, n_values, ood_share, test_share, p
         both_ood = ood[i] & ood[j]
         xi, xj = i[both_id], j[both_id]
         held_out = torch.rand(len(xi), generator=g) < test_share
-        pool.append(queries(a, xi[~held_out], xj[~held_out]))
-        test_id.append(queries(a, xi[held_out], xj[held_out]))
-        test_ood.append(queries(a, i[both_ood], j[both_ood]))
+        pool.append(both_orders(a, xi[~held_out], xj[~held_out]))
+        test_id.append(both_orders(a, xi[held_out], xj[held_out]))
+        test_ood.append(both_orders(a, i[both_ood], j[both_ood]))
+    rows = lambda triples: queries(*triples.long().unbind(dim=1))
     pool = torch.cat(pool)
     id_atomic = torch.cat(id_atomic)
     n_id_atomic = len(id_atomic)
-    chosen = pool[_downsample(len(pool), round(phi * n_id_atomic), g)]
+    chosen = rows(pool[_downsample(len(pool), round(phi * n_id_atomic), g)])
     types = {"id_atomic": id_atomic, "ood_atomic": torch.cat(ood_atomic), "train_inferred": chosen,
-             "test_inferred_id": torch.cat(test_id), "test_inferred_ood": torch.cat(test_ood)}
+             "test_inferred_id": rows(torch.cat(test_id)), "test_inferred_ood": rows(torch.cat(test_ood))}
     return Graph(vocab, types, len(pool), len(chosen) / max(n_id_atomic, 1), n_id_atomic)
 
 

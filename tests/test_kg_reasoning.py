@@ -249,8 +249,8 @@ def test_metrics_are_the_greedy_answer_and_the_loss_covers_the_targets_only():
 
 
 def test_a_tiny_run_end_to_end(tmp_path):
-    for kind in ("composition", "comparison"):
-        run_dir = tmp_path / kind
+    for index, kind in enumerate(("composition", "comparison")):
+        run_dir = tmp_path / "sweep" / str(index)
         main.run(settings.build({**TINY, "kind": kind, "n_entities": 10, "n_attributes": 2, "n_values": 3}), run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
         final = summary["final"]
@@ -262,3 +262,7 @@ def test_a_tiny_run_end_to_end(tmp_path):
         log = (run_dir / "logs.log").read_text()
         assert "test_inferred_ood" in log and "eval_split_sizes" in log
         assert summary["steps"] == 6
+    pngs = kg.plot(tmp_path / "sweep", tmp_path)
+    assert sorted(p.name for p in pngs) == ["kg_reasoning_run_0.png", "kg_reasoning_run_1.png",
+                                            "kg_reasoning_sweep_kind.png"]
+    assert all(p.stat().st_size > 1000 for p in pngs)

@@ -189,7 +189,7 @@ def test_settings_refuse_an_out_degree_above_the_relations():
 
 # ---------------------------------------------------------------- model layer: parameter sharing
 
-def test_layer_repeats_runs_the_same_layers_again():
+def test_layer_repeats_runs_the_same_layers_again(tmp_path):
     spec = decoders.DecoderSpec(model="gpt2", vocab_size=17, max_positions=6, n_layer=2, n_head=2, n_embd=16,
                                 head="lm")
     torch.manual_seed(0)
@@ -211,6 +211,10 @@ def test_layer_repeats_runs_the_same_layers_again():
     torch.testing.assert_close(twice(x), expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(twice(x), once.eval()(x))
     assert decoders.check(decoders.DecoderSpec(**{**spec.__dict__, "layer_repeats": 0}))
+    decoders.save_model(twice, tmp_path / "saved")
+    again = decoders.load_model(tmp_path / "saved")
+    assert again.lm.transformer.h[3] is again.lm.transformer.h[1]
+    torch.testing.assert_close(again(x), twice(x))
 
 
 # ---------------------------------------------------------------- the task

@@ -695,15 +695,15 @@ def check(spec: DecoderSpec) -> list[str]:
             problems.append(f"num_models={spec.num_models!r}: ensembles are one-logit classifiers (head='classifier').")
         if spec.pooling != "last":
             problems.append(f"pooling={spec.pooling!r} applies to head='classifier': a causal LM predicts at every position.")
-    if isinstance(spec.layer_repeats, bool) or not isinstance(spec.layer_repeats, int) or spec.layer_repeats < 1:
-        problems.append(f"layer_repeats={spec.layer_repeats!r} must be a positive integer (1: each layer runs once).")
-    elif spec.layer_repeats > 1 and spec.head != "lm":
-        problems.append(f"layer_repeats={spec.layer_repeats} (parameter sharing) is built for head='lm' only.")
     elif spec.tie_embeddings is not None:
         problems.append(
             f"tie_embeddings={spec.tie_embeddings!r} applies to head='lm' (the classifier's head is a new "
             f"Linear(hidden, 1)); leave it None."
         )
+    if isinstance(spec.layer_repeats, bool) or not isinstance(spec.layer_repeats, int) or spec.layer_repeats < 1:
+        problems.append(f"layer_repeats={spec.layer_repeats!r} must be a positive integer (1: each layer runs once).")
+    elif spec.layer_repeats > 1 and spec.head != "lm":
+        problems.append(f"layer_repeats={spec.layer_repeats} (parameter sharing) is built for head='lm' only.")
 
     sizes = _sizes(spec)
     if spec.pretrained_path is None:

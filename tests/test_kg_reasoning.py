@@ -211,6 +211,8 @@ def test_layer_repeats_runs_the_same_layers_again(tmp_path):
     torch.testing.assert_close(twice(x), expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(twice(x), once.eval()(x))
     assert decoders.check(decoders.DecoderSpec(**{**spec.__dict__, "layer_repeats": 0}))
+    assert "layer_repeats" in " ".join(decoders.check(decoders.DecoderSpec(**{**spec.__dict__, "head": "classifier",
+                                                                              "layer_repeats": 2})))
     decoders.save_model(twice, tmp_path / "saved")
     again = decoders.load_model(tmp_path / "saved")
     assert again.lm.transformer.h[3] is again.lm.transformer.h[1]

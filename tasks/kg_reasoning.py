@@ -427,6 +427,8 @@ def _panel(ax, records, title):
         if points:
             ax.plot(*zip(*points), color=colour, linestyle=style, label=split)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimisation step (log)")
     ax.set_ylabel("accuracy (greedy answer)")
@@ -446,7 +448,8 @@ def plot(folder, out_dir):
     for path, config, records in runs:
         fig, ax = plt.subplots(figsize=(6, 4))
         _panel(ax, records, f"kg_reasoning {config.get('kind')}: phi {config.get('phi')}, wd "
-                            f"{config.get('weight_decay')}, {config.get('n_entities')} entities ({path.name})")
+                            f"{config.get('weight_decay')}, {config.get('n_entities')} entities, GPT-2 "
+                            f"{config.get('n_layer')}x{config.get('n_embd')} (run {path.name})")
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         out = Path(out_dir) / f"kg_reasoning_run_{path.name}.png"

@@ -474,3 +474,28 @@ def plot(folder, out_dir):
         plt.close(fig)
         paths.append(out)
     return paths
+
+
+# ---------------------------------------------------------------- export from the command line
+
+def main(argv=None):
+    """python -m tasks.kg_reasoning CONFIG OUT_DIR [--set name=value ...]: write the graph a settings file
+    describes in the original's JSON format (train.json, valid.json = the OOD inferred set, test.json, vocab.json)."""
+    import argparse
+
+    import settings as settings_module
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("config")
+    parser.add_argument("out_dir")
+    parser.add_argument("--set", nargs="*", default=[], help="overrides, e.g. phi=7.2")
+    args = parser.parse_args(argv)
+    values = settings_module.load_file(args.config)
+    values.update({k: settings_module.parse_value(v) for k, v in (item.split("=", 1) for item in args.set)})
+    s = settings_module.build(values)
+    counts = export_original(make_graph(s), args.out_dir, s.eval_size, s.data_seed)
+    print(", ".join(f"{name} {count} items" for name, count in counts.items()) + f" written to {args.out_dir}")
+    return counts
+
+
+if __name__ == "__main__":
+    main()

@@ -180,6 +180,11 @@ def test_export_in_the_original_format(tmp_path):
     ood = {kg.decode(r, graph.vocab) for r in graph.types["test_inferred_ood"].tolist()}
     assert {v["target_text"] for v in valid} <= ood  # as the original: valid.json is the OOD set
     assert "<pad>" not in json.loads((tmp_path / "vocab.json").read_text())
+    conf = tmp_path / "kg.py"
+    conf.write_text("task = 'kg_reasoning'\nkind = 'comparison'\nn_entities = 12\nn_attributes = 2\n")
+    counts = kg.main([str(conf), str(tmp_path / "cli"), "--set", "phi=2.0"])
+    assert counts["train.json"] == 2 * 12 + round(2.0 * 2 * (12 - 1))  # all atomic + phi x |ID atomic|
+    assert json.loads((tmp_path / "cli" / "test.json").read_text())[0]["target_text"].endswith("</a>")
 
 
 def test_settings_refuse_an_out_degree_above_the_relations():

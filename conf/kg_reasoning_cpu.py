@@ -2,6 +2,7 @@
 # ID test share 0.05 (a few hundred held-out two-hop facts), GPT-2 4 layers d 128 4 heads, AdamW lr 1e-3,
 # wd 0.1, batch 512, 200 warmup steps then constant. ~15-25 minutes a run on 2 quiet CPU cores.
 # python main.py --config conf/kg_reasoning_cpu.py
+# In docs/kg_reasoning (phi 18, stopped at 4,750 steps): test_inferred_id 0.86 and rising, OOD 0.005.
 # python sweep.py --base conf/kg_reasoning_cpu.py --vary phi=18.0,7.2 --executor local --max-parallel 1 --yes
 # python report.py results_new/<id> ; python plot.py results_new/<id>
 task = 'kg_reasoning'

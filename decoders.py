@@ -229,6 +229,9 @@ class DecoderSpec:
     checkpoint and what of it trains (see build_classifier). attn_implementation: None = the family's
     measured default (sdpa; eager for BLOOM, which has no other). tie_embeddings: the LM head's,
     tied to the input embedding or not (None = the preset's: tied for all but deepseek).
+    layer_repeats: the LM's, from scratch: run the stack of decoder layers this many times in order
+    (layers 0..n-1, then 0..n-1 again ...), sharing their parameters (the GrokkedTransformer's
+    add_recurrence is 2); 1 = every layer once.
     """
 
     model: str
@@ -251,6 +254,7 @@ class DecoderSpec:
     lora_dropout: float = 0.0
     attn_implementation: str | None = None
     tie_embeddings: bool | None = None
+    layer_repeats: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -696,6 +700,10 @@ def check(spec: DecoderSpec) -> list[str]:
             f"tie_embeddings={spec.tie_embeddings!r} applies to head='lm' (the classifier's head is a new "
             f"Linear(hidden, 1)); leave it None."
         )
+    if isinstance(spec.layer_repeats, bool) or not isinstance(spec.layer_repeats, int) or spec.layer_repeats < 1:
+        problems.append(f"layer_repeats={spec.layer_repeats!r} must be a positive integer (1: each layer runs once).")
+    elif spec.layer_repeats > 1 and spec.head != "lm":
+        problems.append(f"layer_repeats={spec.layer_repeats} (parameter sharing) is built for head='lm' only.")
 
     sizes = _sizes(spec)
     if spec.pretrained_path is None:
@@ -979,7 +987,20 @@ def _causal_lm(spec: DecoderSpec) -> CausalLM:
                          tie_embeddings=spec.tie_embeddings)
     family = _FAMILIES[config.model_type]
     lm = AutoModelForCausalLM.from_config(config, attn_implementation=spec.attn_implementation or family.attn_implementation)
+    if spec.layer_repeats > 1:
+        _repeat_layers(lm.base_model, family, spec.layer_repeats)
     return CausalLM(_fused_activations(lm))
+
+
+def _repeat_layers(backbone: nn.Module, family: _Family, repeats: int) -> None:
+    """Make the backbone run its decoder layers `repeats` times in order, the same modules each time.
+
+    The ModuleList holds each layer `repeats` times: parameters() and the optimiser see each parameter
+    once; state_dict names the aliases too (save_model drops them). The config keeps the number of
+    distinct layers, which also sets GPT-2's residual-projection init (std / sqrt(2 n_layer)). No KV
+    cache is used (use_cache=False), so the repeated layer index is harmless."""
+    layers = getattr(backbone, family.layers_attr)
+    setattr(backbone, family.layers_attr, nn.ModuleList(list(layers) * repeats))
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -51,6 +51,12 @@ def shrink(values):
         if values.get("n_train"):
             out.update(n_train=min(values["n_train"], 512), train_eval_size=128)
         return out
+    if task == "kg_reasoning":  # a 20-entity graph, a 2 x 32 GPT-2, 4 steps (the paper's 2000-entity 8 x 768 too)
+        return dict(n_steps=4, warmup_steps=min(values.get("warmup_steps", 0), 1), eval_every_steps=2,
+                    n_entities=min(values.get("n_entities", 200), 20), n_relations=min(values.get("n_relations", 20), 5),
+                    out_degree=min(values.get("out_degree", 20), 4), n_attributes=min(values.get("n_attributes", 20), 3),
+                    n_values=min(values.get("n_values", 20), 5), test_share=max(values.get("test_share") or 0.0, 0.1),
+                    eval_size=100, n_layer=2, n_embd=32, n_head=2, batch_size=64)
     return dict(n_epochs=2, eval_every=1)
 
 

@@ -8,6 +8,7 @@ TASK_MODULES = {
     "group_arithmetic": "tasks.group_arithmetic",
     "assoc_memory": "tasks.assoc_memory",
     "parity_cot": "tasks.parity_cot",
+    "kg_reasoning": "tasks.kg_reasoning",
 }
 
 

@@ -1,0 +1,30 @@
+# Comparison at the paper's scale (Wang et al. 2024): 1000 entities, 20 attributes, 20 values, for each
+# attribute 10% of the entities OOD, 10% of the ID pairs held out, GPT-2 8 layers d 768 12 heads dropout 0.1,
+# AdamW lr 1e-4 wd 0.1, batch 512, 2000 warmup steps then constant, clip 1.0, 1.5M steps. Needs a GPU.
+# The phi sweep:
+# python sweep.py --base conf/kg_reasoning_comparison_paper.py --vary phi=3.6,7.2,9.0,12.6 --yes
+# python report.py results_new/<id> ; python plot.py results_new/<id>
+task = 'kg_reasoning'
+kind = 'comparison'
+n_attributes = 20
+n_values = 20
+n_entities = 1000
+ood_share = 0.1
+test_share = 0.1
+phi = 7.2
+eval_size = 3000
+data_seed = 0
+n_layer = 8
+n_embd = 768
+n_head = 12
+dropout = 0.1
+lr = 1e-4
+weight_decay = 0.1
+no_decay_bias_norm = True
+lr_schedule = 'constant'
+warmup_steps = 2000
+max_grad_norm = 1.0
+batch_size = 512
+n_steps = 1500000
+eval_every_steps = 10000
+seed = 0

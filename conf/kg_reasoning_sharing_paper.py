@@ -1,0 +1,30 @@
+# Parameter sharing at the paper's scale: composition, the layer stack run twice (the original's
+# add_recurrence): 4 distinct GPT-2 layers (d 768, 12 heads) applied twice, the depth of the 8-layer model
+# with half its layer parameters (this project's choice of 4 x 2). The paper: it slowly gains OOD ability.
+# python sweep.py --base conf/kg_reasoning_sharing_paper.py --vary layer_repeats=1,2 --yes
+# python report.py results_new/<id> ; python plot.py results_new/<id>
+task = 'kg_reasoning'
+kind = 'composition'
+n_entities = 2000
+n_relations = 200
+out_degree = 20
+ood_share = 0.05
+test_share = 0.005
+phi = 7.2
+eval_size = 3000
+data_seed = 0
+n_layer = 4
+layer_repeats = 2
+n_embd = 768
+n_head = 12
+dropout = 0.1
+lr = 1e-4
+weight_decay = 0.1
+no_decay_bias_norm = True
+lr_schedule = 'constant'
+warmup_steps = 2000
+max_grad_norm = 1.0
+batch_size = 512
+n_steps = 2000000
+eval_every_steps = 10000
+seed = 0

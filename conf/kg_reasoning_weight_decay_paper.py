@@ -1,0 +1,29 @@
+# Weight decay at the paper's scale: composition at phi 7.2 (2000 entities, GPT-2 8 x 768), weight decay
+# varied around the paper's 0.1 (the paper reports that larger weight decay groks faster; the values
+# 0.03 / 0.1 / 0.3 are this project's choice). Needs a GPU.
+# python sweep.py --base conf/kg_reasoning_weight_decay_paper.py --vary weight_decay=0.03,0.1,0.3 --yes
+# python report.py results_new/<id> ; python plot.py results_new/<id>
+task = 'kg_reasoning'
+kind = 'composition'
+n_entities = 2000
+n_relations = 200
+out_degree = 20
+ood_share = 0.05
+test_share = 0.005
+phi = 7.2
+eval_size = 3000
+data_seed = 0
+n_layer = 8
+n_embd = 768
+n_head = 12
+dropout = 0.1
+lr = 1e-4
+weight_decay = 0.1
+no_decay_bias_norm = True
+lr_schedule = 'constant'
+warmup_steps = 2000
+max_grad_norm = 1.0
+batch_size = 512
+n_steps = 2000000
+eval_every_steps = 10000
+seed = 0

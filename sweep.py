@@ -728,9 +728,11 @@ def _main(argv):
                     job.cancel(check=False)
                 except Exception:
                     pass
-            # let workers record 'interrupted' and exit before we return
-            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 10)
+            # the cancel reaches the workers at once where SIGINT is honoured; where it is not (a sweep
+            # started in the background by a script), every second of waiting is another run trained
+            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 1.5)
             left = stop_workers(folder, run_names)
+            _wait_for(lambda: all(_finished(job) for job in jobs), 10)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   + (f"workers {left} would not stop: stop them with kill -9 {left}; " if left else "")
                   + f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)

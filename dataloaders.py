@@ -96,7 +96,6 @@ class Stream:
     device, drawn only from that generator (vectorised: no Python loop per sample)."""
 
     steps_per_epoch = None
-    full_batch = False
 
     def __init__(self, sample, batch_size, generator):
         if batch_size <= 0:

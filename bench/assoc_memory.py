@@ -24,28 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from matmul import matmul_peak  # noqa: E402
 
 NOTEBOOK = dict(task="assoc_memory", N=50, alphas=[1.0, 1.0, 1.0], model="aot", d=10, d_h=None, H=11,
                 nb_layers=1, batch_size=256, num_batch=64, n_epochs=64, lr=1e-2, lr_end=5e-4, eval_every=16,
                 progress="off", seed=0)
-
-
-def matmul_peak(threads, size=512, seconds=1.0):
-    """GFLOP/s of a float32 size x size matmul on `threads` threads (best of a few timed batches)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        best = max(best, 10 * 2 * size ** 3 / (time.perf_counter() - t))
-    torch.set_num_threads(before)
-    return best / 1e9
 
 
 def train_flops_per_sample(s):

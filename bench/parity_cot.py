@@ -35,28 +35,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from matmul import matmul_peak  # noqa: E402
 
 REFERENCE = dict(task="parity_cot", n_bits=20, k=6, cot=True, n_train=10000, n_samples=200000, batch_size=512,
                  n_layer=1, n_head=1, n_embd=128, lr=1e-4, eval_every_samples=None, eval_every_steps=20,
                  progress="off", seed=42)
-
-
-def matmul_peak(dtype, threads, size=1024, seconds=1.0):
-    """GFLOP/s of a size^3 torch.mm in `dtype` on `threads` threads (best of timed batches of 10)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        best = max(best, 10 * 2 * size ** 3 / (time.perf_counter() - t))
-    torch.set_num_threads(before)
-    return best / 1e9
 
 
 def forward_flops(T, d, layers, vocab=2):
@@ -109,7 +94,7 @@ def main(argv=None):
     peaks = {}
     for threads in sorted({args.threads, args.reference_threads}):
         for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-            peaks[name, threads] = matmul_peak(dtype, threads)
+            peaks[name, threads] = matmul_peak(threads, dtype, size=1024)
             print(f"matmul rate {name} on {threads} thread(s): {peaks[name, threads]:.1f} GFLOP/s (at the start)")
     with tempfile.TemporaryDirectory() as workdir:
         if not args.skip_throughput:
@@ -124,7 +109,7 @@ def main(argv=None):
                         rate, with_evals = throughput(width, dtype, entropy, steps, args.threads, workdir)
                         # on a shared machine the rate swings: re-measure after each run, keep the best seen
                         peaks[dtype, args.threads] = max(peaks[dtype, args.threads], matmul_peak(
-                            torch.float32 if dtype == "float32" else torch.bfloat16, args.threads))
+                            args.threads, torch.float32 if dtype == "float32" else torch.bfloat16, size=1024))
                         fraction = 3 * forward_flops(27, width, 1) * rate / 1e9 / peaks[dtype, args.threads]
                         print(f"{width:>5} {dtype:>9} {str(entropy):>7} {rate:>15.0f} {with_evals:>10.0f} "
                               f"{fraction:>14.1%}", flush=True)

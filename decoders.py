@@ -1003,6 +1003,32 @@ def _repeat_layers(backbone: nn.Module, family: _Family, repeats: int) -> None:
     setattr(backbone, family.layers_attr, nn.ModuleList(list(layers) * repeats))
 
 
+def memory_floor(spec: DecoderSpec, batch: int, training: bool) -> dict[str, int]:
+    """Bytes a forward pass of `batch` sequences of spec.max_positions tokens certainly holds at once
+    (float32), by what holds them: a lower bound for refusing a run that cannot fit, not a prediction of its peak.
+
+    Training keeps, for the backward pass, at least four width-sized activations per layer and token
+    (layer input, attention output, MLP input, MLP output) and, with eager attention (BLOOM), the attention
+    probabilities of every layer; an evaluation holds one layer's at a time. A checkpoint's shape is not
+    read here: an empty dict for pretrained models.
+    """
+    if spec.pretrained_path:
+        return {}
+    preset = PRESETS[spec.model]
+    family = _FAMILIES[preset["model_type"]]
+    size = {name: getattr(spec, name) or _preset_value(preset, family, name) for name in ("n_layer", "n_head", "n_embd")}
+    layers = (size["n_layer"] * spec.layer_repeats if training else 1) * max(1, spec.num_models)
+    positions = spec.max_positions
+    of = f"{batch:,} sequences x {positions:,} positions"
+    per_layer = f"{layers} layer{'s' * (layers > 1)}"
+    floats = {f"hidden states of {of} x width {size['n_embd']} x {per_layer}":
+              batch * positions * size["n_embd"] * (4 if training else 2) * layers}
+    if (spec.attn_implementation or family.attn_implementation) == "eager":
+        floats[f"attention probabilities of {of}\u00b2 x {size['n_head']} heads x {per_layer}"] = \
+            batch * size["n_head"] * positions ** 2 * layers
+    return {what: 4 * count for what, count in floats.items()}
+
+
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy in Hugging Face's convention.
 

@@ -103,7 +103,14 @@ def run_folder(path, echo=False):
     values = run_dir.config()
     if values is None:
         raise ResultsError(f"{run_dir.path} has no readable config.json")
-    return run(settings_module.build(values), run_dir, echo=echo)
+    settings = settings_module.build(values)
+    import training
+    try:
+        training.check_memory(settings)  # here, on the machine that trains, not where the sweep was queued
+    except training.MemoryRefused as exc:
+        run_dir.set_status("failed", error=str(exc))
+        raise RunFailed(str(exc)) from exc
+    return run(settings, run_dir, echo=echo)
 
 
 def _check_device(settings):
@@ -151,6 +158,8 @@ def _main(argv):
             return 0
         settings = settings_module.load(args.config, overrides)
         _check_device(settings)
+        import training
+        training.check_memory(settings)
         if args.results_path:
             ensure_writable(args.results_path, "choose another --results-path or fix its permissions")
             run_dir = RunDir(args.results_path)

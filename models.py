@@ -63,6 +63,7 @@ __all__ = [
     "ParallelHeads",
     "lm_loss",
     "count_parameters",
+    "memory_floor",
     "PRESETS",
     "FINETUNE_MODELS",
     "MODEL_NAMES",
@@ -105,6 +106,13 @@ def build(spec) -> nn.Module:
     if problems:
         raise ModelConfigError("\n".join(problems))
     return kind.build(spec).train()
+
+
+def memory_floor(spec, batch: int, training: bool) -> dict[str, int]:
+    """{what: bytes} a forward (training: and what backward needs) of `batch` examples certainly holds at
+    once; a lower bound, empty where the model kind does not say (see decoders.memory_floor)."""
+    floor = getattr(_kind(spec), "memory_floor", None)
+    return floor(spec, batch, training) if floor else {}
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

@@ -106,6 +106,9 @@ class CommonSettings:
                                                    "samples have been drawn (instead of checkpoint_every)", low=1)
     progress: str = setting("auto", "progress bar: auto = only when a person watches a terminal",
                             choices=("auto", "on", "off"))
+    threads: int = setting(1, "torch CPU threads of the run; 0: every core the process is given (torch's "
+                           "default, or the worker's share of the machine in a sweep). One is fastest for "
+                           "models this small, and a repeat is exact only with the same count", low=0)
     # ---- optimiser (optim.py; these choices are optim.OPTIMIZERS and optim.SCHEDULES)
     optim: str = setting("adamw", "optimiser: adamw (decoupled weight decay), adam (coupled L2 weight decay), "
                          "sgd (momentum), muon (Muon on the model's matrices, Adam on the rest)",
@@ -175,10 +178,24 @@ class CommonSettings:
                 and self.lr_schedule not in ("linear", "cosine")):
             notes.append(f"eta_min = {self.eta_min!r} has no effect with lr_schedule = {self.lr_schedule!r}: it is "
                          "the end of the linear and cosine schedules")
+        cores = _cores()
+        if self.threads > cores:
+            notes.append(f"threads = {self.threads} is more than the {cores} cores this process may use: the "
+                         "threads contend and the run is slower than with fewer (the numbers are those of "
+                         f"threads = {self.threads} all the same)")
         if self.lr_milestones and self.lr_schedule != "multistep":
             notes.append(f"lr_milestones = {self.lr_milestones!r} has no effect with lr_schedule = "
                          f"{self.lr_schedule!r}: they apply to 'multistep'")
         return notes
+
+
+def _cores():
+    """Cores this process may run on (its CPU affinity where the system tells it, else the machine's)."""
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------- literal values

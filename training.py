@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 import dataloaders
 import models
 import tasks
+from settings import SettingsError
 from results import MetricsWriter, atomic_replace
 
 CHECKPOINT = "checkpoint.pt"
@@ -39,6 +40,56 @@ def make_accelerator(settings):
     if precision == "auto":
         precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
     return Accelerator(cpu=on_cpu, mixed_precision=precision)
+
+
+class MemoryRefused(SettingsError):
+    """A run whose unavoidable allocations exceed the memory free where it would train."""
+
+
+def free_memory(on_gpu):
+    """Bytes free for a new run: the GPU's free memory, or the system's available memory capped by this
+    process's cgroup limit (SLURM's --mem) where there is one; None where the system does not say."""
+    if on_gpu:
+        return torch.cuda.mem_get_info()[0]
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # cgroup v2: the limit and usage of this process's group
+        group = open("/proc/self/cgroup").read().strip().split("::")[-1]
+        base = f"/sys/fs/cgroup{group}"
+        limit = open(f"{base}/memory.max").read().strip()
+        if limit != "max":
+            room = int(limit) - int(open(f"{base}/memory.current").read())
+            free = room if free is None else min(free, room)
+    except (OSError, ValueError, IndexError):
+        pass
+    return free
+
+
+def _gib(count):
+    return f"{count / 2 ** 30:.1f} GiB" if count >= 2 ** 30 else f"{count / 2 ** 20:.0f} MiB"
+
+
+def check_memory(settings):
+    """Refuse (MemoryRefused, naming what needs the memory) a run whose unavoidable allocations, the task's
+    memory_estimate, exceed the memory free where it would train: refused at once instead of growing
+    until the system kills it with its status left 'running'."""
+    parts = tasks.get(settings.task).memory_estimate(settings)
+    need = sum(parts.values())
+    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
+    free = free_memory(on_gpu) if need else None
+    if free is None or need <= free:
+        return
+    where = "the GPU has" if on_gpu else "this machine has"
+    raise MemoryRefused(f"this run needs at least {_gib(need)} at once ("
+                        + "; ".join(f"{what}: {_gib(size)}" for what, size in sorted(parts.items(), key=lambda kv: -kv[1]))
+                        + f") and {where} {_gib(free)} free: lower the sizes named (batch sizes, lengths, widths), "
+                        "or run it where there is more memory")
 
 
 # ---------------------------------------------------------------- budget and intervals
@@ -164,6 +215,8 @@ def _best(history, unit):
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
     started = time.time() if started is None else started
+    if settings.threads:  # before any tensor work: the count decides the last bits of every sum
+        torch.set_num_threads(settings.threads)
     accelerator = make_accelerator(settings)
     set_seed(settings.seed)
     task = tasks.get(settings.task)(settings, log)
@@ -195,7 +248,8 @@ def train(settings, run_dir, log, started=None):
         else optimizer
     per_epoch = f"{source.steps_per_epoch} steps per epoch of " if source.steps_per_epoch else "fresh batches of "
     log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
-             f"{per_epoch}batch {source.batch_size}, {run_plan.total_steps} steps")
+             f"{per_epoch}batch {source.batch_size}, {run_plan.total_steps} steps, "
+             f"{torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}")
 
     step, samples, train_time, history = 0, 0, 0.0, []
     checkpoint_path = run_dir.file(CHECKPOINT)
@@ -275,6 +329,7 @@ def train(settings, run_dir, log, started=None):
         "parameters": {"total": total, "trainable": trainable},
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
+        "threads": torch.get_num_threads(),
         "data_time": round(data_time, 3),
         "train_time": round(train_time, 3),
         "eval_time": round(sum(r.get("eval_time", 0.0) for r in history), 3),

@@ -26,9 +26,8 @@ class Worker:
         # Ctrl-C / sweep.py's stop reach a worker as SIGINT, which a sweep started in the background by a
         # script inherits as ignored: take it back, so that a stop request is honoured
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        if self.threads:
-            import torch
-            torch.set_num_threads(self.threads)
+        import torch
+        share = self.threads or torch.get_num_threads()
         import main  # the run entry point; imported here so the submitting process stays light
 
         outcome = {}
@@ -36,6 +35,7 @@ class Worker:
             run_dir = RunDir(os.path.join(self.experiment_dir, name))
             if run_dir.status().get("state") == "done" or not run_dir.claim(self.token):
                 continue
+            torch.set_num_threads(share)  # what a run with threads = 0 gets, whatever the run before it set
             try:
                 main.run_folder(run_dir.path)
                 outcome[name] = "done"

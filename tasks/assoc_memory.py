@@ -80,8 +80,6 @@ class Settings(CommonSettings):
                                    low=0.0)
     acc_window: int = setting(100, "training batches the last_batches_accuracy is averaged over", low=1)
     batch_size: int = setting(256, "training batch size", low=1)
-    threads: int = setting(1, "torch CPU threads of the run (0: leave torch's default); these models are "
-                           "so small that one thread is fastest and a second only contends", low=0)
 
     @property
     def n_gram(self):
@@ -208,8 +206,6 @@ class Task(BaseTask):
     # ---- data
     def build_data(self):
         s = self.settings
-        if s.threads:
-            torch.set_num_threads(s.threads)  # the first thing the loop asks of a task, before any tensor work
         generator = torch.Generator().manual_seed(s.seed if s.data_seed is None else s.data_seed)
         self.tables = power_unif_law(s.alphas, s.support, s.N, generator)
         self.cond = self.tables[-1].reshape(-1, s.N)  # law of the last token, one row per flat context

@@ -98,6 +98,24 @@ class Task:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    @classmethod
+    def memory_estimate(cls, settings, eval_batch=None) -> dict:
+        """{what: bytes} the run cannot do without at once: a lower bound that the runner compares with the
+        memory free where the run trains, before any work (training.check_memory). By default what the
+        model kind says of one training batch or one evaluation batch, whichever is larger; a programme
+        adds its data where that can be large, and passes eval_batch where its splits are smaller than
+        eval_batch_size. The keys name the settings that drive them."""
+        spec = settings.model_spec() if hasattr(settings, "model_spec") else None
+        if spec is None:
+            return {}
+        batch = settings.batch_size or getattr(settings, "train_set_size", 0) or 1
+        eval_batch = eval_batch or settings.eval_batch_size
+        training = {f"a training batch (batch_size {settings.batch_size}): {what}": size
+                    for what, size in models.memory_floor(spec, batch, training=True).items()}
+        evaluation = {f"an evaluation batch (eval_batch_size {settings.eval_batch_size}): {what}": size
+                      for what, size in models.memory_floor(spec, eval_batch, training=False).items()}
+        return training if sum(training.values()) >= sum(evaluation.values()) else evaluation
+
     def extra_summary(self, data, history) -> dict:
         """Programme-specific entries of summary.json."""
         return {}

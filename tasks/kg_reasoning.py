@@ -96,7 +96,6 @@ class Settings(CommonSettings):
                              high=1.0)
     layer_repeats: int = setting(1, "run the layer stack this many times (2: parameter sharing, the original's "
                                  "add_recurrence)", low=1)
-    threads: int = setting(1, "torch CPU threads of the run (0: leave torch's default)", low=0)
 
     @property
     def resolved_ood_share(self):
@@ -332,8 +331,6 @@ class Task(BaseTask):
 
     def build_data(self):
         s = self.settings
-        if s.threads:
-            torch.set_num_threads(s.threads)
         graph = make_graph(s)
         self.graph = graph
         tokens = graph.train_sequences()

@@ -84,7 +84,6 @@ class Settings(CommonSettings):
     # ---- diagnostics
     attention_entropy: bool = setting(True, "log the normalised attention entropy per layer and head")
     entropy_samples: int = setting(256, "validation samples the attention entropy is averaged over", low=1)
-    threads: int = setting(1, "torch CPU threads of the run (0: leave torch's default)", low=0)
 
     def training_source(self):
         return "stream" if self.n_train is None else "fixed"
@@ -273,8 +272,6 @@ class Task(BaseTask):
 
     def build_data(self):
         s = self.settings
-        if s.threads:
-            torch.set_num_threads(s.threads)  # the first thing the loop asks of a task
         self.secret = s.secret_set()
         generator = torch.Generator().manual_seed(s.seed if s.data_seed is None else s.data_seed)
         inputs = distinct_inputs(s.n_bits, s.n_valid + (s.n_train or 0), generator)

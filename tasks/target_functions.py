@@ -148,6 +148,15 @@ class Task(BaseTask):
         return Data(train=splits["train"], splits=splits,
                     facts={**split.facts, "from_cache": cached, "encoding": encoding})
 
+    @classmethod
+    def memory_estimate(cls, s, eval_batch=None):
+        parts = super().memory_estimate(s, eval_batch=min(s.eval_batch_size, max(s.train_set_size, s.test_set_size)))
+        strings = s.train_set_size + s.test_set_size
+        parts[f"token ids of the {strings:,} strings (train_set_size + test_set_size) of sequence_length "
+              f"{s.sequence_length:,}"] = \
+            strings * (s.sequence_length + 2) * 8
+        return parts
+
     @staticmethod
     def _logits(model, batch):
         return model(batch["input_ids"], attention_mask=batch.get("attention_mask")).float()

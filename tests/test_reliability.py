@@ -384,3 +384,107 @@ def test_a_length_too_short_for_the_set_sizes_is_refused():
     with pytest.raises(settings.SettingsError, match="sequence_length = 3 gives only 8 distinct strings"):
         settings.build({"target_func": "func7", "sequence_length": 3, "train_set_size": 4, "test_set_size": 6})
     settings.build({"target_func": "func7", "sequence_length": 3, "train_set_size": 4, "test_set_size": 4})
+
+
+# ---- item 9: one `threads` setting for every programme, recorded with the run
+
+def test_every_programme_has_the_common_threads_setting_with_one_thread_by_default():
+    import tasks
+    for name in tasks.TASK_MODULES:
+        field = settings.fields_of(tasks.get(name).Settings)["threads"]
+        assert field.default == 1, name
+        assert field.metadata["help"] == settings.fields_of(settings.CommonSettings)["threads"].metadata["help"], name
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_run_trains_on_the_threads_it_asks_for_and_records_them(threads, tmp_path):
+    import json
+
+    import torch
+
+    from conftest import TINY
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert main.main(["--set", f"task={TINY['task']!r}", *[f"--set={k}={v!r}" for k, v in TINY.items()],
+                          "--set", f"threads={threads}", "--results-path", str(tmp_path / "run")]) == 0
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["threads"] == threads
+        assert f"threads = {threads}" in (tmp_path / "run" / "config.py").read_text()
+        assert f"{threads} torch thread" in (tmp_path / "run" / "logs.log").read_text()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_worker_gives_a_run_with_threads_0_its_share_whatever_the_run_before_it_set(tmp_path):
+    import json
+
+    import torch
+
+    from conftest import TINY
+    from results import RunDir
+    from worker import Worker
+    before = torch.get_num_threads()
+    try:
+        for name, threads in (("0", 1), ("1", 0)):
+            (tmp_path / name).mkdir()
+            RunDir(tmp_path / name).write_settings(settings.build({**TINY, "threads": threads}))
+        assert Worker(tmp_path, ["0", "1"], "token", threads=2)() == {"0": "done", "1": "done"}
+        assert [json.loads((tmp_path / n / "summary.json").read_text())["threads"] for n in "01"] == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_more_threads_than_cores_is_noted(monkeypatch):
+    monkeypatch.setattr(settings, "_cores", lambda: 2)
+    assert any("more than the 2 cores" in note for note in settings.build({"threads": 4}).notes())
+    assert not any("cores" in note for note in settings.build({"threads": 2}).notes())
+
+
+# ---- item 12: a run too large for the machine is refused before it exhausts it
+
+def test_a_sequence_length_that_cannot_fit_is_refused_before_a_folder_is_made(tmp_path, capsys):
+    assert main.main(["--set", "sequence_length=100000", "--results-root", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "this run needs at least" in err and "sequence_length 100,000" in err and "GiB free" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_memory_check_compares_the_estimate_with_the_free_memory(monkeypatch):
+    import training
+    small = settings.build({})
+    parts = training.tasks.get("target_functions").memory_estimate(small)
+    need = sum(parts.values())
+    # the token ids alone: 2,200 strings of 22 int64 ids; the floor of one evaluation batch is larger still
+    assert need > 2200 * 22 * 8
+    monkeypatch.setattr(training, "free_memory", lambda on_gpu: need - 1)
+    with pytest.raises(training.MemoryRefused, match="lower the sizes named"):
+        training.check_memory(small)
+    monkeypatch.setattr(training, "free_memory", lambda on_gpu: need)
+    training.check_memory(small)
+
+
+def test_eager_attention_probabilities_grow_with_the_square_of_the_length():
+    import models
+    spec = settings.build({"sequence_length": 98, "model": "bloom"}).model_spec()
+    floor = models.memory_floor(spec, 10, training=False)
+    (probs,) = [size for what, size in floor.items() if what.startswith("attention probabilities")]
+    assert probs == 4 * 10 * 4 * 100 ** 2  # float32 x batch x heads x positions^2, one layer at a time
+    trained = models.memory_floor(spec, 10, training=True)
+    assert sum(trained.values()) > sum(floor.values())
+
+
+def test_a_sweep_run_too_large_for_its_machine_fails_alone_in_one_line(tmp_path):
+    import json
+
+    from conftest import TINY
+    from results import RunDir
+    from worker import Worker
+    (tmp_path / "0").mkdir()
+    (tmp_path / "1").mkdir()
+    RunDir(tmp_path / "0").write_settings(settings.build({**TINY, "sequence_length": 100000}))
+    RunDir(tmp_path / "1").write_settings(settings.build(TINY))
+    assert Worker(tmp_path, ["0", "1"], "token")() == {"0": "failed", "1": "done"}
+    status = json.loads((tmp_path / "0" / "status.json").read_text())
+    assert status["state"] == "failed" and "this run needs at least" in status["error"]

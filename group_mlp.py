@@ -6,12 +6,15 @@ default), V (no bias); optionally residual hidden layers, batch norm, complex we
 V solved by ridge regression on every training forward instead of trained.
 """
 import dataclasses
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
+FIRST_LAYER_INITS = ("concatenated", "per_operand")
+COMPLEX_INITS = ("real", "random")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,6 +29,11 @@ class GroupMLPSpec:
     real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
     initial weights. output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the
     ridge lambda of a V solved on every training forward (the labels passed as ridge_labels).
+    first_layer_init: 'concatenated' (W drawn as one Linear(num_of_ops*n, hidden): torch's default bound
+    1/sqrt(num_of_ops*n)) or 'per_operand' (W's column blocks drawn one operand after the other as
+    Linear(n, hidden) maps, bound 1/sqrt(n): the original's Sep-2024 code). complex_init (with
+    use_complex_weights): 'real' (the weights drawn as the real network's, imaginary parts 0: the original's
+    conversion, which stays a real network) or 'random' (real and imaginary parts both drawn).
     """
 
     n_classes: int
@@ -39,6 +47,8 @@ class GroupMLPSpec:
     top_layer_init_multiplier: float = 1.0
     output_multiplier: float = 1.0
     set_weight_reg: float | None = None
+    first_layer_init: str = "concatenated"
+    complex_init: str = "real"
 
 
 def check(spec: GroupMLPSpec) -> list[str]:
@@ -48,8 +58,10 @@ def check(spec: GroupMLPSpec) -> list[str]:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"{name} = {value!r} must be an integer >= {low}")
-    if spec.activation not in ACTIVATIONS:
-        problems.append(f"activation = {spec.activation!r} is not one of: {', '.join(map(repr, ACTIVATIONS))}")
+    for name, allowed in (("activation", ACTIVATIONS), ("first_layer_init", FIRST_LAYER_INITS),
+                          ("complex_init", COMPLEX_INITS)):
+        if getattr(spec, name) not in allowed:
+            problems.append(f"{name} = {getattr(spec, name)!r} is not one of: {', '.join(map(repr, allowed))}")
     reg = spec.set_weight_reg
     if reg is not None and (isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0):
         problems.append(f"set_weight_reg = {spec.set_weight_reg!r} must be None or a ridge lambda >= 0")
@@ -77,7 +89,8 @@ def build(spec: GroupMLPSpec) -> "GroupMLP":
                     other_layers=spec.other_layers, embed_trainable=spec.embed_trainable,
                     use_complex_weights=spec.use_complex_weights, use_bn=spec.use_bn,
                     top_layer_init_multiplier=spec.top_layer_init_multiplier,
-                    output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg)
+                    output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg,
+                    first_layer_init=spec.first_layer_init, complex_init=spec.complex_init)
 
 
 def activate(h, name, inplace=False):
@@ -100,22 +113,36 @@ class GroupMLP(nn.Module):
 
     def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
                  use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
-                 ridge_lambda=None):
+                 ridge_lambda=None, first_layer_init="concatenated", complex_init="real"):
         super().__init__()
-        dtype = torch.cfloat if use_complex_weights else torch.float32
+        # complex_init 'real': every weight is drawn as the real network's (the same random numbers) and
+        # converted afterwards, imaginary parts 0
+        dtype = torch.cfloat if use_complex_weights and complex_init == "random" else torch.float32
         self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
         self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
         self.embedding = nn.Embedding(n_classes, n_classes)
         with torch.no_grad():
             self.embedding.weight.copy_(torch.eye(n_classes))
         self.embedding.weight.requires_grad_(embed_trainable)
-        self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
+        if first_layer_init == "per_operand":
+            # the Sep-2024 original's per-operand maps Linear(n, hidden), drawn in operand order; their sum
+            # is W times the concatenated one-hots, with columns sqrt(num_ops) larger than one Linear draws
+            self.W = nn.utils.skip_init(nn.Linear, num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
+            with torch.no_grad():
+                blocks = [nn.init.kaiming_uniform_(torch.empty(hidden_size, n_classes, dtype=dtype), a=math.sqrt(5))
+                          for _ in range(num_ops)]  # nn.Linear's own initialisation
+                self.W.weight.copy_(torch.cat(blocks, 1))
+        else:
+            self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
         self.layers = nn.ModuleList(nn.Linear(hidden_size, hidden_size, bias=False, dtype=dtype)
                                     for _ in range(other_layers))
         self.bn = nn.BatchNorm1d(hidden_size) if use_bn else None
         self.V = nn.Linear(hidden_size, n_classes, bias=False, dtype=dtype)
         with torch.no_grad():
             self.V.weight.mul_(top_layer_init_multiplier)
+        if use_complex_weights and complex_init == "real":
+            for layer in (self.W, *self.layers, self.V):
+                layer.weight = nn.Parameter(layer.weight.detach().to(torch.cfloat))
         if ridge_lambda is not None:
             self.V.weight.requires_grad_(False)  # solved, not trained
         self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)

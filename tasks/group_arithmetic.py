@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 import models
 import optim
-from group_mlp import ACTIVATIONS
+from group_mlp import ACTIVATIONS, COMPLEX_INITS, FIRST_LAYER_INITS
 from optim import OPTIMIZERS, SCHEDULES
 from settings import CommonSettings, SettingsError, setting, with_defaults
 from tasks.base import Data
@@ -39,6 +39,7 @@ from tasks.base import Task as BaseTask
 
 DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "smallgroups_nonabelian_upto_64.jsonl.gz"
 CRITICAL_MULTIPLIER = 2.7482  # the paper's empirical constant in n ~ |G| ln|G|
+SPLIT_METHODS = ("randperm", "sklearn")
 GROUP_TYPES = ("modular_addition", "modular_multiplication", "sym", "expression", "collection")
 MAX_ROWS = 20_000_000  # operation tables beyond this do not fit a full-batch run on one machine
 
@@ -64,11 +65,28 @@ class Settings(CommonSettings):
                                                "e.g. 1.75, 2.75, 3.75, to cross the data boundary)", low=0.0)
     critical_ratio_delta: float = setting(0.0, "with use_critical_ratio: delta in the formula above; positive "
                                           "means less data")
+    split_method: str = setting("randperm", "randperm: torch.randperm(seed), n_train = the train fraction of "
+                                "the rows rounded; sklearn: the original's scikit-learn train_test_split(test_size, "
+                                "random_state=seed), reproduced with numpy: RandomState(seed).permutation(rows), "
+                                "the first ceil(test fraction * rows) to test, the rest (train size floored) to train",
+                                choices=SPLIT_METHODS)
+    init_seed_offset: int = setting(0, "the initial weights are drawn right after torch.manual_seed(seed + this); "
+                                    "0 keeps the run's own seeding; the original seeds torch with seed + 2 (its "
+                                    "set_all_seeds: random seed, numpy seed + 1, torch seed + 2)", low=0)
+    first_layer_init: str = setting("concatenated", "initial W: concatenated draws it as one Linear(num_of_ops*|G|, "
+                                    "hidden) (torch's bound 1/sqrt(num_of_ops*|G|); the original since Sep 2025); "
+                                    "per_operand draws one Linear(|G|, hidden) per operand in turn (bound "
+                                    "1/sqrt(|G|), sqrt(num_of_ops) larger: the Sep-2024 code of the Fig. 3 log)",
+                                    choices=FIRST_LAYER_INITS)
     hidden_size: int = setting(512, "width of the hidden layer", low=1)
     activation: str = setting("sqr", "hidden activation: x^2, relu, silu or relu(x)^2", choices=ACTIVATIONS)
     other_layers: int = setting(0, "extra residual hidden layers act(x + Lx) (0: the 2-layer network)", low=0)
     embed_trainable: bool = setting(False, "train the (identity-initialised) operand embedding")
     use_complex_weights: bool = setting(False, "complex W and V; loss and argmax on the real part of the output")
+    complex_init: str = setting("real", "with use_complex_weights: real (the original's: the real network's initial "
+                                "weights, imaginary parts 0; they get zero gradient and stay 0, so it trains as a "
+                                "real network) or random (real and imaginary parts both drawn: a genuinely complex "
+                                "network, this project's behaviour before issue 16)", choices=COMPLEX_INITS)
     use_bn: bool = setting(False, "batch norm between W and the activation")
     top_layer_init_multiplier: float = setting(1.0, "scale of V's initial weights")
     output_multiplier: float = setting(1.0, "scale of the output logits")
@@ -104,7 +122,7 @@ class Settings(CommonSettings):
             problems.append(f"the table of {self.group_type} M = {self.M!r} with num_of_ops = {self.num_of_ops} has "
                             f"{rows:,} rows, more than {MAX_ROWS:,}: choose a smaller group or fewer operands")
         else:
-            n_train = train_count(rows, order, corr, self)
+            n_train = split_sizes(rows, order, corr, self)[0]
             where = ("use_critical_ratio gives " if self.use_critical_ratio else f"test_size = {self.test_size} gives ")
             if n_train < 1:
                 problems.append(where + f"no training examples out of {rows} rows")
@@ -144,7 +162,8 @@ class Settings(CommonSettings):
             hidden_size=self.hidden_size, activation=self.activation, other_layers=self.other_layers,
             embed_trainable=self.embed_trainable, use_complex_weights=self.use_complex_weights, use_bn=self.use_bn,
             top_layer_init_multiplier=self.top_layer_init_multiplier, output_multiplier=self.output_multiplier,
-            set_weight_reg=self.set_weight_reg)
+            set_weight_reg=self.set_weight_reg, first_layer_init=self.first_layer_init,
+            complex_init=self.complex_init)
 
 
 # ---------------------------------------------------------------- the groups
@@ -396,6 +415,51 @@ def train_count(rows, order, corr, s):
     return math.floor(train_fraction(order, corr, s) * rows + 0.5)
 
 
+def original_test_fraction(order, corr, s):
+    """The test_size the original hands to train_test_split, computed as it computes it (same float ops)."""
+    if s.use_critical_ratio:
+        test_size = 1 - corr * math.log(order) / order * (s.critical_ratio_multiplier - s.critical_ratio_delta)
+        return max(min(test_size, 1), 0)
+    return s.test_size
+
+
+def sklearn_split_sizes(rows, test_fraction):
+    """(n_train, n_test) of scikit-learn's train_test_split with a float test_size and no train_size:
+    n_test = ceil(test_size * rows), n_train = rows - n_test (the train size floored)."""
+    n_test = math.ceil(test_fraction * rows)
+    return rows - n_test, n_test
+
+
+def sklearn_split(rows, test_fraction, seed):
+    """(train, test) row indices, in order, as train_test_split(..., test_size=test_fraction,
+    random_state=seed) picks them (shuffle=True, no stratify: a ShuffleSplit): one permutation from
+    numpy's RandomState(seed); test = its first n_test entries, train = the next n_train."""
+    n_train, n_test = sklearn_split_sizes(rows, test_fraction)
+    permutation = np.random.RandomState(seed).permutation(rows)
+    return permutation[n_test:n_test + n_train], permutation[:n_test]
+
+
+def split_sizes(rows, order, corr, s):
+    """(n_train, n_test) that the settings' split_method gives."""
+    if s.split_method == "sklearn":
+        return sklearn_split_sizes(rows, original_test_fraction(order, corr, s))
+    n_train = train_count(rows, order, corr, s)
+    return n_train, rows - n_train
+
+
+def original_row_order(orders, num_ops):
+    """Our row index of each of the original's rows, in the original's order. Both list every
+    num_ops-tuple with the first operand slowest, but the original enumerates the elements of
+    Z_m1 x Z_m2 x ... by their digits with the first factor slowest, while their integers (and our order)
+    have it least significant: the same rows in another order for a product group, the identity for Z_M."""
+    digits = np.stack(np.meshgrid(*[np.arange(m) for m in orders], indexing="ij"), -1).reshape(-1, len(orders))
+    places = np.cumprod([1] + list(orders[:-1]))
+    element = digits @ places  # the original's k-th element
+    n = len(element)
+    tuples = np.stack(np.meshgrid(*[element] * num_ops, indexing="ij"), -1).reshape(-1, num_ops)
+    return tuples @ (n ** np.arange(num_ops - 1, -1, -1))
+
+
 # ---------------------------------------------------------------- losses
 
 def mse_loss(out, labels, reduction="mean"):
@@ -426,20 +490,35 @@ class Task(BaseTask):
         corr = max(facts["irrep_degrees"]) / 2 if "irrep_degrees" in facts else 1.0
         x, labels = all_tuples(table, s.num_of_ops)
         rows = len(x)
-        n_train = train_count(rows, order, corr, s)
-        generator = torch.Generator().manual_seed(s.seed)
-        shuffled = torch.randperm(rows, generator=generator)
         x, labels = torch.from_numpy(x), torch.from_numpy(labels)
-        train, test = shuffled[:n_train], shuffled[n_train:]
+        if s.split_method == "sklearn":
+            train, test = (torch.from_numpy(i) for i in sklearn_split(rows, original_test_fraction(order, corr, s),
+                                                                        s.seed))
+            if s.group_type == "modular_addition":  # the original's row order (the identity for one factor)
+                to_ours = torch.from_numpy(original_row_order(parse_orders(s.M), s.num_of_ops))
+                train, test = to_ours[train], to_ours[test]
+        else:
+            n_train = train_count(rows, order, corr, s)
+            shuffled = torch.randperm(rows, generator=torch.Generator().manual_seed(s.seed))
+            train, test = shuffled[:n_train], shuffled[n_train:]
+        n_train = len(train)
         splits = {"train": {"x": x[train], "labels": labels[train]},
                   "test": {"x": x[test], "labels": labels[test]}}
-        facts.update(group_type=s.group_type, order=order, rows=rows, n_train=n_train, n_test=rows - n_train,
+        facts.update(group_type=s.group_type, order=order, rows=rows, n_train=n_train, n_test=len(test),
                      train_fraction=round(n_train / rows, 6), corr=corr,
                      train_per_G_lnG=round(n_train / (order * math.log(order)), 4) if order > 1 else None,
                      split=("critical ratio: corr * (c - delta) * ln|G| / |G| with c = "
                             f"{s.critical_ratio_multiplier}, delta = {s.critical_ratio_delta} (test_size ignored)"
-                            if s.use_critical_ratio else f"test_size {s.test_size}"))
+                            if s.use_critical_ratio else f"test_size {s.test_size}")
+                     + ("; scikit-learn's train_test_split(random_state=seed), as the original"
+                        if s.split_method == "sklearn" else ""))
         return Data(train=splits["train"], splits=splits, facts=facts)
+
+    def build_model(self, data):
+        s = self.settings
+        if s.init_seed_offset:
+            torch.manual_seed(s.seed + s.init_seed_offset)  # the original's set_all_seeds: torch gets seed + 2
+        return models.build(s.model_spec())
 
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
         # muon: the paper's runs orthogonalise the first layer W only; V and the rest get Adam

@@ -252,7 +252,7 @@ def test_relu_residual_layers_and_multipliers():
 
 def test_complex_weights_give_the_real_part():
     torch.manual_seed(0)
-    model = group_mlp.GroupMLP(5, 2, 8, use_complex_weights=True)
+    model = group_mlp.GroupMLP(5, 2, 8, use_complex_weights=True, complex_init="random")
     x = torch.randint(0, 5, (10, 2))
     onehots = torch.cat([F.one_hot(x[:, i], 5) for i in range(2)], 1).to(torch.cfloat)
     h = onehots @ model.W.weight.t()
@@ -321,6 +321,115 @@ def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     assert torch.allclose(V, twin, atol=1e-6)
 
 
+# ---------------------------------------------------------------- faithful to the original (issue 16)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sklearn_split_sizes_ceil_the_test_and_floor_the_train():
+    for M, test_size, n_train, n_test, ours in ((23, 0.1, 476, 53, 476), (23, 0.7, 158, 371, 159),
+                                                 (13, 0.3, 118, 51, 118), (10, 0.25, 75, 25, 75)):
+        data = ga.Task(build(M=M, test_size=test_size, split_method="sklearn"), None).build_data()
+        assert (data.size("train"), data.size("test")) == (n_train, n_test), (M, test_size)
+        assert ga.Task(build(M=M, test_size=test_size), None).build_data().size("train") == ours
+    # the critical ratio goes through the original's test_size = 1 - p: M = 23, c = 2.75 -> 198 of 529
+    data = ga.Task(build(M=23, use_critical_ratio=True, critical_ratio_multiplier=2.75, split_method="sklearn"),
+                   None).build_data()
+    assert (data.size("train"), data.size("test")) == (198, 331)
+
+
+def test_sklearn_split_picks_the_rows_scikit_learn_picks():
+    # train_test_split(np.arange(25), test_size=0.3, random_state=3) (docs/group_arithmetic/README.md)
+    train = [1, 22, 14, 4, 21, 6, 7, 5, 20, 9, 11, 24, 19, 0, 8, 3, 10]  # scikit-learn 1.9.1 printed these
+    test = [18, 17, 12, 23, 15, 16, 13, 2]
+    data = ga.Task(build(M=5, test_size=0.3, seed=3, split_method="sklearn"), None).build_data()
+    row = lambda split: (data.splits[split]["x"] @ torch.tensor([5, 1])).tolist()  # rows listed as (a, b)
+    assert row("train") == train and row("test") == test
+    assert (data.splits["train"]["labels"] == data.splits["train"]["x"].sum(1) % 5).all()
+
+
+def test_sklearn_split_of_a_product_group_follows_the_original_row_order():
+    # the original lists Z_2 x Z_3 by digits with the first factor slowest: (0,0), (0,1), (0,2), (1,0), ...
+    # and numbers element (d1, d2) as d1 + 2 * d2
+    elements = [d1 + 2 * d2 for d1, d2 in itertools.product(range(2), range(3))]
+    original_rows = [(a, b) for a in elements for b in elements]
+    permutation = np.random.RandomState(4).permutation(36)
+    data = ga.Task(build(M="2x3", test_size=0.25, seed=4, split_method="sklearn"), None).build_data()
+    assert [tuple(r) for r in data.splits["test"]["x"].tolist()] == [original_rows[i] for i in permutation[:9]]
+    assert [tuple(r) for r in data.splits["train"]["x"].tolist()] == [original_rows[i] for i in permutation[9:]]
+
+
+def test_original_seeding_and_per_operand_first_layer_draw_what_the_original_drew():
+    s = build(M=7, hidden_size=16, seed=5, init_seed_offset=2, first_layer_init="per_operand")
+    torch.manual_seed(123)  # whatever the global state, the offset reseeds it
+    model = ga.Task(s, None).build_model(None)
+    torch.manual_seed(7)  # the original's torch seed: seed + 2; its modules in the order it builds them
+    torch.nn.Embedding(7, 7)
+    a, b, c = (torch.nn.Linear(7, 16, bias=False), torch.nn.Linear(7, 16, bias=False),
+               torch.nn.Linear(16, 7, bias=False))
+    assert torch.equal(model.W.weight, torch.cat([a.weight, b.weight], 1)) and torch.equal(model.V.weight, c.weight)
+    # the default draws W as one Linear(14, 16): bound 1/sqrt(14) instead of 1/sqrt(7)
+    torch.manual_seed(0)
+    assert group_mlp.GroupMLP(7, 2, 512).W.weight.abs().max() < 7 ** -0.5 / 1.3
+    torch.manual_seed(0)
+    assert group_mlp.GroupMLP(7, 2, 512, first_layer_init="per_operand").W.weight.abs().max() > 7 ** -0.5 / 1.01
+
+
+# The original's Figure 3 log (modular_addition_simple2_fig3.log): epoch -> (train acc, train loss, test acc, test loss)
+FIG3_LOG = {0: (0.05042016806722689, 0.9693093299865723, 0.05660377358490566, 0.9671908617019653),
+            17: (1.0, None, 0.0, 1.1478278636932373),
+            27: (1.0, None, 0.5283018867924528, 0.8534924983978271),
+            33: (1.0, None, 0.9056603773584906, 0.6490453481674194),
+            45: (1.0, None, 1.0, 0.5830644369125366)}
+
+
+def test_fig3_replay_reproduces_the_original_log(tmp_path):
+    assert main.main(["--config", str(ROOT / "conf" / "group_arithmetic_fig3_replay.py"), "--set", "n_epochs=46",
+                      "--set", "progress='off'", "--results-path", "fig3"]) == 0
+    metrics = RunDir("fig3").read_metrics()
+    first = lambda key, level: next(m["epoch"] for m in metrics if m[key] >= level)
+    assert (first("train_accuracy", 1.0), first("test_accuracy", 0.5), first("test_accuracy", 0.9),
+            first("test_accuracy", 1.0)) == (17, 27, 33, 45)
+    for epoch, (train_acc, train_loss, test_acc, test_loss) in FIG3_LOG.items():
+        m = metrics[epoch]
+        assert m["epoch"] == epoch and m["train_accuracy"] == pytest.approx(train_acc, abs=1e-9)
+        assert m["test_accuracy"] == pytest.approx(test_acc, abs=1e-9)
+        assert m["test_loss"] == pytest.approx(test_loss, abs=1e-5)
+        assert train_loss is None or m["train_loss"] == pytest.approx(train_loss, abs=1e-5)
+
+
+def _train_a_few_steps(s, steps=5):
+    task = ga.Task(s, None)
+    data = task.build_data()
+    torch.manual_seed(s.seed)
+    model = task.build_model(data)
+    opt, _ = task.configure_optimizer(model, total_steps=steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        task.training_loss(model, data.train).backward()
+        opt.step()
+    return model, data
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_complex_weights_start_real_and_stay_real_by_default(optimizer):
+    common = dict(M=7, test_size=0.3, loss_func="mse", optim=optimizer, weight_decay=1e-2, lr=0.01)
+    assert build(**common).complex_init == "real"  # the original's
+    model, data = _train_a_few_steps(build(use_complex_weights=True, **common))
+    real, _ = _train_a_few_steps(build(**common))
+    for name in ("W", "V"):
+        weight = getattr(model, name).weight
+        assert weight.is_complex() and torch.count_nonzero(weight.imag) == 0, name
+        assert torch.allclose(weight.real, getattr(real, name).weight, atol=1e-6), name
+    x = data.splits["test"]["x"]
+    assert torch.allclose(model(x), real(x), atol=1e-5)
+
+
+def test_complex_init_random_is_a_genuinely_complex_network():
+    model, _ = _train_a_few_steps(build(M=7, test_size=0.3, use_complex_weights=True, complex_init="random"))
+    assert model.W.weight.imag.abs().mean() > 0.01 and model.V.weight.imag.abs().mean() > 0.01
+
+
 # ---------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("values, needle", [
@@ -340,6 +449,11 @@ def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     (dict(group_type="expression", M=7, expression="x+y", num_of_ops=3), "num_of_ops must be 2"),
     (dict(lr_schedule="multistep"), "needs lr_milestones"),
     (dict(group_type="modular_addtion"), "did you mean 'modular_addition'"),
+    (dict(split_method="sklern"), "did you mean 'sklearn'"),
+    (dict(complex_init="imaginary"), "complex_init"),
+    (dict(first_layer_init="per-operand"), "first_layer_init"),
+    (dict(init_seed_offset=-1), "init_seed_offset"),
+    (dict(split_method="sklearn", test_size=0.0), "none to test"),
 ])
 def test_nonsensical_settings_are_refused_with_a_clear_message(values, needle):
     assert needle in refusal(**values)

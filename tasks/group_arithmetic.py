@@ -49,7 +49,8 @@ class Settings(CommonSettings):
     task: str = setting("group_arithmetic", "the research programme (a module of tasks/)")
     group_type: str = setting("modular_addition", "the operation table to learn", choices=GROUP_TYPES)
     M: int | str = setting(23, "modular_addition: modulus or a product 'm1xm2x...'; modular_multiplication, "
-                           "expression: modulus; sym: n of S_n; collection: index into the selected groups")
+                           "expression: modulus; sym: n of S_n; collection: index into the selected groups "
+                           "(default 23, the paper's Fig. 3 group, seconds on a CPU; the original's default: 127)")
     num_of_ops: int = setting(2, "operands per example (a*b*c... for 3 or more; expression takes 2)", low=2)
     expression: str | None = setting(None, "group_type expression: a polynomial in x and y, e.g. 'x**2+x*y+y**2' "
                                      "(+ - * ** and integers only)")
@@ -65,16 +66,18 @@ class Settings(CommonSettings):
                                                "e.g. 1.75, 2.75, 3.75, to cross the data boundary)", low=0.0)
     critical_ratio_delta: float = setting(0.0, "with use_critical_ratio: delta in the formula above; positive "
                                           "means less data")
-    split_method: str = setting("randperm", "randperm: torch.randperm(seed), n_train = the train fraction of "
-                                "the rows rounded; sklearn: the original's scikit-learn train_test_split(test_size, "
+    split_method: str = setting("randperm", "randperm (default, this project's split since its first runs): "
+                                "torch.randperm(seed), n_train = the train fraction of the rows rounded; sklearn: the original's scikit-learn train_test_split(test_size, "
                                 "random_state=seed), reproduced with numpy: RandomState(seed).permutation(rows), "
                                 "the first ceil(test fraction * rows) to test, the rest (train size floored) to train",
                                 choices=SPLIT_METHODS)
     init_seed_offset: int = setting(0, "the initial weights are drawn right after torch.manual_seed(seed + this); "
-                                    "0 keeps the run's own seeding; the original seeds torch with seed + 2 (its "
-                                    "set_all_seeds: random seed, numpy seed + 1, torch seed + 2)", low=0)
+                                    "0 (default) keeps the run's own seeding; the original seeds torch with seed + 2 "
+                                    "(its set_all_seeds: random seed, numpy seed + 1, torch seed + 2): set 2",
+                                    low=0)
     first_layer_init: str = setting("concatenated", "initial W: concatenated draws it as one Linear(num_of_ops*|G|, "
-                                    "hidden) (torch's bound 1/sqrt(num_of_ops*|G|); the original since Sep 2025); "
+                                    "hidden) (default; torch's bound 1/sqrt(num_of_ops*|G|); the original since "
+                                    "Sep 2025); "
                                     "per_operand draws one Linear(|G|, hidden) per operand in turn (bound "
                                     "1/sqrt(|G|), sqrt(num_of_ops) larger: the Sep-2024 code of the Fig. 3 log)",
                                     choices=FIRST_LAYER_INITS)
@@ -100,7 +103,8 @@ class Settings(CommonSettings):
                           "implementation) keeps the numbers of the runs made before optim.py")
     lr_schedule: str = setting("none", "learning rate per optimiser step (see optim.py): none (constant), step, "
                                "exponential, multistep (set in epochs), linear, cosine", choices=SCHEDULES)
-    lr: float = setting(0.01, "learning rate", low=0.0)
+    lr: float = setting(0.01, "learning rate (default 0.01, what the paper's Fig. 3 and sweep ran; the original's "
+                        "config default: 0.001)", low=0.0)
     weight_decay: float = setting(1e-4, "weight decay: coupled L2 for sgd and adam, decoupled for adamw; muon: "
                                   "decoupled on W, coupled (Adam) on the rest", low=0.0)
     max_grad_norm: float = setting(0.0, "gradient clipping norm; 0 disables clipping (the paper clips nothing)",

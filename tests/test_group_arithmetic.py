@@ -430,6 +430,15 @@ def test_complex_init_random_is_a_genuinely_complex_network():
     assert model.W.weight.imag.abs().mean() > 0.01 and model.V.weight.imag.abs().mean() > 0.01
 
 
+def test_help_settings_states_the_defaults_that_differ_from_the_original(capsys):
+    assert main.main(["--help-settings", "--set", "task='group_arithmetic'"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "default 0.01" in lines["lr"] and "the original's config default: 0.001" in lines["lr"]
+    assert "default 23" in lines["M"] and "the original's default: 127" in lines["M"]
+    assert "the original's" in lines["split_method"] and "seed + 2" in lines["init_seed_offset"]
+    assert "default 'real'" in lines["complex_init"] and "the original's" in lines["complex_init"]
+
+
 # ---------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("values, needle", [

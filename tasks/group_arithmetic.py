@@ -15,7 +15,9 @@ Elements are integers 0..|G|-1:
 * modular_multiplication, M prime: residue r in 1..M-1 is element r - 1;
 * sym, S_M: the permutations of 0..M-1 in lexicographic order of their array forms (identity first);
   the label of (a, b) is the product a*b in sympy's convention: apply a first, then b;
-* expression: x, y in 0..M-1, label = expression(x, y) mod M (parsed into sympy without eval);
+* expression: x, y in 0..M-1, label = expression(x, y) mod M (parsed and evaluated from its syntax tree,
+  never eval); a / b and inv(b) are the inverse mod M, and a row where an inverse does not exist (b = 0,
+  or any b sharing a factor with M) is left out of the table (data fact rows_undefined);
 * collection: GAP's element order of SmallGroup(order, id), 0-based (data/smallgroups_*.jsonl.gz).
 """
 import ast
@@ -52,8 +54,10 @@ class Settings(CommonSettings):
                            "expression: modulus; sym: n of S_n; collection: index into the selected groups "
                            "(default 23, the paper's Fig. 3 group, seconds on a CPU; the original's default: 127)")
     num_of_ops: int = setting(2, "operands per example (a*b*c... for 3 or more; expression takes 2)", low=2)
-    expression: str | None = setting(None, "group_type expression: a polynomial in x and y, e.g. 'x**2+x*y+y**2' "
-                                     "(+ - * ** and integers only)")
+    expression: str | None = setting(None, "group_type expression: an expression in x and y mod M, e.g. "
+                                     "'x**2+x*y+y**2' or 'x/y': + - * / ** with integer exponents (negative: "
+                                     "of the inverse), inv(a), pow(a, e[, M]); rows where an inverse mod M does "
+                                     "not exist (division by 0, ...) are left out")
     group_collection_max_dk: int = setting(0, "group_type collection: use the groups whose largest irrep "
                                            "degree is this", low=0)
     group_collection_file: str | None = setting(None, "Cayley-table file (JSON lines, gzip allowed); None: "
@@ -120,6 +124,12 @@ class Settings(CommonSettings):
             problems.extend(exc.problems)
             order = corr = None
         rows = order ** self.num_of_ops if order is not None else 0
+        if order is not None and rows <= MAX_ROWS and self.group_type == "expression" \
+                and uses_inverse(parse_expression(self.expression)):
+            rows = int((expression_table(self.expression, order) >= 0).sum())  # rows left where it is defined
+            if rows == 0:
+                problems.append(f"expression = {self.expression!r} is undefined mod {order} at every (x, y): "
+                                "each row divides by (or inverts) an element with no inverse mod M")
         if order is None:
             pass
         elif rows > MAX_ROWS:
@@ -227,7 +237,7 @@ def group_order(s):
             raise SettingsError(f"an expression takes x and y: num_of_ops must be 2, not {s.num_of_ops}")
         if M < 2:
             raise SettingsError(f"M = {M}: expression needs a modulus >= 2")
-        parse_expression(s.expression)
+        parse_expression(s.expression, M)
         return M, 1.0
     group = collection_group(s)
     return group["order"], max(group["irrep_degrees"]) / 2
@@ -270,12 +280,14 @@ def symmetric_table(n):
     return np.searchsorted(codes, composed @ weights)
 
 
-_ALLOWED_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Pow: "**"}
+MAX_EXPONENT = 10 ** 6
 
 
-def parse_expression(text):
-    """A sympy expression in x and y built from the text's syntax tree; nothing is evaluated as Python."""
-    import sympy
+def parse_expression(text, M=None):
+    """The checked syntax tree (ast.Expression) of an expression in x and y mod M; nothing in it is ever run
+    as Python. Allowed: x, y, integers, + - * / ** (an integer exponent, negative meaning a power of the
+    inverse), inv(a) (the inverse mod M) and pow(a, e) or pow(a, e, M) (Python's spelling of a modular
+    power; its modulus must be M, checked when M is given). a / b is a * inv(b)."""
     if not isinstance(text, str) or not text.strip():
         raise SettingsError("expression must be a non-empty string in x and y, e.g. 'x**2+x*y+y**2'")
     if len(text) > 1000:
@@ -284,60 +296,134 @@ def parse_expression(text):
         tree = ast.parse(text.strip().replace("^", "**"), mode="eval")
     except SyntaxError as exc:
         raise SettingsError(f"expression = {text!r} is not a valid expression: {exc.msg}")
-    symbols = {"x": sympy.Symbol("x", integer=True), "y": sympy.Symbol("y", integer=True)}
 
-    def build(node):
-        if isinstance(node, ast.BinOp) and type(node.op) in _ALLOWED_BINOPS:
-            left = build(node.left)
+    def refuse(node, why=None):
+        raise SettingsError(f"expression = {text!r}: {ast.unparse(node)!r} is not allowed"
+                            + (f": {why}" if why else "; use x, y, integers, + - * / ** (integer exponents), "
+                               "inv(a) and pow(a, e) or pow(a, e, M)"))
+
+    def check(node):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)):
+            check(node.left)
             if isinstance(node.op, ast.Pow):
-                if not (isinstance(node.right, ast.Constant) and type(node.right.value) is int
-                        and 0 <= node.right.value <= 10 ** 6):
-                    raise SettingsError(f"expression = {text!r}: exponents must be integers 0..10**6")
-                return left ** sympy.Integer(node.right.value)
-            right = build(node.right)
-            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
-                    ast.Mult: lambda: left * right}[type(node.op)]()
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            inner = build(node.operand)
-            return -inner if isinstance(node.op, ast.USub) else inner
-        if isinstance(node, ast.Name) and node.id in symbols:
-            return symbols[node.id]
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return sympy.Integer(node.value)
-        raise SettingsError(f"expression = {text!r}: {ast.unparse(node)!r} is not allowed; use x, y, integers, "
-                            "+, -, * and ** with an integer exponent")
-    return build(tree.body)
+                exponent(node.right)
+            else:
+                check(node.right)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            check(node.operand)
+        elif isinstance(node, ast.Name):
+            if node.id not in ("x", "y"):
+                refuse(node)
+        elif isinstance(node, ast.Constant):
+            if type(node.value) is not int:
+                refuse(node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("inv", "pow"):
+            arity = (1,) if node.func.id == "inv" else (2, 3)
+            if node.keywords or len(node.args) not in arity:
+                refuse(node, f"{node.func.id} takes " + ("1 argument" if node.func.id == "inv" else "2 or 3 arguments"))
+            check(node.args[0])
+            if node.func.id == "pow":
+                exponent(node.args[1])
+                if len(node.args) == 3:
+                    modulus = _integer(node.args[2])
+                    if modulus is None:
+                        refuse(node, "the modulus of pow must be an integer")
+                    if M is not None and modulus != M:
+                        refuse(node, f"the modulus of pow must be M = {M}")
+        else:
+            refuse(node)
+
+    def exponent(node):
+        value = _integer(node)
+        if value is None or abs(value) > MAX_EXPONENT:
+            refuse(node, "exponents must be integers -10**6..10**6")
+
+    check(tree.body)
+    return tree
 
 
-def _eval_mod(expr, env, M):
-    """Vectorised value of a sympy polynomial mod M on int64 arrays (every intermediate reduced mod M)."""
-    if expr.is_Integer:
-        return np.full(env["x"].shape, int(expr) % M, dtype=np.int64)
-    if expr.is_Symbol:
-        return env[expr.name] % M
-    args = [_eval_mod(a, env, M) for a in expr.args] if not expr.is_Pow else None
-    if expr.is_Add:
-        return functools.reduce(lambda a, b: (a + b) % M, args)
-    if expr.is_Mul:
-        return functools.reduce(lambda a, b: (a * b) % M, args)
-    if expr.is_Pow and expr.exp.is_Integer and int(expr.exp) >= 0:
-        base, e = _eval_mod(expr.base, env, M), int(expr.exp)
+def uses_inverse(tree):
+    """Whether a checked expression tree divides or inverts anywhere (then some rows may be undefined)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return True
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and _integer(node.right) < 0:
+            return True
+        if isinstance(node, ast.Call) and (node.func.id == "inv" or _integer(node.args[1]) < 0):
+            return True
+    return False
+
+
+def _integer(node):
+    """The value of an integer literal, optionally signed; None for anything else."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign, node = (-sign if isinstance(node.op, ast.USub) else sign), node.operand
+    return sign * node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
+
+
+def inverse_table(M):
+    """inv[r] = the inverse of r mod M, or -1 where gcd(r, M) > 1 (0 always; every multiple of a factor of M)."""
+    inv = np.full(M, -1, dtype=np.int64)
+    for r in range(M):
+        if math.gcd(r, M) == 1:
+            inv[r] = pow(r, -1, M)
+    return inv
+
+
+def _evaluate(node, env, M, state):
+    """Values mod M (int64 arrays) of a checked tree; state['defined'] is cleared where an inverse is missing."""
+    def power(base, e):
+        if e < 0:
+            base, e = invert(base), -e
         result = np.ones_like(base) % M
         while e:
             if e & 1:
                 result = (result * base) % M
             base, e = (base * base) % M, e >> 1
         return result
-    raise SettingsError(f"cannot evaluate {expr} modulo {M}")
+
+    def invert(values):
+        if state.get("inverse") is None:
+            state["inverse"] = inverse_table(M)
+        inv = state["inverse"][values]
+        state["defined"] &= inv >= 0
+        return np.where(inv >= 0, inv, 0)
+
+    if isinstance(node, ast.BinOp):
+        left = _evaluate(node.left, env, M, state)
+        if isinstance(node.op, ast.Pow):
+            return power(left, _integer(node.right))
+        right = _evaluate(node.right, env, M, state)
+        if isinstance(node.op, ast.Add):
+            return (left + right) % M
+        if isinstance(node.op, ast.Sub):
+            return (left - right) % M
+        if isinstance(node.op, ast.Div):
+            right = invert(right)
+        return (left * right) % M
+    if isinstance(node, ast.UnaryOp):
+        inner = _evaluate(node.operand, env, M, state)
+        return (-inner) % M if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.Name):
+        return env[node.id] % M
+    if isinstance(node, ast.Constant):
+        return np.full(env["x"].shape, node.value % M, dtype=np.int64)
+    base = _evaluate(node.args[0], env, M, state)  # inv(a), pow(a, e[, M])
+    return invert(base) if node.func.id == "inv" else power(base, _integer(node.args[1]))
 
 
+@functools.lru_cache(maxsize=2)  # validation and the data build both ask for it
 def expression_table(text, M):
-    """table[x, y] = expression(x, y) mod M."""
+    """table[x, y] = expression(x, y) mod M; -1 where it is undefined (a division by, or inverse of, an element
+    with no inverse mod M: those rows are left out of the data)."""
     if M > 3_000_000_000:
         raise SettingsError("M is too large for exact int64 arithmetic mod M")
     grid = np.arange(M, dtype=np.int64)
     env = {"x": np.repeat(grid[:, None], M, axis=1), "y": np.repeat(grid[None, :], M, axis=0)}
-    return _eval_mod(parse_expression(text), env, M)
+    state = {"defined": np.ones((M, M), dtype=bool)}
+    table = _evaluate(parse_expression(text, M).body, env, M, state)
+    return np.where(state["defined"], table, -1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -390,7 +476,9 @@ def group_table(s):
     if s.group_type == "sym":
         return symmetric_table(M), {"group": f"S{M}"}
     if s.group_type == "expression":
-        return expression_table(s.expression, M), {"group": f"{parse_expression(s.expression)} mod {M}"}
+        table = expression_table(s.expression, M)
+        return table, {"group": f"{ast.unparse(parse_expression(s.expression))} mod {M}",
+                       "rows_undefined": int((table < 0).sum())}
     g = collection_group(s)
     return g["table"], {"group": f"SmallGroup({g['order']}, {g['smallgroup_id']}) = {g['name']}",
                         "irrep_degrees": g["irrep_degrees"]}
@@ -493,6 +581,8 @@ class Task(BaseTask):
         order = table.shape[0]
         corr = max(facts["irrep_degrees"]) / 2 if "irrep_degrees" in facts else 1.0
         x, labels = all_tuples(table, s.num_of_ops)
+        if facts.get("rows_undefined"):  # an expression dividing by elements with no inverse mod M
+            x, labels = x[labels >= 0], labels[labels >= 0]
         rows = len(x)
         x, labels = torch.from_numpy(x), torch.from_numpy(labels)
         if s.split_method == "sklearn":

@@ -102,12 +102,42 @@ def test_expression_is_evaluated_mod_M():
     assert all(c == (3 * a - b ** 3 - 5) % 10 for (a, b), c in zip(x, labels))
 
 
+def _inverse(b, M):
+    try:
+        return pow(b, -1, M)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("M", [7, 10])
+def test_expression_division_and_inverses_are_mod_M_and_undefined_rows_are_left_out(M):
+    for text, brute in (("x / y", lambda a, b: a * _inverse(b, M) if _inverse(b, M) is not None else None),
+                        ("inv(x) + 2*y", lambda a, b: _inverse(a, M) + 2 * b if _inverse(a, M) is not None else None),
+                        ("pow(x, -1, %d) * y**-2 - 1" % M,
+                         lambda a, b: (_inverse(a, M) * _inverse(b, M) ** 2 - 1)
+                         if None not in (_inverse(a, M), _inverse(b, M)) else None),
+                        ("(x + y) / (x - y)", lambda a, b: (a + b) * _inverse((a - b) % M, M)
+                         if _inverse((a - b) % M, M) is not None else None)):
+        data, x, labels = table_rows(group_type="expression", M=M, expression=text)
+        expected = {(a, b): v % M for a in range(M) for b in range(M) if (v := brute(a, b)) is not None}
+        assert dict(zip(map(tuple, x.tolist()), labels.tolist())) == expected, text
+        assert data.facts["rows"] == len(expected) and data.facts["rows_undefined"] == M * M - len(expected)
+    assert ga.expression_table("x / x", 10)[3, 3] == 1 and ga.expression_table("x / x", 10)[2, 2] == -1
+
+
 @pytest.mark.parametrize("text, needle", [
     ("__import__('os').system('true')", "is not allowed"),
-    ("x / 2", "is not allowed"),
+    ("x % 2", "is not allowed"),
+    ("x // 2", "is not allowed"),
     ("x ** y", "exponents must be integers"),
+    ("pow(x, y)", "exponents must be integers"),
+    ("pow(x, -1, 8)", "the modulus of pow must be M = 7"),
+    ("inv(x, y)", "inv takes 1 argument"),
+    ("open('f')", "is not allowed"),
+    ("x.real", "is not allowed"),
     ("x + z", "is not allowed"),
     ("x +", "not a valid expression"),
+    ("x / 0", "undefined mod 7 at every (x, y)"),
 ])
 def test_expression_is_parsed_never_evaluated(text, needle):
     assert needle in refusal(group_type="expression", M=7, expression=text)

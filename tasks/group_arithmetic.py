@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 import models
 import optim
-from group_mlp import ACTIVATIONS, COMPLEX_INITS, FIRST_LAYER_INITS
+from group_mlp import ACTIVATIONS, COMPLEX_INITS, FIRST_LAYER_INITS, MODEL_TYPES
 from optim import OPTIMIZERS, SCHEDULES
 from settings import CommonSettings, SettingsError, setting, with_defaults
 from tasks.base import Data
@@ -85,7 +85,21 @@ class Settings(CommonSettings):
                                     "per_operand draws one Linear(|G|, hidden) per operand in turn (bound "
                                     "1/sqrt(|G|), sqrt(num_of_ops) larger: the Sep-2024 code of the Fig. 3 log)",
                                     choices=FIRST_LAYER_INITS)
-    hidden_size: int = setting(512, "width of the hidden layer", low=1)
+    load_dataset_split: str | None = setting(None, "a torch file {'train_indices': [...], 'test_indices': [...]} of "
+                                             "row indices into the table in the original's row order (the "
+                                             "original's option of this name); replaces the split (test_size, "
+                                             "use_critical_ratio and split_method are then unused)")
+    load_initial_layerab: str | None = setting(None, "a torch file {'weight': tensor (hidden_size, num_of_ops*|G|)}: "
+                                               "W starts from it (columns operand after operand), as the original's "
+                                               "option of this name; the rest is drawn as usual")
+    model_type: str = setting("mlp", "mlp: the 2-layer network; transformer: the original's newer option, an "
+                              "embedding + learned positions + TransformerEncoder (nhead, num_layers, "
+                              "dim_feedforward, no dropout, activation), mean-pooled over the operands, then V",
+                              choices=MODEL_TYPES)
+    nhead: int = setting(4, "model_type transformer: attention heads (hidden_size must be a multiple)", low=1)
+    num_layers: int = setting(2, "model_type transformer: encoder layers", low=1)
+    dim_feedforward: int = setting(2048, "model_type transformer: width of each layer's feed-forward block", low=1)
+    hidden_size: int = setting(512, "width of the hidden layer (transformer: the model width)", low=1)
     activation: str = setting("sqr", "hidden activation: x^2, relu, silu or relu(x)^2", choices=ACTIVATIONS)
     other_layers: int = setting(0, "extra residual hidden layers act(x + Lx) (0: the 2-layer network)", low=0)
     embed_trainable: bool = setting(False, "train the (identity-initialised) operand embedding")
@@ -95,6 +109,12 @@ class Settings(CommonSettings):
                                 "real network) or random (real and imaginary parts both drawn: a genuinely complex "
                                 "network, this project's behaviour before issue 16)", choices=COMPLEX_INITS)
     use_bn: bool = setting(False, "batch norm between W and the activation")
+    use_inner_product_act: bool = setting(False, "the hidden layer is the elementwise product of the operands' "
+                                          "columns of W, prod_i W_i onehot(x_i), instead of act(their sum) (the "
+                                          "original's maps W_i were per operand: first_layer_init 'per_operand')")
+    normalize: bool = setting(False, "after every optimiser step, as the original's option: centre W's rows (per "
+                              "operand block with first_layer_init 'per_operand') and V's columns; with "
+                              "use_inner_product_act scale each W_i row longer than 1 down to norm 1")
     top_layer_init_multiplier: float = setting(1.0, "scale of V's initial weights")
     output_multiplier: float = setting(1.0, "scale of the output logits")
     loss_func: str = setting("nll", "nll: cross-entropy; mse: squared L2 between the class-centred output and "
@@ -135,7 +155,7 @@ class Settings(CommonSettings):
         elif rows > MAX_ROWS:
             problems.append(f"the table of {self.group_type} M = {self.M!r} with num_of_ops = {self.num_of_ops} has "
                             f"{rows:,} rows, more than {MAX_ROWS:,}: choose a smaller group or fewer operands")
-        else:
+        elif self.load_dataset_split is None:
             n_train = split_sizes(rows, order, corr, self)[0]
             where = ("use_critical_ratio gives " if self.use_critical_ratio else f"test_size = {self.test_size} gives ")
             if n_train < 1:
@@ -151,6 +171,26 @@ class Settings(CommonSettings):
         # the network's own refusals (complex weights, the ridge top layer); a group refused above is
         # stood in for by the smallest one, so that they are reported at once too
         problems.extend(models.check(self.model_spec(n_classes=order or 2)))
+        if self.optim == "muon" and (self.model_type == "transformer" or self.use_inner_product_act):
+            problems.append("optim = 'muon' orthogonalises the MLP's first layer W; it cannot go with "
+                            + ("model_type = 'transformer'" if self.model_type == "transformer"
+                               else "use_inner_product_act (the original has no single W to give it there)"))
+        if self.normalize and self.model_type == "transformer":
+            problems.append("normalize applies to model_type = 'mlp' (the original's transformer ignores it)")
+        if order is not None and rows <= MAX_ROWS:
+            if self.load_dataset_split is not None:
+                try:
+                    load_split_file(self.load_dataset_split, rows)
+                except SettingsError as exc:
+                    problems.extend(exc.problems)
+            if self.load_initial_layerab is not None:
+                try:
+                    load_initial_weight(self.load_initial_layerab, (self.hidden_size, self.num_of_ops * order))
+                except SettingsError as exc:
+                    problems.extend(exc.problems)
+                if self.model_type == "transformer":
+                    problems.append("load_initial_layerab sets the MLP's first layer W; model_type 'transformer' "
+                                    "has none")
         if self.use_complex_weights:
             if self.optim == "muon":
                 problems.append("optim = 'muon' orthogonalises real matrices; it cannot go with use_complex_weights")
@@ -167,6 +207,9 @@ class Settings(CommonSettings):
             if given:
                 notes.append(f"{', '.join(given)} has no effect unless use_critical_ratio = True (the split "
                              f"follows test_size = {self.test_size})")
+        if self.use_inner_product_act and self.first_layer_init != "per_operand":
+            notes.append("use_inner_product_act with first_layer_init = 'concatenated': the original drew its "
+                         "maps W_i per operand (first_layer_init = 'per_operand', columns sqrt(num_of_ops) larger)")
         return notes
 
     def model_spec(self, n_classes=None):
@@ -177,7 +220,9 @@ class Settings(CommonSettings):
             embed_trainable=self.embed_trainable, use_complex_weights=self.use_complex_weights, use_bn=self.use_bn,
             top_layer_init_multiplier=self.top_layer_init_multiplier, output_multiplier=self.output_multiplier,
             set_weight_reg=self.set_weight_reg, first_layer_init=self.first_layer_init,
-            complex_init=self.complex_init)
+            complex_init=self.complex_init, use_inner_product_act=self.use_inner_product_act,
+            model_type=self.model_type, nhead=self.nhead, num_layers=self.num_layers,
+            dim_feedforward=self.dim_feedforward)
 
 
 # ---------------------------------------------------------------- the groups
@@ -539,6 +584,45 @@ def split_sizes(rows, order, corr, s):
     return n_train, rows - n_train
 
 
+def _torch_file(path, setting_name):
+    if not Path(path).is_file():
+        raise SettingsError(f"{setting_name} = {path!r}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle torch will not load safely, or no torch file at all
+        raise SettingsError(f"{setting_name} = {path!r} is not a torch file of tensors and lists "
+                            f"(torch.load(weights_only=True) says: {str(exc).splitlines()[0][:200]})")
+
+
+def load_split_file(path, rows):
+    """(train, test) int64 index tensors of a saved split {'train_indices', 'test_indices'}, checked against rows."""
+    data = _torch_file(path, "load_dataset_split")
+    if not isinstance(data, dict) or not {"train_indices", "test_indices"} <= set(data):
+        raise SettingsError(f"load_dataset_split = {path!r} must hold a dict with keys 'train_indices' and "
+                            "'test_indices'")
+    out = []
+    for key in ("train_indices", "test_indices"):
+        index = torch.as_tensor(data[key]).reshape(-1)
+        if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+            raise SettingsError(f"load_dataset_split = {path!r}: {key} must be integer row indices")
+        if len(index) == 0 or index.min() < 0 or index.max() >= rows:
+            raise SettingsError(f"load_dataset_split = {path!r}: {key} must be a non-empty list of row indices "
+                                f"0..{rows - 1} (the table has {rows} rows)")
+        out.append(index.long())
+    return tuple(out)
+
+
+def load_initial_weight(path, shape):
+    """The first layer W of a saved {'weight': tensor} (or a bare tensor), checked against its shape."""
+    data = _torch_file(path, "load_initial_layerab")
+    weight = data.get("weight") if isinstance(data, dict) else data
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != tuple(shape):
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise SettingsError(f"load_initial_layerab = {path!r} must hold {{'weight': tensor of shape {tuple(shape)}}} "
+                            f"(hidden_size, num_of_ops * |G|); found {got}")
+    return weight
+
+
 def original_row_order(orders, num_ops):
     """Our row index of each of the original's rows, in the original's order. Both list every
     num_ops-tuple with the first operand slowest, but the original enumerates the elements of
@@ -585,7 +669,12 @@ class Task(BaseTask):
             x, labels = x[labels >= 0], labels[labels >= 0]
         rows = len(x)
         x, labels = torch.from_numpy(x), torch.from_numpy(labels)
-        if s.split_method == "sklearn":
+        if s.load_dataset_split is not None:
+            train, test = load_split_file(s.load_dataset_split, rows)
+            if s.group_type == "modular_addition":  # indices into the original's row order
+                to_ours = torch.from_numpy(original_row_order(parse_orders(s.M), s.num_of_ops))
+                train, test = to_ours[train], to_ours[test]
+        elif s.split_method == "sklearn":
             train, test = (torch.from_numpy(i) for i in sklearn_split(rows, original_test_fraction(order, corr, s),
                                                                         s.seed))
             if s.group_type == "modular_addition":  # the original's row order (the identity for one factor)
@@ -606,17 +695,30 @@ class Task(BaseTask):
                             if s.use_critical_ratio else f"test_size {s.test_size}")
                      + ("; scikit-learn's train_test_split(random_state=seed), as the original"
                         if s.split_method == "sklearn" else ""))
+        if s.load_dataset_split is not None:
+            facts["split"] = f"loaded from {s.load_dataset_split}"
+            facts["train_test_overlap"] = int(np.isin(train.numpy(), test.numpy()).sum())
         return Data(train=splits["train"], splits=splits, facts=facts)
 
     def build_model(self, data):
         s = self.settings
         if s.init_seed_offset:
             torch.manual_seed(s.seed + s.init_seed_offset)  # the original's set_all_seeds: torch gets seed + 2
-        return models.build(s.model_spec())
+        model = models.build(s.model_spec())
+        if s.load_initial_layerab is not None:
+            weight = load_initial_weight(s.load_initial_layerab, tuple(model.W.weight.shape))
+            with torch.no_grad():
+                model.W.weight.copy_(weight.to(model.W.weight.dtype))
+        return model
 
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
         # muon: the paper's runs orthogonalise the first layer W only; V and the rest get Adam
-        return optim.build(model, self.settings, total_steps, steps_per_epoch, muon_params=[model.W.weight])
+        muon_params = [model.W.weight] if self.settings.optim == "muon" else None
+        optimizer, scheduler = optim.build(model, self.settings, total_steps, steps_per_epoch,
+                                           muon_params=muon_params)
+        if self.settings.normalize:  # the original normalises right after each optimiser step
+            optimizer.register_step_post_hook(lambda *_: model.normalize())
+        return optimizer, scheduler
 
     def training_loss(self, model, batch):
         ridge = batch["labels"] if self.settings.set_weight_reg is not None else None

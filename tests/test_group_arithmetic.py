@@ -460,6 +460,91 @@ def test_complex_init_random_is_a_genuinely_complex_network():
     assert model.W.weight.imag.abs().mean() > 0.01 and model.V.weight.imag.abs().mean() > 0.01
 
 
+@pytest.mark.parametrize("num_ops, other_layers", [(2, 0), (3, 1)])
+def test_inner_product_network_multiplies_the_operands_columns(num_ops, other_layers):
+    torch.manual_seed(0)
+    model = group_mlp.GroupMLP(5, num_ops, 8, use_inner_product_act=True, other_layers=other_layers)
+    x = torch.randint(0, 5, (30, num_ops))
+    W = model.W.weight
+    h = torch.ones(30, 8)
+    for i in range(num_ops):  # W_i onehot(x_i), multiplied elementwise; no activation on the product
+        h = h * (F.one_hot(x[:, i], 5).float() @ W[:, 5 * i:5 * (i + 1)].t())
+    for layer in model.layers:
+        h = (h + h @ layer.weight.t()) ** 2
+    assert torch.allclose(model(x), h @ model.V.weight.t(), atol=1e-5)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), h @ model.V.weight.t(), atol=1e-5)
+
+
+@pytest.mark.parametrize("extra, check", [
+    (dict(), "whole rows"), (dict(first_layer_init="per_operand"), "blocks"),
+    (dict(use_inner_product_act=True, first_layer_init="per_operand", lr=2.0), "norms"),
+])
+def test_normalize_runs_after_every_optimiser_step(extra, check):
+    s = build(**{**dict(M=5, test_size=0.3, normalize=True, lr=0.05), **extra})
+    model, _ = _train_a_few_steps(s, steps=3)
+    W, V = model.W.weight.detach(), model.V.weight.detach()
+    blocks = [W[:, :5], W[:, 5:]]
+    if check == "norms":
+        assert all((b.norm(dim=1) <= 1 + 1e-5).all() for b in blocks) and (blocks[0].norm(dim=1) > 0.99).any()
+        return
+    centred = blocks if check == "blocks" else [W]
+    assert all(b.mean(dim=1).abs().max() < 1e-6 for b in centred)
+    assert V.mean(dim=0).abs().max() < 1e-6
+    if check == "whole rows":  # centring the whole row leaves each block's mean free
+        assert blocks[0].mean(dim=1).abs().max() > 1e-3
+    plain, _ = _train_a_few_steps(build(**{**dict(M=5, test_size=0.3, lr=0.05), **extra}), steps=3)
+    assert plain.V.weight.mean(dim=0).abs().max() > 1e-4  # without normalize nothing is centred
+
+
+def test_bad_saved_files_are_refused_naming_the_setting(tmp_path):
+    torch.save({"train_indices": [0, 25], "test_indices": [1]}, tmp_path / "split.pt")
+    assert "load_dataset_split" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
+    assert "0..24" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
+    torch.save({"train": [0]}, tmp_path / "keys.pt")
+    assert "'train_indices' and 'test_indices'" in refusal(M=5, load_dataset_split=str(tmp_path / "keys.pt"))
+    torch.save({"weight": torch.zeros(16, 9)}, tmp_path / "W.pt")
+    assert "(16, 10)" in refusal(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "W.pt"))
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    assert "load_initial_layerab" in refusal(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "junk.pt"))
+
+
+def test_a_saved_split_and_initial_weights_are_loaded(tmp_path):
+    torch.save({"train_indices": torch.tensor([3, 0, 7]), "test_indices": [1, 2, 24]}, tmp_path / "split.pt")
+    data = ga.Task(build(M=5, load_dataset_split=str(tmp_path / "split.pt")), None).build_data()
+    assert data.splits["train"]["x"].tolist() == [[0, 3], [0, 0], [1, 2]]
+    assert data.splits["test"]["x"].tolist() == [[0, 1], [0, 2], [4, 4]] and data.facts["n_train"] == 3
+    # a product group's indices count rows in the original's order: its row 1 is (0, element 2) of Z_2 x Z_3
+    torch.save({"train_indices": [1], "test_indices": [6]}, tmp_path / "split6.pt")
+    data = ga.Task(build(M="2x3", load_dataset_split=str(tmp_path / "split6.pt")), None).build_data()
+    assert data.splits["train"]["x"].tolist() == [[0, 2]] and data.splits["test"]["x"].tolist() == [[2, 0]]
+    weight = torch.randn(16, 10)
+    torch.save({"weight": weight}, tmp_path / "W.pt")
+    model = ga.Task(build(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "W.pt")), None).build_model(None)
+    assert torch.equal(model.W.weight.detach(), weight)
+
+
+def test_transformer_option_is_the_originals_encoder():
+    s = build(M=7, model_type="transformer", hidden_size=16, nhead=2, num_layers=2, dim_feedforward=24,
+              activation="relu", top_layer_init_multiplier=0.5)
+    torch.manual_seed(3)
+    model = ga.Task(s, None).build_model(None)
+    torch.manual_seed(3)  # the original's modules, in its order
+    embedding = torch.nn.Embedding(7, 16)
+    positions = torch.nn.init.normal_(torch.zeros(1, 2, 16), std=0.02)
+    encoder = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True),
+                                          num_layers=2, enable_nested_tensor=False)
+    V = torch.nn.Linear(16, 7, bias=False).weight * 0.5
+    assert torch.equal(model.embedding.weight, embedding.weight) and torch.equal(model.positions, positions)
+    x = torch.randint(0, 7, (12, 2))
+    with torch.no_grad():
+        encoder.load_state_dict({k[len("encoder."):]: v for k, v in model.state_dict().items()
+                                 if k.startswith("encoder.")})
+        expected = encoder(embedding(x) + positions).mean(dim=1) @ V.t()
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert torch.equal(model.V.weight, V)
+
+
 def test_help_settings_states_the_defaults_that_differ_from_the_original(capsys):
     assert main.main(["--help-settings", "--set", "task='group_arithmetic'"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
@@ -493,6 +578,14 @@ def test_help_settings_states_the_defaults_that_differ_from_the_original(capsys)
     (dict(first_layer_init="per-operand"), "first_layer_init"),
     (dict(init_seed_offset=-1), "init_seed_offset"),
     (dict(split_method="sklearn", test_size=0.0), "none to test"),
+    (dict(model_type="transformer", use_complex_weights=True), "applies to model_type = 'mlp'"),
+    (dict(model_type="transformer", hidden_size=30, nhead=4), "multiple of nhead = 4"),
+    (dict(model_type="transformer", optim="muon"), "cannot go with model_type = 'transformer'"),
+    (dict(model_type="transformer", normalize=True), "normalize applies to model_type = 'mlp'"),
+    (dict(use_inner_product_act=True, use_bn=True), "use_bn cannot go with use_inner_product_act"),
+    (dict(use_inner_product_act=True, optim="muon"), "cannot go with use_inner_product_act"),
+    (dict(load_dataset_split="no/such.pt"), "load_dataset_split = 'no/such.pt': no such file"),
+    (dict(load_initial_layerab="no/such.pt"), "load_initial_layerab = 'no/such.pt': no such file"),
 ])
 def test_nonsensical_settings_are_refused_with_a_clear_message(values, needle):
     assert needle in refusal(**values)
@@ -531,6 +624,9 @@ def test_tiny_run_end_to_end_through_main(tmp_path):
     ("muon", dict(optim="muon", embed_trainable=True, lr=0.05)),
     ("complex", dict(use_complex_weights=True, optim="adamw", lr_schedule="cosine")),
     ("bn_sgd_relu", dict(use_bn=True, optim="sgd", activation="relu", lr=0.1, other_layers=1)),
+    ("inner_product", dict(use_inner_product_act=True, first_layer_init="per_operand", normalize=True)),
+    ("transformer", dict(model_type="transformer", nhead=4, num_layers=1, dim_feedforward=64, activation="relu",
+                         lr=0.01)),
 ])
 def test_model_variants_learn_a_small_table(tmp_path, name, extra):
     config = write_settings(tmp_path / f"{name}.py", {**BASE, "M": 5, "test_size": 0.2, "n_epochs": 40,

@@ -1,9 +1,14 @@
 """Programme: when and how do 2-layer networks grok group operations? (reference/group_arithmetic.md)
 
-The data is the whole operation table of a finite group (or of a polynomial mod M): every num_of_ops-tuple
+The data is the whole operation table of a finite group (or of an expression mod M): every num_of_ops-tuple
 of elements, labelled with their product, split at random into train and test. The model is the paper's
-2-layer network: one-hot operands, concatenated, W (no bias), an activation (x^2 by default), V (no bias).
-Training is full batch: one epoch is one optimiser step on the whole training set.
+2-layer network: one-hot operands, concatenated, W (no bias), an activation (x^2 by default), V (no bias);
+or the original's inner-product variant, or its small transformer (model_type). Training is full batch:
+one epoch is one optimiser step on the whole training set.
+
+Faithful to the original (issue 16; docs/group_arithmetic/README.md): split_method 'sklearn',
+init_seed_offset 2 and first_layer_init 'per_operand' replay a logged run of the original exactly
+(conf/group_arithmetic_fig3_replay.py); complex_init 'real' is the original's complex network.
 
 How much data is needed scales as |G| ln|G|: with use_critical_ratio the training set has
 round(corr * (critical_ratio_multiplier - critical_ratio_delta) * ln|G| / |G| * rows) rows (clipped to

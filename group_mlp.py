@@ -6,12 +6,16 @@ default), V (no bias); optionally residual hidden layers, batch norm, complex we
 V solved by ridge regression on every training forward instead of trained.
 """
 import dataclasses
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
+FIRST_LAYER_INITS = ("concatenated", "per_operand")
+MODEL_TYPES = ("mlp", "transformer")
+COMPLEX_INITS = ("real", "random")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,6 +30,17 @@ class GroupMLPSpec:
     real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
     initial weights. output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the
     ridge lambda of a V solved on every training forward (the labels passed as ridge_labels).
+    first_layer_init: 'concatenated' (W drawn as one Linear(num_of_ops*n, hidden): torch's default bound
+    1/sqrt(num_of_ops*n)) or 'per_operand' (W's column blocks drawn one operand after the other as
+    Linear(n, hidden) maps, bound 1/sqrt(n): the original's Sep-2024 code). complex_init (with
+    use_complex_weights): 'real' (the weights drawn as the real network's, imaginary parts 0: the original's
+    conversion, which stays a real network) or 'random' (real and imaginary parts both drawn).
+    use_inner_product_act: the hidden layer is the elementwise product of the operands' columns of W
+    (prod_i W_i onehot(x_i)) instead of act(sum); no activation there, no batch norm.
+    model_type 'transformer': instead of the MLP, the original's small encoder: a trainable embedding
+    Embedding(n, hidden) plus learned positions (std 0.02), num_layers TransformerEncoderLayers (nhead heads,
+    dim_feedforward, no dropout, activation), mean-pooled over the operands, then V. Of the fields above it
+    uses hidden_size, activation, top_layer_init_multiplier.
     """
 
     n_classes: int
@@ -39,17 +54,27 @@ class GroupMLPSpec:
     top_layer_init_multiplier: float = 1.0
     output_multiplier: float = 1.0
     set_weight_reg: float | None = None
+    first_layer_init: str = "concatenated"
+    complex_init: str = "real"
+    use_inner_product_act: bool = False
+    model_type: str = "mlp"
+    nhead: int = 4
+    num_layers: int = 2
+    dim_feedforward: int = 2048
 
 
 def check(spec: GroupMLPSpec) -> list[str]:
     """What is wrong with spec, one sentence per problem naming the field; empty if it builds."""
     problems = []
-    for name, low in (("n_classes", 1), ("num_of_ops", 1), ("hidden_size", 1), ("other_layers", 0)):
+    for name, low in (("n_classes", 1), ("num_of_ops", 1), ("hidden_size", 1), ("other_layers", 0), ("nhead", 1),
+                      ("num_layers", 1), ("dim_feedforward", 1)):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"{name} = {value!r} must be an integer >= {low}")
-    if spec.activation not in ACTIVATIONS:
-        problems.append(f"activation = {spec.activation!r} is not one of: {', '.join(map(repr, ACTIVATIONS))}")
+    for name, allowed in (("activation", ACTIVATIONS), ("first_layer_init", FIRST_LAYER_INITS),
+                          ("complex_init", COMPLEX_INITS), ("model_type", MODEL_TYPES)):
+        if getattr(spec, name) not in allowed:
+            problems.append(f"{name} = {getattr(spec, name)!r} is not one of: {', '.join(map(repr, allowed))}")
     reg = spec.set_weight_reg
     if reg is not None and (isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0):
         problems.append(f"set_weight_reg = {spec.set_weight_reg!r} must be None or a ridge lambda >= 0")
@@ -62,6 +87,19 @@ def check(spec: GroupMLPSpec) -> list[str]:
         if spec.output_multiplier != 1.0:
             problems.append("output_multiplier cannot go with set_weight_reg: the ridge solution fits the "
                             "unscaled output")
+    if spec.model_type == "transformer":
+        mlp_only = [f"{name} = {getattr(spec, name)!r}" for name, default in
+                    (("use_complex_weights", False), ("use_bn", False), ("set_weight_reg", None), ("other_layers", 0),
+                     ("embed_trainable", False), ("use_inner_product_act", False), ("output_multiplier", 1.0),
+                     ("first_layer_init", "concatenated")) if getattr(spec, name) != default]
+        if mlp_only:
+            problems.append(f"{', '.join(mlp_only)} applies to model_type = 'mlp', not 'transformer' (its "
+                            "embedding is always trained)")
+        if isinstance(spec.nhead, int) and spec.nhead >= 1 and spec.hidden_size % spec.nhead:
+            problems.append(f"hidden_size = {spec.hidden_size} must be a multiple of nhead = {spec.nhead}")
+        return problems
+    if spec.use_inner_product_act and spec.use_bn:
+        problems.append("use_bn cannot go with use_inner_product_act (the product has no batch norm)")
     if spec.use_complex_weights:
         if spec.activation != "sqr":
             problems.append(f"use_complex_weights needs activation = 'sqr' ({spec.activation!r} is not defined "
@@ -71,13 +109,19 @@ def check(spec: GroupMLPSpec) -> list[str]:
     return problems
 
 
-def build(spec: GroupMLPSpec) -> "GroupMLP":
+def build(spec: GroupMLPSpec) -> nn.Module:
     """The network spec describes (``models.build`` checks the spec first); seed the global RNG before."""
+    if spec.model_type == "transformer":
+        return GroupTransformer(spec.n_classes, spec.num_of_ops, spec.hidden_size, nhead=spec.nhead,
+                                num_layers=spec.num_layers, dim_feedforward=spec.dim_feedforward,
+                                activation=spec.activation, top_layer_init_multiplier=spec.top_layer_init_multiplier)
     return GroupMLP(spec.n_classes, spec.num_of_ops, spec.hidden_size, activation=spec.activation,
                     other_layers=spec.other_layers, embed_trainable=spec.embed_trainable,
                     use_complex_weights=spec.use_complex_weights, use_bn=spec.use_bn,
                     top_layer_init_multiplier=spec.top_layer_init_multiplier,
-                    output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg)
+                    output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg,
+                    first_layer_init=spec.first_layer_init, complex_init=spec.complex_init,
+                    use_inner_product_act=spec.use_inner_product_act)
 
 
 def activate(h, name, inplace=False):
@@ -100,22 +144,37 @@ class GroupMLP(nn.Module):
 
     def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
                  use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
-                 ridge_lambda=None):
+                 ridge_lambda=None, first_layer_init="concatenated", complex_init="real", use_inner_product_act=False):
         super().__init__()
-        dtype = torch.cfloat if use_complex_weights else torch.float32
+        self.use_inner_product_act, self.first_layer_init = use_inner_product_act, first_layer_init
+        # complex_init 'real': every weight is drawn as the real network's (the same random numbers) and
+        # converted afterwards, imaginary parts 0
+        dtype = torch.cfloat if use_complex_weights and complex_init == "random" else torch.float32
         self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
         self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
         self.embedding = nn.Embedding(n_classes, n_classes)
         with torch.no_grad():
             self.embedding.weight.copy_(torch.eye(n_classes))
         self.embedding.weight.requires_grad_(embed_trainable)
-        self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
+        if first_layer_init == "per_operand":
+            # the Sep-2024 original's per-operand maps Linear(n, hidden), drawn in operand order; their sum
+            # is W times the concatenated one-hots, with columns sqrt(num_ops) larger than one Linear draws
+            self.W = nn.utils.skip_init(nn.Linear, num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
+            with torch.no_grad():
+                blocks = [nn.init.kaiming_uniform_(torch.empty(hidden_size, n_classes, dtype=dtype), a=math.sqrt(5))
+                          for _ in range(num_ops)]  # nn.Linear's own initialisation
+                self.W.weight.copy_(torch.cat(blocks, 1))
+        else:
+            self.W = nn.Linear(num_ops * n_classes, hidden_size, bias=False, dtype=dtype)
         self.layers = nn.ModuleList(nn.Linear(hidden_size, hidden_size, bias=False, dtype=dtype)
                                     for _ in range(other_layers))
         self.bn = nn.BatchNorm1d(hidden_size) if use_bn else None
         self.V = nn.Linear(hidden_size, n_classes, bias=False, dtype=dtype)
         with torch.no_grad():
             self.V.weight.mul_(top_layer_init_multiplier)
+        if use_complex_weights and complex_init == "real":
+            for layer in (self.W, *self.layers, self.V):
+                layer.weight = nn.Parameter(layer.weight.detach().to(torch.cfloat))
         if ridge_lambda is not None:
             self.V.weight.requires_grad_(False)  # solved, not trained
         self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
@@ -123,6 +182,11 @@ class GroupMLP(nn.Module):
     def features(self, x):
         """Hidden representation (before V) of operand tuples x: (n, num_ops) int64."""
         inplace = not torch.is_grad_enabled()  # every tensor below is a fresh one
+        if self.use_inner_product_act:
+            h = self._product(x)
+            for layer in self.layers:
+                h = activate(h + layer(h), self.activation, inplace)
+            return h
         if self.embedding.weight.requires_grad:
             onehots = self.embedding(x).reshape(len(x), -1)
             h = self.W(onehots.to(self.W.weight.dtype))
@@ -145,6 +209,36 @@ class GroupMLP(nn.Module):
             h = activate(h + layer(h), self.activation, inplace)
         return h
 
+    def _product(self, x):
+        """prod_i W_i onehot(x_i): the operands' hidden vectors multiplied elementwise (use_inner_product_act)."""
+        n = self.n_classes
+        if self.embedding.weight.requires_grad:
+            parts = [self.embedding(x[:, i]).to(self.W.weight.dtype) @ self.W.weight[:, i * n:(i + 1) * n].t()
+                     for i in range(self.num_ops)]
+        else:
+            columns = self.W.weight.t()
+            parts = [columns.index_select(0, x[:, i] + self.offsets[i]) for i in range(self.num_ops)]
+        h = parts[0]
+        for part in parts[1:]:
+            h = h * part
+        return h
+
+    @torch.no_grad()
+    def normalize(self):
+        """The original's `normalize` option, applied after every optimiser step. Inner-product network: each
+        row of each operand's block of W scaled down to norm 1 if longer. Otherwise W's rows centred (per
+        operand block with first_layer_init 'per_operand', as the Sep-2024 code's separate maps; over the
+        whole row as the code since Sep 2025) and V's columns centred over the classes."""
+        n, W = self.n_classes, self.W.weight
+        blocks = [W[:, i * n:(i + 1) * n] for i in range(self.num_ops)]
+        if self.use_inner_product_act:
+            for block in blocks:
+                block.div_(block.norm(dim=1, keepdim=True).clamp(min=1))
+            return
+        for block in (blocks if self.first_layer_init == "per_operand" else [W]):
+            block.sub_(block.mean(dim=1, keepdim=True))
+        self.V.weight.sub_(self.V.weight.mean(dim=0, keepdim=True))
+
     def forward(self, x, ridge_labels=None):
         """Real output logits. With ridge_labels (training) and a ridge lambda, V is first re-solved."""
         h = self.features(x)
@@ -166,3 +260,28 @@ def ridge_solution(h, targets, lam):
     """argmin_B ||h B - targets||^2 + lam ||B||^2 through the SVD of h: B = V diag(s / (s^2 + lam)) U^T targets."""
     U, s, Vh = torch.linalg.svd(h.detach().float(), full_matrices=False)
     return Vh.t() @ ((U.t() @ targets) * (s / (s * s + lam))[:, None])
+
+
+class GroupTransformer(nn.Module):
+    """The original's transformer option: embedding + learned positions -> encoder -> mean over operands -> V.
+
+    Built in the original's order (embedding, positions, encoder layers, V) so that a seed draws its weights;
+    nn.TransformerEncoder copies one layer num_layers times, so its layers start equal, as there.
+    """
+
+    def __init__(self, n_classes, num_ops, hidden_size, nhead=4, num_layers=2, dim_feedforward=2048,
+                 activation="relu", top_layer_init_multiplier=1.0):
+        super().__init__()
+        self.embedding = nn.Embedding(n_classes, hidden_size)
+        self.positions = nn.Parameter(torch.zeros(1, num_ops, hidden_size))
+        nn.init.normal_(self.positions, mean=0.0, std=0.02)
+        act = "relu" if activation == "relu" else (lambda h: activate(h, activation))
+        layer = nn.TransformerEncoderLayer(hidden_size, nhead, dim_feedforward=dim_feedforward, dropout=0.0,
+                                           activation=act, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+        self.V = nn.Linear(hidden_size, n_classes, bias=False)
+        with torch.no_grad():
+            self.V.weight.mul_(top_layer_init_multiplier)
+
+    def forward(self, x, ridge_labels=None):
+        return self.V(self.encoder(self.embedding(x) + self.positions).mean(dim=1))

@@ -102,12 +102,42 @@ def test_expression_is_evaluated_mod_M():
     assert all(c == (3 * a - b ** 3 - 5) % 10 for (a, b), c in zip(x, labels))
 
 
+def _inverse(b, M):
+    try:
+        return pow(b, -1, M)
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("M", [7, 10])
+def test_expression_division_and_inverses_are_mod_M_and_undefined_rows_are_left_out(M):
+    for text, brute in (("x / y", lambda a, b: a * _inverse(b, M) if _inverse(b, M) is not None else None),
+                        ("inv(x) + 2*y", lambda a, b: _inverse(a, M) + 2 * b if _inverse(a, M) is not None else None),
+                        ("pow(x, -1, %d) * y**-2 - 1" % M,
+                         lambda a, b: (_inverse(a, M) * _inverse(b, M) ** 2 - 1)
+                         if None not in (_inverse(a, M), _inverse(b, M)) else None),
+                        ("(x + y) / (x - y)", lambda a, b: (a + b) * _inverse((a - b) % M, M)
+                         if _inverse((a - b) % M, M) is not None else None)):
+        data, x, labels = table_rows(group_type="expression", M=M, expression=text)
+        expected = {(a, b): v % M for a in range(M) for b in range(M) if (v := brute(a, b)) is not None}
+        assert dict(zip(map(tuple, x.tolist()), labels.tolist())) == expected, text
+        assert data.facts["rows"] == len(expected) and data.facts["rows_undefined"] == M * M - len(expected)
+    assert ga.expression_table("x / x", 10)[3, 3] == 1 and ga.expression_table("x / x", 10)[2, 2] == -1
+
+
 @pytest.mark.parametrize("text, needle", [
     ("__import__('os').system('true')", "is not allowed"),
-    ("x / 2", "is not allowed"),
+    ("x % 2", "is not allowed"),
+    ("x // 2", "is not allowed"),
     ("x ** y", "exponents must be integers"),
+    ("pow(x, y)", "exponents must be integers"),
+    ("pow(x, -1, 8)", "the modulus of pow must be M = 7"),
+    ("inv(x, y)", "inv takes 1 argument"),
+    ("open('f')", "is not allowed"),
+    ("x.real", "is not allowed"),
     ("x + z", "is not allowed"),
     ("x +", "not a valid expression"),
+    ("x / 0", "undefined mod 7 at every (x, y)"),
 ])
 def test_expression_is_parsed_never_evaluated(text, needle):
     assert needle in refusal(group_type="expression", M=7, expression=text)
@@ -252,7 +282,7 @@ def test_relu_residual_layers_and_multipliers():
 
 def test_complex_weights_give_the_real_part():
     torch.manual_seed(0)
-    model = group_mlp.GroupMLP(5, 2, 8, use_complex_weights=True)
+    model = group_mlp.GroupMLP(5, 2, 8, use_complex_weights=True, complex_init="random")
     x = torch.randint(0, 5, (10, 2))
     onehots = torch.cat([F.one_hot(x[:, i], 5) for i in range(2)], 1).to(torch.cfloat)
     h = onehots @ model.W.weight.t()
@@ -321,6 +351,209 @@ def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     assert torch.allclose(V, twin, atol=1e-6)
 
 
+# ---------------------------------------------------------------- faithful to the original (issue 16)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sklearn_split_sizes_ceil_the_test_and_floor_the_train():
+    for M, test_size, n_train, n_test, ours in ((23, 0.1, 476, 53, 476), (23, 0.7, 158, 371, 159),
+                                                 (13, 0.3, 118, 51, 118), (10, 0.25, 75, 25, 75)):
+        data = ga.Task(build(M=M, test_size=test_size, split_method="sklearn"), None).build_data()
+        assert (data.size("train"), data.size("test")) == (n_train, n_test), (M, test_size)
+        assert ga.Task(build(M=M, test_size=test_size), None).build_data().size("train") == ours
+    # the critical ratio goes through the original's test_size = 1 - p: M = 23, c = 2.75 -> 198 of 529
+    data = ga.Task(build(M=23, use_critical_ratio=True, critical_ratio_multiplier=2.75, split_method="sklearn"),
+                   None).build_data()
+    assert (data.size("train"), data.size("test")) == (198, 331)
+
+
+def test_sklearn_split_picks_the_rows_scikit_learn_picks():
+    # train_test_split(np.arange(25), test_size=0.3, random_state=3) (docs/group_arithmetic/README.md)
+    train = [1, 22, 14, 4, 21, 6, 7, 5, 20, 9, 11, 24, 19, 0, 8, 3, 10]  # scikit-learn 1.9.1 printed these
+    test = [18, 17, 12, 23, 15, 16, 13, 2]
+    data = ga.Task(build(M=5, test_size=0.3, seed=3, split_method="sklearn"), None).build_data()
+    row = lambda split: (data.splits[split]["x"] @ torch.tensor([5, 1])).tolist()  # rows listed as (a, b)
+    assert row("train") == train and row("test") == test
+    assert (data.splits["train"]["labels"] == data.splits["train"]["x"].sum(1) % 5).all()
+
+
+def test_sklearn_split_of_a_product_group_follows_the_original_row_order():
+    # the original lists Z_2 x Z_3 by digits with the first factor slowest: (0,0), (0,1), (0,2), (1,0), ...
+    # and numbers element (d1, d2) as d1 + 2 * d2
+    elements = [d1 + 2 * d2 for d1, d2 in itertools.product(range(2), range(3))]
+    original_rows = [(a, b) for a in elements for b in elements]
+    permutation = np.random.RandomState(4).permutation(36)
+    data = ga.Task(build(M="2x3", test_size=0.25, seed=4, split_method="sklearn"), None).build_data()
+    assert [tuple(r) for r in data.splits["test"]["x"].tolist()] == [original_rows[i] for i in permutation[:9]]
+    assert [tuple(r) for r in data.splits["train"]["x"].tolist()] == [original_rows[i] for i in permutation[9:]]
+
+
+def test_original_seeding_and_per_operand_first_layer_draw_what_the_original_drew():
+    s = build(M=7, hidden_size=16, seed=5, init_seed_offset=2, first_layer_init="per_operand")
+    torch.manual_seed(123)  # whatever the global state, the offset reseeds it
+    model = ga.Task(s, None).build_model(None)
+    torch.manual_seed(7)  # the original's torch seed: seed + 2; its modules in the order it builds them
+    torch.nn.Embedding(7, 7)
+    a, b, c = (torch.nn.Linear(7, 16, bias=False), torch.nn.Linear(7, 16, bias=False),
+               torch.nn.Linear(16, 7, bias=False))
+    assert torch.equal(model.W.weight, torch.cat([a.weight, b.weight], 1)) and torch.equal(model.V.weight, c.weight)
+    # the default draws W as one Linear(14, 16): bound 1/sqrt(14) instead of 1/sqrt(7)
+    torch.manual_seed(0)
+    assert group_mlp.GroupMLP(7, 2, 512).W.weight.abs().max() < 7 ** -0.5 / 1.3
+    torch.manual_seed(0)
+    assert group_mlp.GroupMLP(7, 2, 512, first_layer_init="per_operand").W.weight.abs().max() > 7 ** -0.5 / 1.01
+
+
+# The original's Figure 3 log (modular_addition_simple2_fig3.log): epoch -> (train acc, train loss, test acc, test loss)
+FIG3_LOG = {0: (0.05042016806722689, 0.9693093299865723, 0.05660377358490566, 0.9671908617019653),
+            17: (1.0, None, 0.0, 1.1478278636932373),
+            27: (1.0, None, 0.5283018867924528, 0.8534924983978271),
+            33: (1.0, None, 0.9056603773584906, 0.6490453481674194),
+            45: (1.0, None, 1.0, 0.5830644369125366)}
+
+
+def test_fig3_replay_reproduces_the_original_log(tmp_path):
+    assert main.main(["--config", str(ROOT / "conf" / "group_arithmetic_fig3_replay.py"), "--set", "n_epochs=46",
+                      "--set", "progress='off'", "--results-path", "fig3"]) == 0
+    metrics = RunDir("fig3").read_metrics()
+    first = lambda key, level: next(m["epoch"] for m in metrics if m[key] >= level)
+    assert (first("train_accuracy", 1.0), first("test_accuracy", 0.5), first("test_accuracy", 0.9),
+            first("test_accuracy", 1.0)) == (17, 27, 33, 45)
+    for epoch, (train_acc, train_loss, test_acc, test_loss) in FIG3_LOG.items():
+        m = metrics[epoch]
+        assert m["epoch"] == epoch and m["train_accuracy"] == pytest.approx(train_acc, abs=1e-9)
+        assert m["test_accuracy"] == pytest.approx(test_acc, abs=1e-9)
+        assert m["test_loss"] == pytest.approx(test_loss, abs=1e-5)
+        assert train_loss is None or m["train_loss"] == pytest.approx(train_loss, abs=1e-5)
+
+
+def _train_a_few_steps(s, steps=5):
+    task = ga.Task(s, None)
+    data = task.build_data()
+    torch.manual_seed(s.seed)
+    model = task.build_model(data)
+    opt, _ = task.configure_optimizer(model, total_steps=steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        task.training_loss(model, data.train).backward()
+        opt.step()
+    return model, data
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_complex_weights_start_real_and_stay_real_by_default(optimizer):
+    common = dict(M=7, test_size=0.3, loss_func="mse", optim=optimizer, weight_decay=1e-2, lr=0.01)
+    assert build(**common).complex_init == "real"  # the original's
+    model, data = _train_a_few_steps(build(use_complex_weights=True, **common))
+    real, _ = _train_a_few_steps(build(**common))
+    for name in ("W", "V"):
+        weight = getattr(model, name).weight
+        assert weight.is_complex() and torch.count_nonzero(weight.imag) == 0, name
+        assert torch.allclose(weight.real, getattr(real, name).weight, atol=1e-6), name
+    x = data.splits["test"]["x"]
+    assert torch.allclose(model(x), real(x), atol=1e-5)
+
+
+def test_complex_init_random_is_a_genuinely_complex_network():
+    model, _ = _train_a_few_steps(build(M=7, test_size=0.3, use_complex_weights=True, complex_init="random"))
+    assert model.W.weight.imag.abs().mean() > 0.01 and model.V.weight.imag.abs().mean() > 0.01
+
+
+@pytest.mark.parametrize("num_ops, other_layers", [(2, 0), (3, 1)])
+def test_inner_product_network_multiplies_the_operands_columns(num_ops, other_layers):
+    torch.manual_seed(0)
+    model = group_mlp.GroupMLP(5, num_ops, 8, use_inner_product_act=True, other_layers=other_layers)
+    x = torch.randint(0, 5, (30, num_ops))
+    W = model.W.weight
+    h = torch.ones(30, 8)
+    for i in range(num_ops):  # W_i onehot(x_i), multiplied elementwise; no activation on the product
+        h = h * (F.one_hot(x[:, i], 5).float() @ W[:, 5 * i:5 * (i + 1)].t())
+    for layer in model.layers:
+        h = (h + h @ layer.weight.t()) ** 2
+    assert torch.allclose(model(x), h @ model.V.weight.t(), atol=1e-5)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), h @ model.V.weight.t(), atol=1e-5)
+
+
+@pytest.mark.parametrize("extra, check", [
+    (dict(), "whole rows"), (dict(first_layer_init="per_operand"), "blocks"),
+    (dict(use_inner_product_act=True, first_layer_init="per_operand", lr=2.0), "norms"),
+])
+def test_normalize_runs_after_every_optimiser_step(extra, check):
+    s = build(**{**dict(M=5, test_size=0.3, normalize=True, lr=0.05), **extra})
+    model, _ = _train_a_few_steps(s, steps=3)
+    W, V = model.W.weight.detach(), model.V.weight.detach()
+    blocks = [W[:, :5], W[:, 5:]]
+    if check == "norms":
+        assert all((b.norm(dim=1) <= 1 + 1e-5).all() for b in blocks) and (blocks[0].norm(dim=1) > 0.99).any()
+        return
+    centred = blocks if check == "blocks" else [W]
+    assert all(b.mean(dim=1).abs().max() < 1e-6 for b in centred)
+    assert V.mean(dim=0).abs().max() < 1e-6
+    if check == "whole rows":  # centring the whole row leaves each block's mean free
+        assert blocks[0].mean(dim=1).abs().max() > 1e-3
+    plain, _ = _train_a_few_steps(build(**{**dict(M=5, test_size=0.3, lr=0.05), **extra}), steps=3)
+    assert plain.V.weight.mean(dim=0).abs().max() > 1e-4  # without normalize nothing is centred
+
+
+def test_bad_saved_files_are_refused_naming_the_setting(tmp_path):
+    torch.save({"train_indices": [0, 25], "test_indices": [1]}, tmp_path / "split.pt")
+    assert "load_dataset_split" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
+    assert "0..24" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
+    torch.save({"train": [0]}, tmp_path / "keys.pt")
+    assert "'train_indices' and 'test_indices'" in refusal(M=5, load_dataset_split=str(tmp_path / "keys.pt"))
+    torch.save({"weight": torch.zeros(16, 9)}, tmp_path / "W.pt")
+    assert "(16, 10)" in refusal(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "W.pt"))
+    (tmp_path / "junk.pt").write_text("not a torch file")
+    assert "load_initial_layerab" in refusal(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "junk.pt"))
+
+
+def test_a_saved_split_and_initial_weights_are_loaded(tmp_path):
+    torch.save({"train_indices": torch.tensor([3, 0, 7]), "test_indices": [1, 2, 24]}, tmp_path / "split.pt")
+    data = ga.Task(build(M=5, load_dataset_split=str(tmp_path / "split.pt")), None).build_data()
+    assert data.splits["train"]["x"].tolist() == [[0, 3], [0, 0], [1, 2]]
+    assert data.splits["test"]["x"].tolist() == [[0, 1], [0, 2], [4, 4]] and data.facts["n_train"] == 3
+    # a product group's indices count rows in the original's order: its row 1 is (0, element 2) of Z_2 x Z_3
+    torch.save({"train_indices": [1], "test_indices": [6]}, tmp_path / "split6.pt")
+    data = ga.Task(build(M="2x3", load_dataset_split=str(tmp_path / "split6.pt")), None).build_data()
+    assert data.splits["train"]["x"].tolist() == [[0, 2]] and data.splits["test"]["x"].tolist() == [[2, 0]]
+    weight = torch.randn(16, 10)
+    torch.save({"weight": weight}, tmp_path / "W.pt")
+    model = ga.Task(build(M=5, hidden_size=16, load_initial_layerab=str(tmp_path / "W.pt")), None).build_model(None)
+    assert torch.equal(model.W.weight.detach(), weight)
+
+
+def test_transformer_option_is_the_originals_encoder():
+    s = build(M=7, model_type="transformer", hidden_size=16, nhead=2, num_layers=2, dim_feedforward=24,
+              activation="relu", top_layer_init_multiplier=0.5)
+    torch.manual_seed(3)
+    model = ga.Task(s, None).build_model(None)
+    torch.manual_seed(3)  # the original's modules, in its order
+    embedding = torch.nn.Embedding(7, 16)
+    positions = torch.nn.init.normal_(torch.zeros(1, 2, 16), std=0.02)
+    encoder = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True),
+                                          num_layers=2, enable_nested_tensor=False)
+    V = torch.nn.Linear(16, 7, bias=False).weight * 0.5
+    assert torch.equal(model.embedding.weight, embedding.weight) and torch.equal(model.positions, positions)
+    x = torch.randint(0, 7, (12, 2))
+    with torch.no_grad():
+        encoder.load_state_dict({k[len("encoder."):]: v for k, v in model.state_dict().items()
+                                 if k.startswith("encoder.")})
+        expected = encoder(embedding(x) + positions).mean(dim=1) @ V.t()
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert torch.equal(model.V.weight, V)
+
+
+def test_help_settings_states_the_defaults_that_differ_from_the_original(capsys):
+    assert main.main(["--help-settings", "--set", "task='group_arithmetic'"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "default 0.01" in lines["lr"] and "the original's config default: 0.001" in lines["lr"]
+    assert "default 23" in lines["M"] and "the original's default: 127" in lines["M"]
+    assert "the original's" in lines["split_method"] and "seed + 2" in lines["init_seed_offset"]
+    assert "default 'real'" in lines["complex_init"] and "the original's" in lines["complex_init"]
+
+
 # ---------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("values, needle", [
@@ -340,6 +573,19 @@ def test_muon_goes_on_W_only_and_the_rest_gets_adam_with_coupled_decay():
     (dict(group_type="expression", M=7, expression="x+y", num_of_ops=3), "num_of_ops must be 2"),
     (dict(lr_schedule="multistep"), "needs lr_milestones"),
     (dict(group_type="modular_addtion"), "did you mean 'modular_addition'"),
+    (dict(split_method="sklern"), "did you mean 'sklearn'"),
+    (dict(complex_init="imaginary"), "complex_init"),
+    (dict(first_layer_init="per-operand"), "first_layer_init"),
+    (dict(init_seed_offset=-1), "init_seed_offset"),
+    (dict(split_method="sklearn", test_size=0.0), "none to test"),
+    (dict(model_type="transformer", use_complex_weights=True), "applies to model_type = 'mlp'"),
+    (dict(model_type="transformer", hidden_size=30, nhead=4), "multiple of nhead = 4"),
+    (dict(model_type="transformer", optim="muon"), "cannot go with model_type = 'transformer'"),
+    (dict(model_type="transformer", normalize=True), "normalize applies to model_type = 'mlp'"),
+    (dict(use_inner_product_act=True, use_bn=True), "use_bn cannot go with use_inner_product_act"),
+    (dict(use_inner_product_act=True, optim="muon"), "cannot go with use_inner_product_act"),
+    (dict(load_dataset_split="no/such.pt"), "load_dataset_split = 'no/such.pt': no such file"),
+    (dict(load_initial_layerab="no/such.pt"), "load_initial_layerab = 'no/such.pt': no such file"),
 ])
 def test_nonsensical_settings_are_refused_with_a_clear_message(values, needle):
     assert needle in refusal(**values)
@@ -378,6 +624,9 @@ def test_tiny_run_end_to_end_through_main(tmp_path):
     ("muon", dict(optim="muon", embed_trainable=True, lr=0.05)),
     ("complex", dict(use_complex_weights=True, optim="adamw", lr_schedule="cosine")),
     ("bn_sgd_relu", dict(use_bn=True, optim="sgd", activation="relu", lr=0.1, other_layers=1)),
+    ("inner_product", dict(use_inner_product_act=True, first_layer_init="per_operand", normalize=True)),
+    ("transformer", dict(model_type="transformer", nhead=4, num_layers=1, dim_feedforward=64, activation="relu",
+                         lr=0.01)),
 ])
 def test_model_variants_learn_a_small_table(tmp_path, name, extra):
     config = write_settings(tmp_path / f"{name}.py", {**BASE, "M": 5, "test_size": 0.2, "n_epochs": 40,

@@ -10,6 +10,7 @@
 Expected values are derived here, independently of the code under test (torch's own randperm, the
 digits of the strings, the checkpoint's saved weights, the backbones' own hidden states).
 """
+import contextlib
 import logging
 import math
 import shutil
@@ -73,6 +74,27 @@ def test_head_only_fine_tuning_leaves_every_layer_unchanged(saved, head_only):
         assert changed and all(name.startswith(top + ("norm.",)) for name in changed)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert (trainable == {"head.weight", "head.bias"}) == head_only
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_why_the_original_trained_only_the_head(reentrant):
+    """The mechanism head_only reproduces, in torch alone: a trainable layer run under reentrant
+    checkpointing (transformers 4.x's default) on the output of a frozen embedding gets no gradient,
+    because nothing entering the checkpoint requires one; the head after it does. Non-reentrant
+    checkpointing (transformers 5's default) gives the layer its gradient."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    embedding, layer, head = torch.nn.Embedding(5, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 1)
+    embedding.requires_grad_(False)
+    # torch says so itself when it happens
+    expect = pytest.warns(UserWarning, match="None of the inputs have requires_grad") if reentrant \
+        else contextlib.nullcontext()
+    with expect:
+        hidden = checkpoint(layer, embedding(torch.tensor([[1, 2, 3]])), use_reentrant=reentrant)
+    head(hidden[:, -1]).sum().backward()
+    assert head.weight.grad is not None
+    assert (layer.weight.grad is None) == reentrant
 
 
 def test_head_only_head_does_train(saved):

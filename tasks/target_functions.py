@@ -105,6 +105,9 @@ class Settings(CommonSettings):
         for name in ("train_set_size", "test_set_size"):
             if getattr(self, name) % 2:
                 problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
+        if self.model_dtype == "bfloat16" and self.mixed_precision == "fp16":
+            problems.append("model_dtype = 'bfloat16' cannot go with mixed_precision = 'fp16' (fp16 autocast on "
+                            "bf16 weights); use mixed_precision = 'bf16', 'auto' or 'no'")
         if self.head_only and self.lora_r:
             problems.append(f"head_only = True with lora_r = {self.lora_r}: head_only trains the head alone; "
                             "set lora_r = 0 or head_only = False")

@@ -223,6 +223,11 @@ def test_bf16_parameters_train_and_stay_bf16(tmp_path):
     assert math.isfinite(final["train_loss"]) and math.isfinite(final["test_loss"])
 
 
+def test_bf16_parameters_refuse_fp16_autocast():
+    with pytest.raises(settings.SettingsError, match="model_dtype = 'bfloat16' cannot go with mixed_precision"):
+        settings.build({**TINY, **SMALL_QWEN, "model_dtype": "bfloat16", "mixed_precision": "fp16"})
+
+
 def test_bf16_pretrained_backbone(saved):
     folder, _ = saved["llama"]
     spec = models.DecoderSpec(model="deepseek_finetune", vocab_size=13, max_positions=10,

@@ -17,8 +17,18 @@ def digit_text(x):
     return [" ".join(map(str, row)) for row in torch.as_tensor(x).tolist()]
 
 
-def tokenized(x, tokenizer):
-    """[n, L] symbols -> {'input_ids', 'attention_mask'} from the model's tokenizer, right-padded."""
+def tokenized(x, tokenizer, max_length=None):
+    """[n, L] symbols -> {'input_ids', 'attention_mask'} from the model's tokenizer, right-padded.
+
+    max_length None: every string whole, padded to the longest. max_length = m: what the original's
+    collator did (m = L + 2 there): each string cut to its first m tokens and padded to exactly m.
+    Tokenizers that give each space its own token turn L digits into 2L - 1 tokens (plus a BOS for
+    some), so the cut keeps only about the first half of the digits.
+    """
     tokenizer.padding_side = "right"
-    enc = tokenizer(digit_text(x), return_tensors="pt", padding=True)
+    if max_length is None:
+        enc = tokenizer(digit_text(x), return_tensors="pt", padding=True)
+    else:
+        enc = tokenizer(digit_text(x), return_tensors="pt", padding="max_length", truncation=True,
+                        max_length=max_length)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}

@@ -21,10 +21,18 @@ Two ways to get a backbone:
   published shapes are written below in ``PRESETS`` (nothing is downloaded); vocabulary size and
   positions come from the task; ``n_layer``, ``n_head``, ``n_embd``, ``n_kv_head``,
   ``intermediate_size`` and ``head_dim`` shrink them. ``num_models > 1`` builds an ensemble of
-  independently initialised copies whose logits are averaged (the original's bloom ensemble).
+  independently initialised backbones: ``ensemble="mean_logits"`` (``LogitMeanEnsemble``, this
+  project's default) averages the logits of K complete classifiers, each with its own head;
+  ``ensemble="mean_hidden"`` (``HiddenMeanEnsemble``, what the original's bloom ensemble computed)
+  averages the K backbones' pooled hidden states and reads them with ONE shared head.
 * **Pretrained** (``qwen3_finetune``, ``llama3_finetune``, ``deepseek_finetune``, or any preset name
   with ``pretrained_path``): weights from a local checkpoint (``local_files_only``), loaded in float32.
   What trains is set by ``finetune_layers`` / ``lora_r`` (see ``build_classifier``).
+
+``param_dtype="bfloat16"`` stores the classifier's backbone parameters in bf16 (from scratch: built
+in bf16; pretrained: loaded in bf16), the head staying float32. That is not autocast: the weights
+themselves, the optimiser's update and its state are bf16, so an update smaller than a weight's bf16
+spacing rounds away (what the original's from-scratch Qwen3/DeepSeek and its fine-tuned models did).
 
 ``save_model`` / ``load_model`` round-trip a classifier or LM exactly (for pretrained backbones only the
 trainable tensors are written; the frozen rest comes back from ``pretrained_path``).
@@ -71,6 +79,10 @@ __all__ = [
     "build",
     "SequenceClassifier",
     "EnsembleClassifier",
+    "LogitMeanEnsemble",
+    "HiddenMeanEnsemble",
+    "ENSEMBLES",
+    "PARAM_DTYPES",
     "CausalLM",
     "lm_loss",
     "make_config",
@@ -209,6 +221,10 @@ SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size"
 
 HEADS = ("classifier", "lm")
 
+ENSEMBLES = ("mean_logits", "mean_hidden")  # see LogitMeanEnsemble, HiddenMeanEnsemble
+
+PARAM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the backbone's parameters
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DecoderSpec:
@@ -224,7 +240,12 @@ class DecoderSpec:
     head: "classifier", one logit per sequence from a pooled hidden state (``SequenceClassifier``),
     or "lm", next-token logits at every position (``CausalLM``; train it with ``lm_loss``).
     pooling: the classifier's, "last" (last unmasked position) or "mean" (over unmasked positions).
-    num_models: the classifier's, from scratch: > 1 averages that many independently initialised copies.
+    num_models: the classifier's, from scratch: > 1 builds that many independently initialised backbones.
+    ensemble: how num_models > 1 combines them: "mean_logits" (K classifiers, each with its own head,
+    logits averaged: LogitMeanEnsemble) or "mean_hidden" (the original's: the K pooled hidden states
+    averaged, one shared head: HiddenMeanEnsemble). With num_models = 1 both are one SequenceClassifier.
+    param_dtype: the classifier's backbone parameters, "float32" or "bfloat16" (the weights themselves,
+    not autocast; the head stays float32).
     pretrained_path, finetune_layers, lora_r, lora_alpha, lora_dropout: a classifier on a local
     checkpoint and what of it trains (see build_classifier). attn_implementation: None = the family's
     measured default (sdpa; eager for BLOOM, which has no other). tie_embeddings: the LM head's,
@@ -247,6 +268,8 @@ class DecoderSpec:
     head: str = "classifier"
     pooling: str = "last"
     num_models: int = 1
+    ensemble: str = "mean_logits"
+    param_dtype: str = "float32"
     pretrained_path: str | None = None
     finetune_layers: int = 0
     lora_r: int = 0
@@ -540,8 +563,11 @@ class SequenceClassifier(nn.Module):
         return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1)
 
 
-class EnsembleClassifier(nn.Module):
-    """Independently initialised classifiers whose logits are averaged."""
+class LogitMeanEnsemble(nn.Module):
+    """Independently initialised classifiers, each with its own head, whose logits are averaged
+    (``ensemble="mean_logits"``). This project's ensemble, NOT the original's: that one averaged the
+    backbones' hidden states into one shared head (``HiddenMeanEnsemble``). The two differ in what
+    trains: here K heads, each fitted to its own backbone; there one head fitted to the average."""
 
     def __init__(self, members: list[SequenceClassifier]):
         super().__init__()
@@ -549,6 +575,37 @@ class EnsembleClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return torch.stack([m(input_ids, attention_mask) for m in self.members]).mean(0)
+
+
+EnsembleClassifier = LogitMeanEnsemble  # its former name (models saved whole with torch.save still load)
+
+
+class HiddenMeanEnsemble(nn.Module):
+    """The original's bloom ensemble (``ensemble="mean_hidden"``): K independently initialised
+    backbones read the same input; their pooled hidden states (last position) are averaged and ONE
+    shared ``Linear(hidden, 1)`` head turns the average into the logit. Built backbones first, then
+    the head, in the original's order."""
+
+    def __init__(self, backbones: list[nn.Module], pooling: str = "last"):
+        super().__init__()
+        _check_pooling(pooling)
+        self.backbones = nn.ModuleList(backbones)
+        self.pooling = pooling
+        self.head = nn.Linear(backbones[0].config.hidden_size, 1)
+        self._last_position_blocks = tuple(
+            m for backbone in backbones for m in backbone.modules() if hasattr(m, "last_position_only")
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        only_last = self.pooling == "last" and attention_mask is None
+        for block in self._last_position_blocks:
+            block.last_position_only = only_last
+        pooled = torch.stack([
+            _pool(b(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state,
+                  attention_mask, self.pooling)
+            for b in self.backbones
+        ]).mean(0)
+        return self.head(pooled.to(self.head.weight.dtype)).squeeze(-1)
 
 
 def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -587,6 +644,8 @@ def build_classifier(
     head_dim: int | None = None,
     pooling: str = "last",
     num_models: int = 1,
+    ensemble: str = "mean_logits",
+    param_dtype: str = "float32",
     dropout: float = 0.0,
     pretrained_path: str | None = None,
     finetune_layers: int = 0,
@@ -600,12 +659,15 @@ def build_classifier(
     The keyword form of ``models.build(DecoderSpec(..., head="classifier"))``; see ``DecoderSpec``
     for what each argument means. Pretrained weights (``*_finetune`` names, which require it, or any
     preset with it set): ``pretrained_path`` is a local ``save_pretrained`` folder whose model_type
-    must match the name's family; weights load in float32. What trains:
+    must match the name's family; weights load in float32 (param_dtype="bfloat16": bf16). What trains:
 
     * ``finetune_layers = 0`` (default): ONLY the new head; the whole backbone is frozen.
       (The original README said 0 meant full fine-tuning, but its code trained only the head; this
       project keeps what the code did.)
-    * ``finetune_layers = N > 0``: the head, the top N decoder layers and the final norm.
+    * ``finetune_layers = N > 0``: the head, the top N decoder layers and the final norm. (The
+      original's code asked for this too but trained only the head: reentrant gradient checkpointing
+      behind frozen embeddings let no gradient reach the layers. To reproduce that, ask for
+      finetune_layers = 0; target_functions' ``head_only`` setting does so whatever N is.)
     * ``finetune_layers = -1``: everything (full fine-tuning).
     * ``lora_r > 0`` (with finetune_layers = 0): LoRA adapters (rank lora_r, lora_alpha,
       lora_dropout) on the attention projections through peft, plus the head; the rest is frozen.
@@ -627,6 +689,8 @@ def build_classifier(
         head="classifier",
         pooling=pooling,
         num_models=num_models,
+        ensemble=ensemble,
+        param_dtype=param_dtype,
         pretrained_path=pretrained_path,
         finetune_layers=finetune_layers,
         lora_r=lora_r,
@@ -667,6 +731,11 @@ def check(spec: DecoderSpec) -> list[str]:
     refuse(_positive_int, "vocab_size", spec.vocab_size)
     refuse(_positive_int, "max_positions", spec.max_positions)
     refuse(_positive_int, "num_models", spec.num_models)
+    if spec.ensemble not in ENSEMBLES:
+        problems.append(f"ensemble={spec.ensemble!r} must be 'mean_logits' (K heads, logits averaged) or "
+                        f"'mean_hidden' (the original's: hidden states averaged, one shared head).")
+    if spec.param_dtype not in PARAM_DTYPES:
+        problems.append(f"param_dtype={spec.param_dtype!r} must be one of {', '.join(map(repr, PARAM_DTYPES))}.")
     refuse(_check_dropout, "dropout", spec.dropout)
     refuse(_check_dropout, "lora_dropout", spec.lora_dropout)
     n, lora_r, lora_alpha = spec.finetune_layers, spec.lora_r, spec.lora_alpha
@@ -693,6 +762,9 @@ def check(spec: DecoderSpec) -> list[str]:
             )
         if spec.num_models != 1:
             problems.append(f"num_models={spec.num_models!r}: ensembles are one-logit classifiers (head='classifier').")
+        if spec.param_dtype != "float32":
+            problems.append(f"param_dtype={spec.param_dtype!r} applies to head='classifier' (its backbone); "
+                            f"an LM is built in float32 (use mixed precision for bf16 arithmetic).")
         if spec.pooling != "last":
             problems.append(f"pooling={spec.pooling!r} applies to head='classifier': a causal LM predicts at every position.")
     elif spec.tie_embeddings is not None:
@@ -786,25 +858,36 @@ def build(spec: DecoderSpec) -> nn.Module:
     elif spec.pretrained_path is None:
         config = make_config(spec.model, spec.vocab_size, spec.max_positions, **_sizes(spec), dropout=spec.dropout)
         family = _FAMILIES[config.model_type]
-        members = [
-            _scratch_member(config, family, spec.pooling, spec.attn_implementation) for _ in range(spec.num_models)
-        ]
-        module = members[0] if spec.num_models == 1 else EnsembleClassifier(members)
+        dtype = PARAM_DTYPES[spec.param_dtype]
+        if spec.num_models > 1 and spec.ensemble == "mean_hidden":
+            backbones = [_scratch_backbone(config, family, spec.attn_implementation, dtype)
+                         for _ in range(spec.num_models)]
+            module = HiddenMeanEnsemble(backbones, spec.pooling)
+        else:
+            members = [
+                SequenceClassifier(_scratch_backbone(config, family, spec.attn_implementation, dtype), spec.pooling)
+                for _ in range(spec.num_models)
+            ]
+            module = members[0] if spec.num_models == 1 else LogitMeanEnsemble(members)
     else:
         module = _pretrained_member(spec)
     module.spec = spec  # read by save_model
     return module.train()
 
 
-def _scratch_member(config, family: _Family, pooling: str, attn_implementation: str | None) -> SequenceClassifier:
+def _scratch_backbone(config, family: _Family, attn_implementation: str | None,
+                      dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A backbone built from config; dtype: its parameters' (bf16: initialised in bf16, as transformers
+    builds a model whose config names that dtype; computed buffers such as RoPE's stay float32)."""
     from transformers import AutoModel
 
+    kwargs = {} if dtype == torch.float32 else {"dtype": dtype}  # float32: the call as it always was
     backbone = AutoModel.from_config(
-        copy.deepcopy(config), attn_implementation=attn_implementation or family.attn_implementation
+        copy.deepcopy(config), attn_implementation=attn_implementation or family.attn_implementation, **kwargs
     )
     if config.model_type == "bloom":
         _compute_last_position_only(getattr(backbone, family.layers_attr)[-1])
-    return SequenceClassifier(_fused_activations(backbone), pooling)
+    return _fused_activations(backbone)
 
 
 def _compute_last_position_only(block: nn.Module) -> None:
@@ -903,7 +986,8 @@ def _pretrained_member(spec: DecoderSpec) -> SequenceClassifier:
         spec.pretrained_path,
         config=config,
         local_files_only=True,
-        dtype=torch.float32,  # transformers 5 defaults to the checkpoint's dtype (often bf16)
+        # transformers 5 defaults to the checkpoint's dtype (often bf16): ask for the one wanted
+        dtype=PARAM_DTYPES[spec.param_dtype],
         attn_implementation=spec.attn_implementation or family.attn_implementation,
     )
     member = SequenceClassifier(_fused_activations(backbone), spec.pooling)

@@ -10,6 +10,7 @@ FUNCTIONS: dict[str, FunctionSpec]      the registry (func5 is absent, as in the
 get(name) -> FunctionSpec               raises UnknownFunction (a ValueError) with close names
 FunctionSpec(x, positions=None)         validate a batch and label it; see FunctionSpec for the fields
 fixed_positions(L, k, seed=42)          the k fixed positions of func15 (k=3) / func18 (k=10)
+original_positions(L, k, seed=42)       the original code's positions (torch's randperm, seeded 42)
 make_split(name, L, train_size, test_size, seed, *, positions=None) -> Split
 data_seed(name, L, train_size, test_size, seed) -> int
 encode(x, alphabet), vocab_size(alphabet), BOS, as_text(row)
@@ -20,7 +21,8 @@ func15/func18 take (x, positions); the others take (x). Calling a FunctionSpec f
 checks the batch and L, and is the way other code should label strings.
 
 Randomness: nothing here touches a global RNG (random, numpy.random, torch). Data comes from a
-numpy Generator(PCG64) seeded with data_seed(...); fixed positions come from a pure-Python SplitMix64.
+numpy Generator(PCG64) seeded with data_seed(...); fixed positions come from a pure-Python SplitMix64
+(or, on request, from a private torch.Generator: original_positions).
 """
 from __future__ import annotations
 
@@ -267,9 +269,12 @@ class FunctionSpec:
                     f"{f' ({self.length_reason})' if self.length_reason else ''}; got L={L}; try {nearest}")
         return None
 
-    def positions(self, L: int, seed: int = POSITIONS_SEED) -> tuple[int, ...] | None:
-        """The fixed positions this function reads at length L (None when it has none)."""
-        return fixed_positions(L, self.n_positions, seed) if self.n_positions else None
+    def positions(self, L: int, seed: int = POSITIONS_SEED, rule: str = "portable") -> tuple[int, ...] | None:
+        """The fixed positions this function reads at length L (None when it has none); rule 'portable'
+        (fixed_positions, the default) or 'original' (original_positions: the original code's sets)."""
+        if rule not in POSITION_RULES:
+            raise ValueError(f"positions rule {rule!r} must be one of {', '.join(POSITION_RULES)}")
+        return POSITION_RULES[rule](L, self.n_positions, seed) if self.n_positions else None
 
     def __call__(self, x, positions=None) -> np.ndarray:
         """Label a batch [n, L] (numpy or torch), after checking its shape, symbols and length."""
@@ -380,9 +385,10 @@ def fixed_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ..
     RNG algorithm and never touches a global RNG. The first k entries of one permutation mean that
     the 3 positions of func15 are among the 10 of func18 at the same L, as in the original.
 
-    These are NOT the original's sets (those came from Python's `random` reseeded globally, e.g.
-    S3(100) = {42, 62, 96} there); that is accepted: make_split records the positions it used in the
-    split's facts, so a run is reproducible from its metadata.
+    These are NOT the original's sets. The original's func15/func18 called torch.manual_seed(42) (reseeding
+    torch's global CPU generator at every call) and read torch.randperm(L)[:k]: e.g. S3(100) = {42, 62, 96}
+    there. original_positions gives those sets without touching the global generator; make_split records
+    the positions it used in the split's facts, so a run is reproducible from its metadata either way.
     """
     for label, value in (("L", L), ("k", k), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -402,6 +408,29 @@ def fixed_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ..
         j = i + z % bound
         perm[i], perm[j] = perm[j], perm[i]
     return tuple(sorted(perm[:k]))
+
+
+@lru_cache(maxsize=None)
+def original_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ...]:
+    """The positions the original code read: the first k entries of torch.randperm(L) drawn right after
+    torch.manual_seed(seed) (seed 42 there), sorted (the order does not change a parity).
+
+    The same draw from a private CPU torch.Generator seeded the same way, so the global RNG is left
+    alone (the original reseeded it at every call). Unlike fixed_positions this depends on torch's
+    randperm algorithm: a torch release that changed it would change these sets (the original's
+    published ones, S3(100) = {42, 62, 96}, S3(20) = {2, 14, 18}, are checked by the tests).
+    """
+    for label, value in (("L", L), ("k", k), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"original_positions: {label} must be an integer, got {value!r}")
+    L, k, seed = int(L), int(k), int(seed)
+    if not 1 <= k <= L:
+        raise DataError(f"original_positions: need 1 <= k <= L to choose k distinct positions, got k={k}, L={L}")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return tuple(sorted(torch.randperm(L, generator=generator)[:k].tolist()))
+
+
+POSITION_RULES = {"portable": fixed_positions, "original": original_positions}
 
 
 # ----------------------------------------------------------------------------- encoding

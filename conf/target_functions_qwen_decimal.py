@@ -1,6 +1,11 @@
 # Seed README "Sweep - qwen3 1.7B (decimal)" at the paper's size (GPU): 10 runs.
 # python sweep.py --base conf/target_functions_qwen_decimal.py --vary target_func=func19,func22 \
 #     --vary sequence_length=100,50,30,25,20 --yes
+# Parameters in float32 here (model_dtype = 'float32', this project's default). The original very probably
+# built qwen1.7B and deepseek with bf16 parameters (the hub configs' dtype, which transformers 4.4x-4.5x
+# applied in from_config; llama3 it built directly, in float32): at lr 1e-5 most of AdamW's updates to
+# those bf16 weights round away. To run as the original did: --set model_dtype='bfloat16' for
+# qwen1.7B and deepseek (not llama3). docs/target_functions/README.md, "Where our defaults differ".
 task = 'target_functions'
 model = 'qwen1.7B'
 n_layer = None          # None: the preset's published shape (28 layers, 2048 wide, 16 heads, 8 kv heads)
@@ -14,6 +19,6 @@ batch_size = 20
 n_epochs = 200
 lr = 1e-5
 eta_min = 1e-6
-weight_decay = 0.01
+weight_decay = 1e-5      # the original's (conf/settings.py there: 0.00001); this project's default is 0.01
 eval_every = 10
 eval_batch_size = 512

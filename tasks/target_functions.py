@@ -27,6 +27,11 @@ class Settings(CommonSettings):
     sequence_length: int = setting(20, "length L of the input strings", low=1)
     train_set_size: int = setting(200, "training examples (even: the pool is exactly 50/50)", low=2)
     test_set_size: int = setting(2000, "test examples (even)", low=2)
+    fixed_positions: str = setting(
+        "portable", "func15/func18: which positions the parity reads. portable: a seeded permutation that "
+        "depends on no library (this project's default); original: the original code's, the first k of "
+        "torch.randperm(L) after torch.manual_seed(42) (e.g. L=100: {42, 62, 96}), which a torch release "
+        "could change", choices=("portable", "original"))
     data_cache: bool = setting(True, "cache generated splits under .cache/ (key includes the generator version)")
     model: str = setting("bloom", "model preset (models.MODEL_NAMES) or a *_finetune model")
     n_layer: int | None = setting(2, "decoder layers (None: the preset's)", low=1)
@@ -37,11 +42,31 @@ class Settings(CommonSettings):
     head_dim: int | None = setting(None, "attention head dimension (None: n_embd // n_head)", low=1)
     pooling: str = setting("last", "logit from the last position or the mean over positions",
                            choices=("last", "mean"))
-    num_models: int = setting(1, "ensemble size: logits of independently initialised models averaged", low=1)
+    num_models: int = setting(1, "ensemble size: independently initialised models combined as `ensemble` says",
+                              low=1)
+    ensemble: str = setting(
+        "mean_logits", "num_models > 1: mean_logits = each model has its own head and their logits are "
+        "averaged (this project's default); mean_hidden = the models' last hidden states are averaged and "
+        "one shared head reads the average (what the original's bloom ensemble computed)",
+        choices=("mean_logits", "mean_hidden"))
+    model_dtype: str = setting(
+        "float32", "dtype of the decoder's parameters (not autocast): bfloat16 stores the weights, the "
+        "optimiser's update and its state in bf16, so updates smaller than a weight's bf16 spacing round "
+        "away; the head stays float32. The original's from-scratch Qwen3/DeepSeek (built from the hub "
+        "configs' bf16 dtype) and its fine-tuned models ran so", choices=("float32", "bfloat16"))
     dropout: float = setting(0.0, "dropout inside the decoder", low=0.0, high=1.0)
     pretrained_path: str | None = setting(None, "local folder of a pretrained model (save_pretrained layout)")
     finetune_layers: int = setting(0, "with pretrained_path: train the head plus this many top layers "
                                    "(0: head only, -1: everything)", low=-1)
+    head_only: bool = setting(
+        False, "with pretrained_path: train only the new head, whatever finetune_layers says (what the "
+        "original's fine-tuning really did: its reentrant gradient checkpointing behind frozen embeddings "
+        "let no gradient reach the layers it unfroze); finetune_layers is then only recorded")
+    original_truncation: bool = setting(
+        False, "with pretrained_path: cut every tokenized input to L + 2 tokens, as the original's collator "
+        "did (max_length = L + 2, truncation, padding to that length). With tokenizers that give each "
+        "space its own token (Qwen2/Qwen3, Llama-3, DeepSeek-coder) the model then reads only about the "
+        "first half of the L digits. False: the whole string")
     lora_r: int = setting(0, "with pretrained_path: LoRA rank (0: no LoRA)", low=0)
     lora_alpha: int = setting(16, "LoRA alpha", low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set", low=0)
@@ -80,7 +105,33 @@ class Settings(CommonSettings):
         for name in ("train_set_size", "test_set_size"):
             if getattr(self, name) % 2:
                 problems.append(f"{name} = {getattr(self, name)} must be even (the pool is exactly half positive)")
+        if self.model_dtype == "bfloat16" and self.mixed_precision == "fp16":
+            problems.append("model_dtype = 'bfloat16' cannot go with mixed_precision = 'fp16' (fp16 autocast on "
+                            "bf16 weights); use mixed_precision = 'bf16', 'auto' or 'no'")
+        if self.head_only and self.lora_r:
+            problems.append(f"head_only = True with lora_r = {self.lora_r}: head_only trains the head alone; "
+                            "set lora_r = 0 or head_only = False")
         return problems
+
+    def notes(self):
+        notes = super().notes()
+        if not self.pretrained_path:
+            given = [f"{name} = True" for name in ("head_only", "original_truncation") if getattr(self, name)]
+            if given:
+                notes.append(f"{' and '.join(given)} has no effect without pretrained_path: a model built from "
+                             "scratch trains everything and reads token ids, not tokenized text")
+        elif self.head_only and self.finetune_layers != 0:
+            notes.append(f"finetune_layers = {self.finetune_layers} is recorded but has no effect with head_only "
+                         "= True: only the head trains (as in the original, whose unfrozen layers got no gradient)")
+        if self.fixed_positions != "portable":
+            try:
+                reads_positions = bool(tf.get(self.target_func).n_positions)
+            except ValueError:
+                reads_positions = True  # an unknown function is refused by check()
+            if not reads_positions:
+                notes.append(f"fixed_positions = {self.fixed_positions!r} has no effect on {self.target_func}: "
+                             "only func15 and func18 read fixed positions")
+        return notes
 
     def model_spec(self):
         """The classifier these settings ask for: symbols after BOS, so the alphabet + BOS is the
@@ -90,8 +141,9 @@ class Settings(CommonSettings):
             max_positions=self.sequence_length + 2, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
             n_kv_head=self.n_kv_head, intermediate_size=self.intermediate_size, head_dim=self.head_dim,
             dropout=self.dropout, head="classifier", pooling=self.pooling, num_models=self.num_models,
-            pretrained_path=self.pretrained_path, finetune_layers=self.finetune_layers, lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha)
+            ensemble=self.ensemble, param_dtype=self.model_dtype, pretrained_path=self.pretrained_path,
+            finetune_layers=0 if self.head_only and self.pretrained_path else self.finetune_layers,
+            lora_r=self.lora_r, lora_alpha=self.lora_alpha)
 
 
 SIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.name in models.SIZE_SETTINGS}
@@ -101,6 +153,9 @@ def _cached_split(s):
     """The split, from the on-disk cache when an identical request (same generator version) was made."""
     args = dict(name=s.target_func, L=s.sequence_length, train_size=s.train_set_size,
                 test_size=s.test_set_size, seed=s.seed)
+    if s.fixed_positions != "portable" and tf.get(s.target_func).n_positions:
+        # explicit positions, part of the cache key (the portable default keeps the keys it always had)
+        args["positions"] = list(tf.get(s.target_func).positions(s.sequence_length, rule=s.fixed_positions))
     if not s.data_cache:
         return tf.make_split(**args), False
     key = hashlib.sha256(json.dumps({**args, "generator": tf.GENERATOR_VERSION}, sort_keys=True).encode())
@@ -129,8 +184,11 @@ class Task(BaseTask):
         alphabet = tf.get(s.target_func).alphabet
         if s.pretrained_path:
             tokenizer = models.load_tokenizer(s.pretrained_path)
-            encode = lambda x: collators.tokenized(x, tokenizer)  # noqa: E731
+            max_length = s.sequence_length + 2 if s.original_truncation else None
+            encode = lambda x: collators.tokenized(x, tokenizer, max_length)  # noqa: E731
             how = f"the tokenizer of {s.pretrained_path}, digits separated by spaces"
+            if max_length:
+                how += f", cut to L + 2 = {max_length} tokens (original_truncation)"
         else:
             encode = lambda x: collators.bos_ids(x, tf.BOS[alphabet])  # noqa: E731
             how = f"symbols as token ids after BOS = {tf.BOS[alphabet]}"
@@ -142,11 +200,19 @@ class Task(BaseTask):
             ids = ids[first["attention_mask"][0].bool()]
         # what the model really reads, e.g. '0 1 1 0' -> [2, 3, 3, 2], so an encoding mistake shows in logs.log
         encoding = f"{how}; '{collators.digit_text(split.x_train[:1])[0]}' -> {ids.tolist()}"
+        facts = {}
+        if s.pretrained_path and s.original_truncation:
+            # how many digits survive the cut, read back from the kept tokens of the first string
+            read = sum(ch.isdigit() for ch in tokenizer.decode(ids.tolist(), skip_special_tokens=True))
+            facts["digits_read"] = read
+            if read < s.sequence_length:
+                self.log.warning(f"warning: original_truncation keeps {s.sequence_length + 2} tokens: the model "
+                                 f"reads only the first {read} of the {s.sequence_length} digits of each string")
         if split.facts.get("test_in_train"):
             self.log.warning(f"warning: {split.facts['test_in_train']} of the {split.facts['test_size']} test strings "
                              "are also training strings: test accuracy partly measures memorisation")
         return Data(train=splits["train"], splits=splits,
-                    facts={**split.facts, "from_cache": cached, "encoding": encoding})
+                    facts={**split.facts, **facts, "from_cache": cached, "encoding": encoding})
 
     @classmethod
     def memory_estimate(cls, s, eval_batch=None):

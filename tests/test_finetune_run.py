@@ -80,7 +80,8 @@ def test_a_tokenizerless_checkpoint_fails_with_a_clear_message(saved, tmp_path, 
     assert "holds no tokenizer" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("conf", ["target_functions_finetune.py", "target_functions_finetune_cpu.py"])
+@pytest.mark.parametrize("conf", ["target_functions_finetune.py", "target_functions_finetune_cpu.py",
+                                  "target_functions_finetune_as_run.py"])
 def test_the_fine_tuning_confs_run_on_a_checkpoint(saved, tmp_path, conf):
     """The conf files as shipped (their from-scratch default sizes untouched), pointed at a checkpoint:
     the sizes come from the checkpoint and are recorded as None; a size set explicitly is refused."""

@@ -1089,7 +1089,7 @@ def _repeat_layers(backbone: nn.Module, family: _Family, repeats: int) -> None:
 
 def memory_floor(spec: DecoderSpec, batch: int, training: bool) -> dict[str, int]:
     """Bytes a forward pass of `batch` sequences of spec.max_positions tokens certainly holds at once
-    (float32), by what holds them: a lower bound for refusing a run that cannot fit, not a prediction of its peak.
+    (float32, or bf16 for bf16 parameters), by what holds them: a lower bound for refusing a run that cannot fit, not a prediction of its peak.
 
     Training keeps, for the backward pass, at least four width-sized activations per layer and token
     (layer input, attention output, MLP input, MLP output) and, with eager attention (BLOOM), the attention
@@ -1110,7 +1110,8 @@ def memory_floor(spec: DecoderSpec, batch: int, training: bool) -> dict[str, int
     if (spec.attn_implementation or family.attn_implementation) == "eager":
         floats[f"attention probabilities of {of}\u00b2 x {size['n_head']} heads x {per_layer}"] = \
             batch * size["n_head"] * positions ** 2 * layers
-    return {what: 4 * count for what, count in floats.items()}
+    width = 2 if spec.param_dtype == "bfloat16" else 4  # bytes an activation element takes at least
+    return {what: width * count for what, count in floats.items()}
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -18,7 +18,8 @@ class AttentionOnlySpec:
     N: vocabulary size. d: embedding (residual) dimension. H: parallel attention heads per layer.
     d_h: head dimension (None: d, and no compress/decompress maps). W: MLP width (0: the AoT, attention
     only; > 0: the Transformer variant). nb_layers: layers. context_window: rows of the learned
-    positional embedding (at least the number of tokens the model reads).
+    positional embedding (at least the number of tokens the model reads). init: 'normal' (token and
+    positional embeddings N(0, 1)) or 'original' (the original code's: see ``MemoryTransformer``).
     """
 
     N: int
@@ -28,6 +29,7 @@ class AttentionOnlySpec:
     W: int = 0
     nb_layers: int = 1
     context_window: int = 3
+    init: str = "normal"
 
     @property
     def head_dim(self):
@@ -44,6 +46,9 @@ class AttentionOnlySpec:
         return count
 
 
+INITS = ("normal", "original")
+
+
 def check(spec: AttentionOnlySpec) -> list[str]:
     """What is wrong with spec, one sentence per problem naming the field; empty if it builds."""
     problems = []
@@ -53,13 +58,15 @@ def check(spec: AttentionOnlySpec) -> list[str]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"{name} = {value!r} must be an integer >= {low}" + (" or None (d)" if name == "d_h" else ""))
+    if spec.init not in INITS:
+        problems.append(f"init = {spec.init!r} must be one of {', '.join(INITS)}")
     return problems
 
 
 def build(spec: AttentionOnlySpec) -> "MemoryTransformer":
     """The model spec describes (``models.build`` checks the spec first); seed the global RNG before."""
     return MemoryTransformer(spec.N, spec.d, spec.head_dim, spec.H, W=spec.W, nb_layers=spec.nb_layers,
-                             context_window=spec.context_window)
+                             context_window=spec.context_window, init=spec.init)
 
 
 class ParallelHeads(nn.Module):
@@ -105,9 +112,16 @@ class MemoryTransformer(nn.Module):
     when d != d_h one compress d -> d_h and one decompress d_h -> d map shared by every head and layer;
     no norm; an untied unembedding d -> N. The last layer computes the last position only (the only
     one whose prediction counts).
+
+    init = 'normal': token and positional embeddings N(0, 1), each head's q, k, v and output maps
+    U(+-1/sqrt(d_h)) (nn.Linear(d_h, d_h)'s). init = 'original': the original code's draws, about 5x
+    smaller embeddings: its token map is nn.Linear(d, N).weight, U(+-1/sqrt(d)); its positions
+    nn.Linear(d_h, context_window).weight, U(+-1/sqrt(d_h)); its heads nn.MultiheadAttention, whose packed
+    [3 d_h, d_h] q/k/v map is Xavier-uniform, U(+-sqrt(6 / (4 d_h))), and whose output map is an
+    nn.Linear(d_h, d_h). The unembedding, the compress maps and the MLP are nn.Linear's in both.
     """
 
-    def __init__(self, N, d, d_h, H, W=0, nb_layers=1, context_window=3):
+    def __init__(self, N, d, d_h, H, W=0, nb_layers=1, context_window=3, init="normal"):
         super().__init__()
         self.embed = nn.Embedding(N, d)
         self.pos = nn.Parameter(torch.randn(context_window, d_h))
@@ -117,6 +131,21 @@ class MemoryTransformer(nn.Module):
         self.mlp = nn.ModuleList(nn.Sequential(nn.Linear(d, W), nn.GELU(), nn.Linear(W, d, bias=False))
                                  for _ in range(nb_layers)) if W else None
         self.unembed = nn.Linear(d, N, bias=False)
+        if init == "original":
+            self._original_init()
+        elif init != "normal":
+            raise ValueError(f"init = {init!r} must be one of {', '.join(INITS)}")
+
+    @torch.no_grad()
+    def _original_init(self):
+        # drawn after the 'normal' modules, so 'normal' draws exactly what it always drew
+        d, d_h = self.embed.weight.shape[1], self.pos.shape[1]
+        self.embed.weight.uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d))
+        self.pos.uniform_(-1 / math.sqrt(d_h), 1 / math.sqrt(d_h))
+        xavier = math.sqrt(6 / (3 * d_h + d_h))  # fan_in d_h, fan_out 3 d_h of the packed q/k/v map
+        for attn in self.attn:
+            for weight in (attn.q, attn.k, attn.v):
+                weight.uniform_(-xavier, xavier)
 
     def forward(self, tokens):
         x = self.embed(tokens)

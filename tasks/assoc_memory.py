@@ -36,6 +36,7 @@ from tasks.base import Data
 from tasks.base import Task as BaseTask
 
 MAX_TABLE_ENTRIES = 5 * 10 ** 7  # N ** n entries of the last conditional table (float64: 400 MB)
+ORIGINAL_SAMPLER_CONTEXTS = 10 ** 6  # sampler = 'original': one Python-level randperm per context
 
 
 @with_defaults(n_epochs=64, eval_every=16, eval_batch_size=16384)
@@ -49,6 +50,11 @@ class Settings(CommonSettings):
                                           "(None: [N, ..., N, 1], a deterministic last token)")
     data_seed: int | None = setting(None, "seed of the tables pi and of the training set (None: seed); "
                                     "fix it to vary only the model init across seeds, as the original did")
+    sampler: str = setting("vectorised", "how the tables and the training set are drawn from data_seed. "
+                           "vectorised: one rand-argsort per table and an inverse-CDF sampler (fast); original: "
+                           "the original code's draws (a randperm per context, torch.multinomial per position), "
+                           "so data_seed = 2222 gives its notebook's table and training set exactly",
+                           choices=("vectorised", "original"))
     num_batch: int = setting(64, "batches per epoch: the training set holds batch_size * num_batch sequences",
                              low=1)
     # ---- the model
@@ -61,6 +67,12 @@ class Settings(CommonSettings):
     nb_layers: int = setting(1, "layers", low=1)
     context_window: int | None = setting(None, "rows of the positional embedding (None: n, as the "
                                          "original); the model reads the n - 1 context tokens", low=1)
+    init: str = setting("normal", "initialisation of the AoT / transformer. normal: token and positional "
+                        "embeddings N(0, 1), q/k/v/output maps U(+-1/sqrt(d_h)); original: the original "
+                        "code's draws: token embedding U(+-1/sqrt(d)) (its nn.Linear(d, N).weight), positions "
+                        "U(+-1/sqrt(d_h)), q/k/v Xavier-uniform U(+-sqrt(6/(4 d_h))) (nn.MultiheadAttention's "
+                        "packed map), output map U(+-1/sqrt(d_h)); embeddings about 5x smaller than normal's",
+                        choices=("normal", "original"))
     # ---- training
     loss: str = setting("ce", "ce: cross-entropy of the sampled last token minus the true conditional "
                         "entropy (exact memorisation); kl: KL(pi || model) of the last token (approximate "
@@ -73,6 +85,11 @@ class Settings(CommonSettings):
     lr_schedule: str = setting("linear", "linear: the rate goes from lr to lr_end; original: lr and lr_end "
                                "are the original code's factors lr and lr_low, so the rate goes from lr*lr "
                                "to lr*lr_end", choices=("linear", "original"))
+    lr_ramp: str = setting("step", "step: the rate moves every optimiser step and reaches the end rate on "
+                           "the last one; epoch: the original's (torch LinearLR(total_iters = n_epochs) stepped "
+                           "once per epoch): constant within epoch e at start + (end - start) e / n_epochs, so "
+                           "the last epoch runs at 1/n_epochs of the way above the end rate",
+                           choices=("step", "epoch"))
     eta_min: float = setting(0.0, "not used by this programme (its ramp ends at lr_end); must stay 0",
                              low=0.0)
     weight_decay: float = setting(0.0, "Adam L2 weight decay", low=0.0)
@@ -117,9 +134,16 @@ class Settings(CommonSettings):
         if self.n_gram >= 2 and self.N ** self.n_gram > MAX_TABLE_ENTRIES:
             problems.append(f"N ** n = {self.N} ** {self.n_gram} table entries is too many "
                             f"(at most {MAX_TABLE_ENTRIES:.0e}); lower N or the n-gram length")
+        if self.sampler == "original" and self.N ** (self.n_gram - 1) > ORIGINAL_SAMPLER_CONTEXTS:
+            problems.append(f"sampler = 'original' draws one randperm per context in Python: N ** (n - 1) = "
+                            f"{self.N ** (self.n_gram - 1)} contexts is too many (at most "
+                            f"{ORIGINAL_SAMPLER_CONTEXTS:.0e}); use sampler = 'vectorised'")
         if self.positions < self.n_gram - 1:
             problems.append(f"context_window = {self.context_window} is shorter than the {self.n_gram - 1} "
                             "context tokens the model reads")
+        if self.lr_ramp == "epoch" and self.n_epochs is None:
+            problems.append("lr_ramp = 'epoch' moves the rate once per epoch: give the budget in n_epochs "
+                            "(not n_steps or n_samples), or use lr_ramp = 'step'")
         if self.model == "aot" and self.W:
             problems.append(f"W = {self.W} is an MLP width but the AoT has no MLP; set model = 'transformer' "
                             "or W = 0")
@@ -130,7 +154,8 @@ class Settings(CommonSettings):
         """The transformer these settings ask for (the AoT: W = 0)."""
         return models.AttentionOnlySpec(N=self.N, d=self.d, d_h=self.d_h, H=self.H,
                                         W=self.W if self.model == "transformer" else 0,
-                                        nb_layers=self.nb_layers, context_window=self.positions)
+                                        nb_layers=self.nb_layers, context_window=self.positions,
+                                        init=self.init)
 
 
 # ---------------------------------------------------------------- the n-gram law
@@ -153,25 +178,61 @@ def power_unif_law(alphas, nb_tokens, N, generator=None):
     return tables
 
 
-def sample_sequences(tables, count, generator=None, chunk_entries=1 << 22):
+def sample_sequences(tables, count, generator=None, chunk_entries=1 << 22, length=None):
     """count sequences drawn from the tables by inverse CDF, position by position, vectorised over samples
-    (in chunks of at most chunk_entries gathered table entries, to bound memory at large N)."""
-    N = tables[0].shape[-1]
+    (in chunks of at most chunk_entries gathered table entries, to bound memory at large N). length (None:
+    n) > n continues each sequence as a Markov chain: every token after the n-th is drawn from the last
+    table given the n - 1 tokens before it."""
+    N, n = tables[0].shape[-1], len(tables)
+    length = n if length is None else length
     cdfs = [t.reshape(-1, N).cumsum(dim=1) for t in tables]
     chunk = max(1, chunk_entries // N)
     out = []
     for start in range(0, count, chunk):
         m = min(chunk, count - start)
-        seq = torch.empty(m, len(tables), dtype=torch.long)
-        context = torch.zeros(m, dtype=torch.long)  # flat index of the tokens drawn so far
-        for k, cdf in enumerate(cdfs):
-            rows = cdf[context]
+        seq = torch.empty(m, length, dtype=torch.long)
+        context = torch.zeros(m, dtype=torch.long)  # flat index of the tokens drawn so far (the last n - 1)
+        for k in range(length):
+            rows = cdfs[min(k, n - 1)][context]
             u = torch.rand(m, 1, generator=generator, dtype=torch.float64) * rows[:, -1:]
             token = torch.searchsorted(rows, u, right=True).squeeze(1).clamp_(max=N - 1)
             seq[:, k] = token
             context = context * N + token
+            if k >= n - 2:
+                context = context % N ** (n - 1)
         out.append(seq)
     return torch.cat(out)
+
+
+def original_law(alphas, nb_tokens, N, generator):
+    """The original code's tables draw for draw (its power_unif_law after torch.manual_seed(seed) equals
+    this with torch.Generator().manual_seed(seed)): float32 weights alpha^rank truncated to nb_tokens[k]
+    and normalised; row c of table k is those weights indexed by a fresh randperm(N), rows drawn position by
+    position, contexts in row-major order. Returned as float64 (the float32 values)."""
+    tables = []
+    for k, (alpha, support) in enumerate(zip(alphas, nb_tokens)):
+        weights = torch.tensor([float(alpha) ** r for r in range(N)], dtype=torch.float32)
+        weights[support:] = 0
+        weights = weights / weights.sum()
+        rows = torch.stack([weights[torch.randperm(N, generator=generator)] for _ in range(N ** k)])
+        tables.append(rows.view((N,) * k + (N,)))
+    return [t.double() for t in tables]
+
+
+def original_sequences(tables, count, generator, length=None):
+    """The original's training set draw for draw (its generate_data before the DataLoader): the first token
+    of all count sequences by one torch.multinomial with replacement, then each later position by one
+    multinomial over the rows of the float32 table its context selects; after the n-th token the last
+    table given the n - 1 tokens before (length, None: n)."""
+    n = len(tables)
+    length = n if length is None else length
+    tables = [t.float() for t in tables]
+    cols = [torch.multinomial(tables[0], count, replacement=True, generator=generator)]
+    for k in range(1, length):
+        table = tables[min(k, n - 1)]
+        context = tuple(cols[-(n - 1):]) if k >= n - 1 else tuple(cols)
+        cols.append(torch.multinomial(table[context], 1, generator=generator).squeeze(1))
+    return torch.stack(cols, dim=1)
 
 
 def entropy(rows):
@@ -193,6 +254,12 @@ def lower_bound(N, H, d_h, d, contexts):
     return 1 / N + (1 - 1 / N) * min(1.0, (H * d_h + d) / contexts)
 
 
+def epoch_rate(step, steps_per_epoch, n_epochs, start, end):
+    """The original's rate at optimiser step `step` (0-based): torch's LinearLR(start_factor, end_factor,
+    total_iters = n_epochs) stepped at the end of each epoch, constant within an epoch."""
+    return start + (end - start) * min(step // steps_per_epoch, n_epochs) / n_epochs
+
+
 # ---------------------------------------------------------------- the task
 
 class Task(BaseTask):
@@ -211,10 +278,14 @@ class Task(BaseTask):
         if s.threads:
             torch.set_num_threads(s.threads)  # the first thing the loop asks of a task, before any tensor work
         generator = torch.Generator().manual_seed(s.seed if s.data_seed is None else s.data_seed)
-        self.tables = power_unif_law(s.alphas, s.support, s.N, generator)
+        if s.sampler == "original":
+            self.tables = original_law(s.alphas, s.support, s.N, generator)
+            train = original_sequences(self.tables, s.batch_size * s.num_batch, generator)
+        else:
+            self.tables = power_unif_law(s.alphas, s.support, s.N, generator)
+            train = sample_sequences(self.tables, s.batch_size * s.num_batch, generator)
         self.cond = self.tables[-1].reshape(-1, s.N)  # law of the last token, one row per flat context
         self.radix = s.N ** torch.arange(s.n_gram - 2, -1, -1)
-        train = sample_sequences(self.tables, s.batch_size * s.num_batch, generator)
 
         p_context = context_law(self.tables)
         support = p_context.nonzero().squeeze(1)
@@ -255,12 +326,17 @@ class Task(BaseTask):
 
     def configure_optimizer(self, model, total_steps, steps_per_epoch=None):
         """optim's linear schedule from the start rate to the end rate (any pair, 0 included, rising or
-        falling), reaching the end rate on the last step."""
+        falling), reaching the end rate on the last step; or (lr_ramp = 'epoch') the original's ramp,
+        moved once per epoch."""
         s = self.settings
         start, end = (s.lr, s.lr_end) if s.lr_schedule == "linear" else (s.lr * s.lr, s.lr * s.lr_end)
         # optim's linear decay reaches eta_min one step after the last (torch's and HF's convention); the
         # original's ramp reaches lr_end on the last step, so it is one step shorter
-        return optim.build(model, s, total_steps - 1, lr=start, eta_min=end, lr_schedule="linear")
+        optimizer, scheduler = optim.build(model, s, total_steps - 1, lr=start, eta_min=end, lr_schedule="linear")
+        if s.lr_ramp == "epoch":
+            per_epoch = steps_per_epoch or s.num_batch
+            scheduler = optim.RateLR(optimizer, lambda step: epoch_rate(step, per_epoch, s.n_epochs, start, end))
+        return optimizer, scheduler
 
     # ---- loss and metrics
     def _forward(self, model, tokens):
@@ -415,3 +491,92 @@ def plot(folder, out_dir):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
+
+
+# ---------------------------------------------------------------- the paper's scaling-law fits
+
+# The original's CSV files (Scaling laws/Data_exp_*.csv: mean last-100-batch accuracy of 5 models), the data
+# its scripts EXP_1_and_4.py, EXP_2.py and EXP_3.py fit; fitted here with the same forms as ours.
+PAPER_H = (1, 6, 11, 16, 21, 26, 31)
+PAPER_EXP1 = {  # d = d_h -> accuracy at PAPER_H (N = 50)
+    3: (0.0586, 0.0652, 0.0758, 0.0856, 0.0879, 0.0950, 0.0973),
+    4: (0.0678, 0.0904, 0.1143, 0.1257, 0.1463, 0.1596, 0.1737),
+    5: (0.0738, 0.1193, 0.1582, 0.1922, 0.2248, 0.2572, 0.2936),
+    6: (0.0856, 0.1536, 0.2103, 0.2659, 0.3138, 0.3753, 0.4232),
+    7: (0.1005, 0.1887, 0.2634, 0.3443, 0.4313, 0.5125, 0.5913),
+    8: (0.1121, 0.2311, 0.3348, 0.4450, 0.5596, 0.6628, 0.7833),
+    9: (0.1217, 0.2758, 0.4133, 0.5523, 0.6960, 0.8337, 0.9384),
+    10: (0.1298, 0.3243, 0.5063, 0.6852, 0.8608, 0.9634, 0.9974),
+    11: (0.1401, 0.3710, 0.5866, 0.8020, 0.9618, 0.9986, 0.9998),
+    12: (0.1471, 0.4359, 0.6792, 0.9174, 0.9966, 0.9999, 0.9999),
+    13: (0.1626, 0.4820, 0.7745, 0.9882, 0.9998, 1.0000, 0.9999),
+}
+PAPER_EXP2 = dict(zip(range(1, 11), (0.0815, 0.1096, 0.1554, 0.2094, 0.2879, 0.3567, 0.4534, 0.5457, 0.6391,
+                                     0.8044)))  # d_h -> accuracy (N = 50, d = 10, H = 20)
+PAPER_EXP3 = dict(zip(range(5, 16), (0.2639, 0.3621, 0.4600, 0.5782, 0.6972, 0.8087, 0.7769, 0.7890, 0.7855,
+                                     0.8118, 0.8136)))  # d -> accuracy (N = 50, d_h = 10, H = 20)
+SATURATION = 0.95  # the original fits the slope in H up to the first point above 0.95, that point included
+
+
+def _line(xs, ys):
+    """Least-squares (slope, intercept) of ys against xs."""
+    import numpy as np
+    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(slope), float(intercept)
+
+
+def fit_in_H(H, acc):
+    """Linear law in H before saturation (exp 1 and 4): points up to the first accuracy above SATURATION,
+    that one included, as the original's EXP_1_and_4.py. (slope, intercept, number of points used)."""
+    order = sorted(range(len(H)), key=H.__getitem__)
+    H, acc = [H[i] for i in order], [acc[i] for i in order]
+    n = next((i + 1 for i, a in enumerate(acc) if a > SATURATION), len(acc))
+    n = max(n, 2)
+    return (*_line(H[:n], acc[:n]), n)
+
+
+def fit_in_d_h(d_h, acc):
+    """Quadratic law in d_h (exp 2): acc = a d_h^2 + b by least squares, the original's form. (a, b)."""
+    return _line([x * x for x in d_h], acc)
+
+
+def fit_piecewise_in_d(d, acc):
+    """Two lines meeting at a break point (exp 3), the break the data point that minimises the summed squared
+    error of a line through the points up to it and one through the points from it (each side at least two
+    points; the break point belongs to both, as in the original's EXP_3.py, which breaks at d = d_h).
+    (break d, (slope, intercept) before, (slope, intercept) after)."""
+    order = sorted(range(len(d)), key=d.__getitem__)
+    d, acc = [d[i] for i in order], [acc[i] for i in order]
+    best = None
+    for k in range(1, len(d) - 1):
+        fits = [_line(d[:k + 1], acc[:k + 1]), _line(d[k:], acc[k:])]
+        sse = sum((a - (fits[0] if i <= k else fits[1])[0] * x - (fits[0] if i <= k else fits[1])[1]) ** 2
+                  for i, (x, a) in enumerate(zip(d, acc)))
+        if best is None or sse < best[0]:
+            best = (sse, d[k], fits[0], fits[1])
+    return best[1:]
+
+
+def fit_cubic_in_d(d, slopes):
+    """Exp 4: the per-head slope against d = d_h as a d^3 + b (the original's cubic regression). (a, b)."""
+    return _line([x ** 3 for x in d], slopes)
+
+
+def paper_fit(axis, fixed):
+    """The fit of the original's own data for a curve of accuracy against `axis` with these fixed settings
+    (N, d, d_h, H, model, nb_layers), or None where the original ran no such experiment."""
+    if fixed.get("N") != 50 or fixed.get("model", "aot") != "aot" or fixed.get("nb_layers", 1) != 1:
+        return None
+    if axis == "H" and fixed.get("d") == fixed.get("d_h") and fixed.get("d") in PAPER_EXP1:
+        return ("linear", fit_in_H(list(PAPER_H), list(PAPER_EXP1[fixed["d"]])))
+    if axis == "d_h" and fixed.get("d") == 10 and fixed.get("H") == 20:
+        return ("quadratic", fit_in_d_h(list(PAPER_EXP2), list(PAPER_EXP2.values())))
+    if axis == "d" and fixed.get("d_h") == 10 and fixed.get("H") == 20:
+        return ("piecewise", fit_piecewise_in_d(list(PAPER_EXP3), list(PAPER_EXP3.values())))
+    return None
+
+
+def paper_cubic():
+    """The original's exp-4 fit: the slope in H of each d of its exp-1 data, cubic in d."""
+    ds = sorted(PAPER_EXP1)
+    return fit_cubic_in_d(ds, [fit_in_H(list(PAPER_H), list(PAPER_EXP1[d]))[0] for d in ds])

@@ -129,6 +129,26 @@ def test_data_follows_seed_and_data_seed():
     assert torch.equal(tokens(seed=1, data_seed=7), tokens(seed=2, data_seed=7))
 
 
+def test_original_sampler_draws_the_original_notebooks_table_and_training_set():
+    # Golden values printed by the original code itself (utils.power_unif_law and generate_data of
+    # leodana2000/Transformer_Attentional_Memory, run unmodified after torch.manual_seed(2222), N = 50,
+    # batch 256 x 64 batches, context_window 3): its table f(t0, t1) and its 16,384 training sequences.
+    task, data = task_and_data(N=50, sampler="original", data_seed=2222, seed=7)
+    tokens = data.splits["train"]["tokens"]
+    assert tokens.shape == (16384, 3)
+    assert tokens[:3].tolist() == [[13, 27, 3], [47, 20, 9], [8, 37, 14]] and tokens[-1].tolist() == [36, 9, 38]
+    weights = torch.arange(16384 * 3).view(16384, 3) % 7 + 1
+    assert int((tokens * weights).sum()) == 4798123
+    f = task.tables[2].argmax(-1)
+    assert f[:2, :5].tolist() == [[44, 47, 25, 44, 9], [21, 0, 25, 37, 31]]
+    assert int((f * (torch.arange(2500).view(50, 50) % 11 + 1)).sum()) == 370345
+    assert torch.equal(tokens[:, 2], f[tokens[:, 0], tokens[:, 1]])  # the table labels its own set
+    # the seed of the run does not move the data; the vectorised sampler draws another table
+    assert torch.equal(task_and_data(N=50, sampler="original", data_seed=2222, seed=8)[1].splits["train"]["tokens"],
+                       tokens)
+    assert not torch.equal(task_and_data(N=50, data_seed=2222)[1].splits["train"]["tokens"], tokens)
+
+
 # ---------------------------------------------------------------- models
 
 def test_aot_with_d_equal_d_h_has_no_compress_map_and_the_papers_parameter_count():
@@ -246,6 +266,38 @@ def test_contexts_split_counts_memorised_associations():
     assert int(out["accuracy"][0]) == 0 and float(out["expected_accuracy"][0]) == 0.0
 
 
+def test_original_init_draws_the_original_codes_distributions():
+    # the original: token map nn.Linear(d, N).weight -> U(+-1/sqrt(d)); positions nn.Linear(d_h, T).weight
+    # -> U(+-1/sqrt(d_h)); q/k/v: Xavier-uniform on MultiheadAttention's packed [3 d_h, d_h] map ->
+    # U(+-sqrt(6 / (d_h + 3 d_h))); output map nn.Linear(d_h, d_h) -> U(+-1/sqrt(d_h)).
+    N, d, d_h, H = 300, 16, 9, 40
+    torch.manual_seed(0)
+    original = models.build(make(N=N, d=d, d_h=d_h, H=H, context_window=200, init="original").model_spec())
+    torch.manual_seed(0)
+    normal = models.build(make(N=N, d=d, d_h=d_h, H=H, context_window=200).model_spec())
+    std_of_uniform = lambda bound: bound / math.sqrt(3)  # noqa: E731
+    xavier = math.sqrt(6 / (4 * d_h))
+    for weight, bound in [(original.embed.weight, 1 / math.sqrt(d)), (original.pos, 1 / math.sqrt(d_h)),
+                          (original.attn[0].q, xavier), (original.attn[0].k, xavier), (original.attn[0].v, xavier),
+                          (original.attn[0].out, 1 / math.sqrt(d_h)), (original.unembed.weight, 1 / math.sqrt(d))]:
+        w = weight.detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.98 * bound  # uniform: reaches its bound
+        assert w.std().item() == pytest.approx(std_of_uniform(bound), rel=0.05)
+        assert w.mean().abs() < 0.05 * bound
+    # the torch modules the original builds draw within the same bounds
+    mha = torch.nn.MultiheadAttention(d_h, 1, bias=False)
+    assert mha.in_proj_weight.abs().max() <= xavier and mha.in_proj_weight.abs().max() > 0.9 * xavier
+    # 'normal' keeps N(0, 1) embeddings: about 5x the original's at d = 10 (1 against 1/sqrt(30))
+    assert normal.embed.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert normal.pos.std().item() == pytest.approx(1.0, rel=0.05)
+    assert normal.attn[0].q.abs().max() <= 1 / math.sqrt(d_h)
+    # the draws after the embeddings are the same in both: only the re-drawn tensors differ
+    assert torch.equal(normal.attn[0].out, original.attn[0].out)
+    assert torch.equal(normal.unembed.weight, original.unembed.weight)
+    with pytest.raises(ValueError, match="init"):
+        attention_only.MemoryTransformer(N, d, d_h, H, init="xavier")
+
+
 @pytest.mark.parametrize("schedule, lr, lr_end, expected", [
     ("linear", 0.01, 0.001, [0.01, 0.00775, 0.0055, 0.00325, 0.001, 0.001]),
     ("linear", 0.0, 0.004, [0.0, 0.001, 0.002, 0.003, 0.004, 0.004]),
@@ -263,6 +315,30 @@ def test_learning_rate_ramps_linearly_per_step(schedule, lr, lr_end, expected):
         optimizer.step()
         scheduler.step()
     assert seen == pytest.approx(expected, abs=1e-12)
+
+
+def test_epoch_ramp_is_the_originals_linearlr_stepped_once_per_epoch():
+    # the original: Adam(lr) with LinearLR(start_factor = lr, end_factor = lr_low, total_iters = epochs)
+    # stepped after each epoch, so epoch e runs at lr * (lr + (lr_low - lr) * e / epochs), constant within it
+    task = am.Task(make(lr=0.1, lr_end=0.005, lr_schedule="original", lr_ramp="epoch", n_epochs=4, num_batch=2),
+                   _Log())
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = task.configure_optimizer(model, total_steps=8, steps_per_epoch=2)
+    reference = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    linear = torch.optim.lr_scheduler.LinearLR(reference, start_factor=0.1, end_factor=0.005, total_iters=4)
+    seen, expected = [], []
+    for epoch in range(4):
+        for _ in range(2):
+            seen.append(optimizer.param_groups[0]["lr"])
+            expected.append(reference.param_groups[0]["lr"])
+            model(torch.ones(1, 2)).sum().backward()
+            optimizer.step()
+            scheduler.step()
+        linear.step()
+    assert seen == pytest.approx(expected, abs=1e-12)
+    assert seen == pytest.approx([0.01, 0.01, 0.007625, 0.007625, 0.00525, 0.00525, 0.002875, 0.002875])
+    with pytest.raises(settings.SettingsError, match="n_epochs"):
+        make(lr_ramp="epoch", n_epochs=None, n_steps=100)
 
 
 def test_last_batches_accuracy_is_a_window_over_training_batches():
@@ -283,6 +359,8 @@ def test_last_batches_accuracy_is_a_window_over_training_batches():
     (dict(context_window=1), "shorter than"),
     (dict(alphas=[1.0]), "at least two positions"),
     (dict(lossx="ce"), "did you mean 'loss'"),
+    (dict(init="xavier"), "init"),
+    (dict(lr_ramp="epochs"), "lr_ramp"),
 ])
 def test_impossible_settings_are_refused_with_a_message(values, needle):
     with pytest.raises(settings.SettingsError, match=needle):

@@ -119,6 +119,20 @@ def write_csv(table, stream):
     writer.writerows(table)
 
 
+def task_notes(folder):
+    """Lines the programme of a folder prints below its table (its task module's report_notes(folder),
+    e.g. fitted scaling laws); none if it offers none."""
+    import importlib
+
+    import tasks
+    for path in run_folders(folder):
+        config = RunDir(path).config()
+        if config:
+            module = importlib.import_module(tasks.TASK_MODULES[config.get("task", "target_functions")])
+            return list(module.report_notes(folder)) if hasattr(module, "report_notes") else []
+    return []
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="a sweep folder results_new/<id> or one run folder")
@@ -145,6 +159,8 @@ def main(argv=None):
         print(f"wrote {len(table)} rows to {args.csv}")
     else:
         print(format_table(table))
+        for line in task_notes(folder):
+            print(line)
     return 0
 
 

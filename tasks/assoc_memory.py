@@ -457,10 +457,12 @@ def plot(folder, out_dir):
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour_of = {}
     for i, (key, by_x) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0]))):
         colour = colours[i % len(colours)]
         xs = sorted(by_x)
         label = ", ".join(f"{n}={v}" for n, v in key)
+        colour_of[label] = colour
         for metric, name, style, marker in CURVES:
             values = [[s["final"].get(metric, float("nan")) for s in by_x[x]] for x in xs]
             mean = [statistics.fmean(v) for v in values]
@@ -472,6 +474,7 @@ def plot(folder, out_dir):
         bound = [statistics.fmean(s["lower_bound_accuracy"] for s in by_x[x]) for x in xs]
         ax.plot(xs, bound, linestyle="--", color=colour, alpha=0.8,
                 label="paper's lower bound 1/N + (1-1/N)(H d_h + d)/N^2" + (f" ({label})" if label else ""))
+    _draw_fits(ax, folder, colour_of)
     first = runs[0][0]
     for ref_axis, fixed_values, reference in ORIGINAL:
         if ref_axis == axis and all(config.get(n) == v for config, _ in runs for n, v in fixed_values.items()):
@@ -491,6 +494,24 @@ def plot(folder, out_dir):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
+
+
+def _draw_fits(ax, folder, colour_of):
+    """The fitted scaling law of each curve (dash-dot, its colour) and the paper's fit of the original's
+    data where it ran that experiment (thin black dotted), coefficients in the legend."""
+    import numpy as np
+    axis, curves, _ = scaling_fits(folder)
+    drawn = set()
+    for c in curves:
+        grid = list(np.linspace(c["xs"][0], c["xs"][-1], 200))
+        colour = colour_of.get(c["label"], "C0")
+        ax.plot(grid, fit_curve(c["kind"], c["coefficients"], grid), linestyle="-.", color=colour, linewidth=1,
+                label="fit: " + describe_fit(c["kind"], c["coefficients"]).split(" (")[0]
+                + (f" ({c['label']})" if c["label"] else ""))
+        if c["paper"] and repr(c["paper"]) not in drawn:
+            drawn.add(repr(c["paper"]))
+            ax.plot(grid, fit_curve(c["kind"], c["paper"], grid), linestyle=":", color="black", linewidth=1,
+                    label="paper's fit: " + describe_fit(c["kind"], c["paper"]).split(" (")[0])
 
 
 # ---------------------------------------------------------------- the paper's scaling-law fits
@@ -580,3 +601,109 @@ def paper_cubic():
     """The original's exp-4 fit: the slope in H of each d of its exp-1 data, cubic in d."""
     ds = sorted(PAPER_EXP1)
     return fit_cubic_in_d(ds, [fit_in_H(list(PAPER_H), list(PAPER_EXP1[d]))[0] for d in ds])
+
+
+FIT_METRIC = "last_batches_accuracy"  # the paper's accuracy, the one its laws are fitted to
+
+
+def _fit(kind, xs, ys):
+    if kind == "linear":
+        return fit_in_H(xs, ys)
+    if kind == "quadratic":
+        return fit_in_d_h(xs, ys)
+    return fit_piecewise_in_d(xs, ys)
+
+
+def fit_curve(kind, coefficients, xs):
+    """The fitted law at xs (the linear law capped at 1, as the original draws it)."""
+    if kind == "linear":
+        a, b = coefficients[:2]
+        return [min(1.0, a * x + b) for x in xs]
+    if kind == "quadratic":
+        a, b = coefficients
+        return [a * x * x + b for x in xs]
+    brk, (a1, b1), (a2, b2) = coefficients
+    return [(a1 * x + b1) if x <= brk else (a2 * x + b2) for x in xs]
+
+
+def _plus(b, digits=4):
+    return f"{'-' if b < 0 else '+'} {abs(b):.{digits}f}"
+
+
+def describe_fit(kind, coefficients):
+    if kind == "linear":
+        a, b, n = coefficients
+        return f"acc = {a:.4f} H {_plus(b)} (first {n} points, up to the first above {SATURATION})"
+    if kind == "quadratic":
+        a, b = coefficients
+        return f"acc = {a:.5f} d_h^2 {_plus(b)}"
+    brk, (a1, b1), (a2, b2) = coefficients
+    return f"acc = {a1:.4f} d {_plus(b1)} for d <= {brk}, {a2:.4f} d {_plus(b2)} after (break by least squares)"
+
+
+def scaling_fits(folder):
+    """The paper's scaling-law fits of a sweep's mean FIT_METRIC over seeds: for each curve (one per value
+    of the other varied settings) against H a line before saturation (exp 1), against d_h a quadratic
+    (exp 2), against d with d_h fixed two lines with a break (exp 3); where the curves against H differ in
+    d = d_h, their slopes against d cubic (exp 4). Each with the original's fit of its own data where it ran
+    that experiment. Returns (axis, curves, cubic) with curves a list of dicts (label, fixed, xs, means,
+    kind, coefficients, paper) and cubic None or (ds, slopes, (a, b), paper's (a, b))."""
+    import statistics
+
+    import report
+    runs = _runs(folder)
+    if not runs:
+        return None, [], None
+    varied = [n for n in report.varied_names(folder) if n != "seed"]
+    axis = next((n for n in reversed(varied) if n in AXES), None)
+    if axis is None:
+        axis = next((n for n in AXES if len({c[n] for c, _ in runs}) > 1), None)
+    if axis not in ("H", "d_h", "d"):
+        return axis, [], None
+    others = [n for n in varied if n != axis]
+    groups = {}
+    for config, summary in runs:
+        value = summary.get("final", {}).get(FIT_METRIC)
+        if isinstance(value, (int, float)):
+            key = tuple((n, config.get(n)) for n in others)
+            groups.setdefault(key, {"fixed": config, "by_x": {}})["by_x"].setdefault(config[axis], []).append(value)
+    kind = {"H": "linear", "d_h": "quadratic", "d": "piecewise"}[axis]
+    curves = []
+    for key, group in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        xs = sorted(group["by_x"])
+        if len(xs) < (4 if kind == "piecewise" else 2):
+            continue
+        means = [statistics.fmean(group["by_x"][x]) for x in xs]
+        fixed = {n: group["fixed"].get(n) for n in ("N", "d", "d_h", "H", "model", "nb_layers")}
+        paper = paper_fit(axis, fixed)
+        curves.append({"label": ", ".join(f"{n}={v}" for n, v in key), "fixed": fixed, "xs": xs, "means": means,
+                       "kind": kind, "coefficients": _fit(kind, xs, means), "paper": paper and paper[1]})
+    cubic = None
+    same_dims = [c for c in curves if c["fixed"]["d"] == c["fixed"]["d_h"]]
+    if axis == "H" and len({c["fixed"]["d"] for c in same_dims}) >= 2 and len(same_dims) == len(curves):
+        by_d = {}
+        for c in same_dims:
+            by_d.setdefault(c["fixed"]["d"], []).append(c["coefficients"][0])
+        ds = sorted(by_d)
+        slopes = [statistics.fmean(by_d[d]) for d in ds]
+        cubic = (ds, slopes, fit_cubic_in_d(ds, slopes), paper_cubic())
+    return axis, curves, cubic
+
+
+def report_notes(folder):
+    """Lines report.py prints below a sweep's table: the scaling-law fits beside the paper's."""
+    axis, curves, cubic = scaling_fits(folder)
+    if not curves:
+        return []
+    lines = ["", f"scaling-law fits of the mean {FIT_METRIC} over seeds against {axis} (the paper's: the same fit "
+             "of the original's CSV data, where it ran the experiment):"]
+    for c in curves:
+        lines.append(f"  {c['label'] or 'all runs'}: ours   {describe_fit(c['kind'], c['coefficients'])}")
+        lines.append(f"  {'':{len(c['label'] or 'all runs')}}  paper  "
+                     + (describe_fit(c["kind"], c["paper"]) if c["paper"] else "(no such experiment in the original)"))
+    if cubic:
+        ds, slopes, (a, b), (pa, pb) = cubic
+        lines.append(f"  slope in H against d = d_h (exp 4), {', '.join(f'd={d}: {s:.4f}' for d, s in zip(ds, slopes))}")
+        lines.append(f"    ours   slope = {a:.3e} d^3 {_plus(b)}")
+        lines.append(f"    paper  slope = {pa:.3e} d^3 {_plus(pb)}")
+    return lines

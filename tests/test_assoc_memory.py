@@ -414,3 +414,84 @@ def test_plot_of_a_sweep_puts_the_varied_setting_on_the_axis(tmp_path):
                                               "runs": runs})
     assert [p.name for p in am.plot(folder, tmp_path)] == ["assoc_memory_accuracy_vs_d_h.png"]
     assert len(am._runs(folder)) == 3  # the failed run is left out
+
+
+# ---------------------------------------------------------------- scaling-law fits (item 12)
+
+def test_fits_recover_known_laws():
+    # a line that saturates: the fit uses the points up to the first above 0.95, that one included
+    H = [1, 6, 11, 16, 21, 26, 31]
+    acc = [min(1.0, 0.035 * h + 0.05) for h in H]  # 0.085 ... 0.96 (H = 26, the first above 0.95), then 1.0
+    assert am.fit_in_H(H, acc) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # the capped point left out
+    assert am.fit_in_H(H[::-1], acc[::-1]) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # any order
+    slope, _, used = am.fit_in_H(H, [min(1.0, 0.035 * h + 0.05) if h != 26 else 0.9 for h in H])
+    assert used == 7 and slope < 0.035  # no point above 0.95 before the saturated one: all are used
+    # acc = a d_h^2 + b
+    d_h = list(range(1, 11))
+    assert am.fit_in_d_h(d_h, [0.007 * x * x + 0.09 for x in d_h]) == pytest.approx((0.007, 0.09))
+    # two lines meeting at d = 9: the break found by least squares, each side's coefficients exact
+    d = list(range(5, 16))
+    brk, before, after = am.fit_piecewise_in_d(d, [0.1 * x - 0.2 if x <= 9 else 0.7 + 0.002 * (x - 9) for x in d])
+    assert brk == 9 and before == pytest.approx((0.1, -0.2)) and after == pytest.approx((0.002, 0.682))
+    assert am.fit_cubic_in_d([3, 5, 8], [2e-5 * x ** 3 + 0.01 for x in (3, 5, 8)]) == pytest.approx((2e-5, 0.01))
+
+
+def test_papers_fits_of_the_originals_data_match_the_published_laws():
+    # reference/assoc_memory.md: exp 1 at d = 10 about 0.034 per head; exp 4 slopes 0.0013 (d = 3) to
+    # 0.0554 (d = 13); exp 3 linear up to d = d_h = 10, flat after
+    kind, (slope, _, _) = am.paper_fit("H", dict(N=50, d=10, d_h=10, H=11, model="aot", nb_layers=1))
+    assert kind == "linear" and slope == pytest.approx(0.034, abs=5e-4)
+    slopes = [am.fit_in_H(list(am.PAPER_H), list(am.PAPER_EXP1[d]))[0] for d in (3, 13)]
+    assert slopes == [pytest.approx(0.0013, abs=1e-4), pytest.approx(0.0554, abs=1e-4)]
+    kind, (brk, (rise, _), (flat, _)) = am.paper_fit("d", dict(N=50, d=7, d_h=10, H=20))
+    assert kind == "piecewise" and brk == 10 and rise > 0.1 and abs(flat) < 0.005
+    assert am.paper_fit("d_h", dict(N=50, d=10, d_h=3, H=20))[0] == "quadratic"
+    assert am.paper_fit("H", dict(N=70, d=10, d_h=10)) is None
+
+
+def _fake_sweep(folder, name, points):
+    """A sweep folder of finished runs: points = [(overrides, last_batches_accuracy)]."""
+    from results import RunDir, atomic_write_json
+    runs = []
+    for i, (overrides, acc) in enumerate(points):
+        run = RunDir(folder / str(i))
+        run.path.mkdir(parents=True)
+        atomic_write_json(run.file("config.json"), settings.as_dict(make(**overrides)))
+        run.set_status("done")
+        run.write_summary({"final": {"last_batches_accuracy": acc, "contexts_accuracy": acc / 2},
+                           "lower_bound_accuracy": 0.02})
+        runs.append({"run": str(i), "overrides": overrides})
+    names = [n for n in points[0][0] if len({repr(o[n]) for o, _ in points}) > 1]
+    atomic_write_json(folder / "sweep.json", {"vary": [{"name": n, "values": []} for n in names], "runs": runs})
+
+
+def test_report_prints_and_plot_draws_the_fits_beside_the_papers(tmp_path, capsys):
+    import report
+    H = [1, 6, 11, 16, 21]
+    _fake_sweep(tmp_path / "h", "H", [(dict(H=h, seed=s), 0.03 * h + 0.1 + 0.01 * s) for h in H for s in (0, 1)])
+    assert report.main([str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "acc = 0.0300 H + 0.1050" in out  # ours: the mean over the two seeds
+    assert "paper  acc = 0.0340 H + 0.1188" in out  # N = 50, d = d_h = 10: the original's exp 1
+    # exp 4: curves against H for several d = d_h, their slopes cubic in d
+    _fake_sweep(tmp_path / "d", "d", [(dict(d=d, H=h), min(1.0, (2e-5 * d ** 3 + 0.001) * h + 0.05)) for d in (4, 6, 8)
+                                      for h in H])
+    notes = "\n".join(am.report_notes(tmp_path / "d"))
+    assert "ours   slope = 2.000e-05 d^3 + 0.0010" in notes and "paper  slope = 2.407e-05 d^3" in notes
+    # exp 2 (d_h) and the plot's legend carries both fits
+    _fake_sweep(tmp_path / "q", "d_h", [(dict(d=10, d_h=x, H=20), 0.007 * x * x + 0.09) for x in range(1, 11)])
+    axis, curves, _ = am.scaling_fits(tmp_path / "q")
+    assert axis == "d_h" and curves[0]["coefficients"] == pytest.approx((0.007, 0.09))
+    assert curves[0]["paper"] == pytest.approx((0.00708, 0.0918), abs=1e-4)
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    drawn = []
+    real_savefig = plt.Figure.savefig
+    plt.Figure.savefig = lambda fig, path, **kw: (drawn.extend(fig.axes[0].get_legend_handles_labels()[1]),
+                                                  real_savefig(fig, path, **kw))
+    try:
+        am.plot(tmp_path / "q", tmp_path)
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert "fit: acc = 0.00700 d_h^2 + 0.0900" in drawn and "paper's fit: acc = 0.00708 d_h^2 + 0.0918" in drawn

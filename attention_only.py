@@ -49,8 +49,10 @@ class AttentionOnlySpec:
 INITS = ("normal", "original")
 
 
-def check(spec: AttentionOnlySpec) -> list[str]:
+def check(spec) -> list[str]:
     """What is wrong with spec, one sentence per problem naming the field; empty if it builds."""
+    if isinstance(spec, LowRankSpec):
+        return check_low_rank(spec)
     problems = []
     for name, low in (("N", 1), ("d", 1), ("H", 1), ("d_h", 1), ("W", 0), ("nb_layers", 1), ("context_window", 1)):
         value = getattr(spec, name)
@@ -63,8 +65,10 @@ def check(spec: AttentionOnlySpec) -> list[str]:
     return problems
 
 
-def build(spec: AttentionOnlySpec) -> "MemoryTransformer":
+def build(spec) -> nn.Module:
     """The model spec describes (``models.build`` checks the spec first); seed the global RNG before."""
+    if isinstance(spec, LowRankSpec):
+        return LowRank(spec.N, spec.d, n_gram=spec.n_gram, init=spec.init)
     return MemoryTransformer(spec.N, spec.d, spec.head_dim, spec.H, W=spec.W, nb_layers=spec.nb_layers,
                              context_window=spec.context_window, init=spec.init)
 
@@ -87,10 +91,11 @@ class ParallelHeads(nn.Module):
         self.q, self.k, self.v = (nn.Parameter(torch.empty(d_h, H, d_h).uniform_(-bound, bound)) for _ in range(3))
         self.out = nn.Parameter(torch.empty(H, d_h, d_h).uniform_(-bound, bound))
 
-    def forward(self, a, last_only=False):
-        """a: (B, T, d_h) -> (B, T, d_h), or (B, 1, d_h): the output at the last position only."""
+    def forward(self, a, last_only=False, first=0):
+        """a: (B, T, d_h) -> (B, T - first, d_h): the outputs at positions first..T-1 (last_only: the last
+        position only)."""
         B, T, d_h = a.shape
-        queries = a[:, -1:] if last_only else a
+        queries = a[:, -1:] if last_only else a[:, first:]
         Tq = queries.shape[1]
         q = (queries @ self.q.view(d_h, -1)).view(B, Tq, 1, self.H, d_h)
         k = (a @ self.k.view(d_h, -1)).view(B, 1, T, self.H, d_h)
@@ -147,13 +152,68 @@ class MemoryTransformer(nn.Module):
             for weight in (attn.q, attn.k, attn.v):
                 weight.uniform_(-xavier, xavier)
 
-    def forward(self, tokens):
+    def forward(self, tokens, first=None):
+        """Logits (B, N) of the token after the last one; first = i: logits (B, T - i, N) after each
+        position i..T-1 (a loss at every position of a longer sequence)."""
         x = self.embed(tokens)
         pos = self.pos[:tokens.shape[1]]
         for i, attn in enumerate(self.attn):
-            last = i == len(self.attn) - 1
-            a = attn((x if self.compress is None else self.compress(x)) + pos, last_only=last)
-            x = (x[:, -1:] if last else x) + (a if self.decompress is None else self.decompress(a))
+            a = (x if self.compress is None else self.compress(x)) + pos
+            if i == len(self.attn) - 1:  # the last layer computes the positions that are read out only
+                a = attn(a, last_only=first is None, first=first or 0)
+                x = x[:, -a.shape[1]:]
+            else:
+                a = attn(a)
+            x = x + (a if self.decompress is None else self.decompress(a))
             if self.mlp is not None:
                 x = x + self.mlp[i](x)
-        return self.unembed(x[:, -1])
+        return self.unembed(x[:, -1] if first is None else x)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LowRankSpec:
+    """The original's Low_rank baseline (no attention): one learned row of d per context of n - 1 tokens
+    and an untied unembedding d -> N, i.e. the context -> next-token logit table factorised at rank d.
+    N: vocabulary size. d: rank. n_gram: n (the context is the n - 1 tokens before). init: 'normal' (the
+    context rows N(0, 1)) or 'original' (its nn.Linear(d, N ** (n - 1)).weight, U(+-1/sqrt(d)))."""
+
+    N: int
+    d: int
+    n_gram: int = 3
+    init: str = "normal"
+
+    def parameter_count(self):
+        return self.N ** (self.n_gram - 1) * self.d + self.d * self.N
+
+
+def check_low_rank(spec: LowRankSpec) -> list[str]:
+    problems = [f"{name} = {getattr(spec, name)!r} must be an integer >= {low}"
+                for name, low in (("N", 1), ("d", 1), ("n_gram", 2))
+                if isinstance(getattr(spec, name), bool) or not isinstance(getattr(spec, name), int)
+                or getattr(spec, name) < low]
+    if spec.init not in INITS:
+        problems.append(f"init = {spec.init!r} must be one of {', '.join(INITS)}")
+    return problems
+
+
+class LowRank(nn.Module):
+    """See ``LowRankSpec``. Reads each window of n - 1 tokens as one context index."""
+
+    def __init__(self, N, d, n_gram=3, init="normal"):
+        super().__init__()
+        self.N, self.context = N, n_gram - 1
+        self.embed = nn.Embedding(N ** self.context, d)
+        self.unembed = nn.Linear(d, N, bias=False)
+        if init == "original":
+            with torch.no_grad():
+                self.embed.weight.uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d))
+        self.register_buffer("radix", N ** torch.arange(self.context - 1, -1, -1), persistent=False)
+
+    def forward(self, tokens, first=None):
+        """As MemoryTransformer.forward; position i reads the n - 1 tokens ending at i (i >= n - 2)."""
+        start = tokens.shape[1] - 1 if first is None else first
+        if start < self.context - 1:
+            raise ValueError(f"position {start} has fewer than the {self.context} context tokens LowRank reads")
+        windows = tokens.unfold(1, self.context, 1)[:, start - self.context + 1:]  # (B, T - start, n - 1)
+        logits = self.unembed(self.embed((windows * self.radix).sum(-1)))
+        return logits[:, -1] if first is None else logits

@@ -128,7 +128,8 @@ def task_notes(folder):
     for path in run_folders(folder):
         config = RunDir(path).config()
         if config:
-            module = importlib.import_module(tasks.TASK_MODULES[config.get("task", "target_functions")])
+            name = tasks.TASK_MODULES.get(config.get("task", "target_functions"))
+            module = importlib.import_module(name) if name else None
             return list(module.report_notes(folder)) if hasattr(module, "report_notes") else []
     return []
 

@@ -59,14 +59,22 @@ class Settings(CommonSettings):
                              low=1)
     # ---- the model
     model: str = setting("aot", "aot: attention only; transformer: one attention module and a GELU MLP "
-                         "of width W per layer", choices=("aot", "transformer"))
+                         "of width W per layer; low_rank: the original's baseline without attention, one "
+                         "learned row of d per context of n - 1 tokens and an unembedding d -> N (N^(n-1) d + "
+                         "d N parameters; H, d_h, W, nb_layers unused)",
+                         choices=("aot", "transformer", "low_rank"))
     d: int = setting(10, "embedding (residual) dimension", low=1)
     d_h: int | None = setting(None, "head dimension (None: d, no compress/decompress maps)", low=1)
     H: int = setting(11, "parallel attention heads per layer ('para' in the original)", low=1)
     W: int = setting(0, "MLP width (model = 'transformer'; 0: no MLP)", low=0)
     nb_layers: int = setting(1, "layers", low=1)
-    context_window: int | None = setting(None, "rows of the positional embedding (None: n, as the "
-                                         "original); the model reads the n - 1 context tokens", low=1)
+    context_window: int | None = setting(None, "the original's context_window: sequence length and rows of "
+                                         "the positional embedding (None: n). Above n, the sequences continue "
+                                         "the chain (each token after the n-th drawn from the last table given "
+                                         "the n - 1 before it), the model reads context_window - 1 tokens and is "
+                                         "scored after every position with n - 1 tokens before it (loss and "
+                                         "accuracies averaged over them, as the original); n - 1: one row "
+                                         "fewer, the paper's parameter count", low=1)
     init: str = setting("normal", "initialisation of the AoT / transformer. normal: token and positional "
                         "embeddings N(0, 1), q/k/v/output maps U(+-1/sqrt(d_h)); original: the original "
                         "code's draws: token embedding U(+-1/sqrt(d)) (its nn.Linear(d, N).weight), positions "
@@ -116,6 +124,11 @@ class Settings(CommonSettings):
     def positions(self):
         return self.n_gram if self.context_window is None else self.context_window
 
+    @property
+    def seq_len(self):
+        """Tokens per training sequence (the last one only a label)."""
+        return max(self.n_gram, self.positions)
+
     def check(self):
         problems = [p for p in super().check() if not p.startswith("eta_min")]
         if self.eta_min:
@@ -144,14 +157,16 @@ class Settings(CommonSettings):
         if self.lr_ramp == "epoch" and self.n_epochs is None:
             problems.append("lr_ramp = 'epoch' moves the rate once per epoch: give the budget in n_epochs "
                             "(not n_steps or n_samples), or use lr_ramp = 'step'")
-        if self.model == "aot" and self.W:
-            problems.append(f"W = {self.W} is an MLP width but the AoT has no MLP; set model = 'transformer' "
-                            "or W = 0")
+        if self.model in ("aot", "low_rank") and self.W:
+            problems.append(f"W = {self.W} is an MLP width but model = {self.model!r} has no MLP; set "
+                            "model = 'transformer' or W = 0")
         problems.extend(models.check(self.model_spec()))
         return problems
 
     def model_spec(self):
-        """The transformer these settings ask for (the AoT: W = 0)."""
+        """The transformer these settings ask for (the AoT: W = 0), or the low-rank baseline."""
+        if self.model == "low_rank":
+            return models.LowRankSpec(N=self.N, d=self.d, n_gram=self.n_gram, init=self.init)
         return models.AttentionOnlySpec(N=self.N, d=self.d, d_h=self.d_h, H=self.H,
                                         W=self.W if self.model == "transformer" else 0,
                                         nb_layers=self.nb_layers, context_window=self.positions,
@@ -280,10 +295,10 @@ class Task(BaseTask):
         generator = torch.Generator().manual_seed(s.seed if s.data_seed is None else s.data_seed)
         if s.sampler == "original":
             self.tables = original_law(s.alphas, s.support, s.N, generator)
-            train = original_sequences(self.tables, s.batch_size * s.num_batch, generator)
+            train = original_sequences(self.tables, s.batch_size * s.num_batch, generator, length=s.seq_len)
         else:
             self.tables = power_unif_law(s.alphas, s.support, s.N, generator)
-            train = sample_sequences(self.tables, s.batch_size * s.num_batch, generator)
+            train = sample_sequences(self.tables, s.batch_size * s.num_batch, generator, length=s.seq_len)
         self.cond = self.tables[-1].reshape(-1, s.N)  # law of the last token, one row per flat context
         self.radix = s.N ** torch.arange(s.n_gram - 2, -1, -1)
 
@@ -296,8 +311,8 @@ class Task(BaseTask):
         self.n_contexts = len(support)
         self.optimal = float((p_context * self.cond.max(dim=1).values).sum())
         self.bound = lower_bound(s.N, s.H, s.head_dim, s.d, self.n_contexts)
-        seen = torch.unique((train[:, :-1] * self.radix).sum(1)).numel()
-        facts = {"n_gram": s.n_gram, "contexts": self.n_contexts, "contexts_seen_in_train": seen,
+        seen = torch.unique((train.unfold(1, s.n_gram - 1, 1)[:, :-1] * self.radix).sum(-1)).numel()
+        facts = {"n_gram": s.n_gram, "sequence_length": s.seq_len, "contexts": self.n_contexts, "contexts_seen_in_train": seen,
                  "mean_conditional_entropy": round(float((p_context * entropy(self.cond)).sum()), 6),
                  "optimal_accuracy": round(self.optimal, 6), "lower_bound_accuracy": round(self.bound, 6),
                  "associations_bound": s.H * s.head_dim + s.d}
@@ -340,18 +355,24 @@ class Task(BaseTask):
 
     # ---- loss and metrics
     def _forward(self, model, tokens):
+        """(logits, targets, flat contexts, tables...) of every scored prediction: the last token of an
+        n-token sequence, or in a longer one each token with n - 1 tokens before it (flattened)."""
         cond, ent, best, radix = self._tables(tokens.device)
-        context = (tokens[:, :-1] * radix).sum(dim=1)
-        return model(tokens[:, :-1]).float(), context, cond, ent, best
+        n = self.settings.n_gram
+        if tokens.shape[1] == n:
+            context = (tokens[:, :-1] * radix).sum(dim=1)
+            return model(tokens[:, :-1]).float(), tokens[:, -1], context, cond, ent, best
+        logits = model(tokens[:, :-1], first=n - 2).float()  # after positions n-2 .. L-2: (B, L-n+1, N)
+        context = (tokens.unfold(1, n - 1, 1)[:, :-1] * radix).sum(-1)  # the n - 1 tokens before each target
+        return logits.flatten(0, 1), tokens[:, n - 1:].flatten(), context.flatten(), cond, ent, best
 
     def training_loss(self, model, batch):
-        tokens = batch["tokens"]
-        logits, context, cond, ent, _ = self._forward(model, tokens)
+        logits, target, context, cond, ent, _ = self._forward(model, batch["tokens"])
         if self.settings.loss == "kl":
             loss = F.kl_div(F.log_softmax(logits, dim=-1), cond[context], reduction="batchmean")
         else:
-            loss = F.cross_entropy(logits, tokens[:, -1]) - ent[context].mean()
-        self._record_accuracy((logits.detach().argmax(dim=-1) == tokens[:, -1]).float().mean())
+            loss = F.cross_entropy(logits, target) - ent[context].mean()
+        self._record_accuracy((logits.detach().argmax(dim=-1) == target).float().mean())
         return loss
 
     def _record_accuracy(self, accuracy):
@@ -361,13 +382,12 @@ class Task(BaseTask):
         self._steps += 1
 
     def evaluate_batch(self, model, batch):
-        tokens = batch["tokens"]
-        logits, context, cond, ent, best = self._forward(model, tokens)
+        logits, target, context, cond, ent, best = self._forward(model, batch["tokens"])
         guess = logits.argmax(dim=-1)
-        n = len(tokens)
-        if "weight" not in batch:  # samples of the training set
-            loss = F.cross_entropy(logits, tokens[:, -1], reduction="sum") - ent[context].sum()
-            return {"loss": (loss, n), "accuracy": ((guess == tokens[:, -1]).sum(), n)}
+        n = len(target)
+        if "weight" not in batch:  # samples of the training set (every scored position)
+            loss = F.cross_entropy(logits, target, reduction="sum") - ent[context].sum()
+            return {"loss": (loss, n), "accuracy": ((guess == target).sum(), n)}
         # every context once, weighted by p(context) * #contexts: the mean over the split is sum_c p(c) ...
         weight, rows = batch["weight"], cond[context]
         kl = (torch.special.xlogy(rows, rows) - rows * F.log_softmax(logits, dim=-1)).sum(dim=-1)

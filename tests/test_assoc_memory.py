@@ -495,3 +495,90 @@ def test_report_prints_and_plot_draws_the_fits_beside_the_papers(tmp_path, capsy
     finally:
         plt.Figure.savefig = real_savefig
     assert "fit: acc = 0.00700 d_h^2 + 0.0900" in drawn and "paper's fit: acc = 0.00708 d_h^2 + 0.0918" in drawn
+
+
+# ---------------------------------------------------------------- the low-rank baseline and longer sequences (item 11)
+
+@pytest.mark.parametrize("alphas, N, d", [([1.0, 1.0, 1.0], 7, 3), ([1.0, 1.0, 1.0, 1.0], 5, 4)])
+def test_low_rank_has_one_row_per_context_and_the_originals_parameter_count(alphas, N, d):
+    # the original's Low_rank: word_emb nn.Linear(d, N ** (n - 1)) and unemb nn.Linear(d, N), nothing else
+    n = len(alphas)
+    s = make(model="low_rank", N=N, d=d, alphas=alphas)
+    model = models.build(s.model_spec())
+    assert isinstance(model, attention_only.LowRank)
+    assert sum(p.numel() for p in model.parameters()) == N ** (n - 1) * d + d * N == s.model_spec().parameter_count()
+    torch.manual_seed(0)
+    tokens = torch.randint(0, N, (6, n - 1))
+    index = sum(tokens[:, j] * N ** (n - 2 - j) for j in range(n - 1))  # the context's row, by hand
+    assert torch.allclose(model(tokens), model.embed.weight[index] @ model.unembed.weight.T)
+    # init 'original' draws the rows as the original's nn.Linear weight: U(+-1/sqrt(d))
+    torch.manual_seed(0)
+    big = models.build(make(model="low_rank", N=40, d=16, init="original").model_spec())
+    assert big.embed.weight.abs().max() <= 0.25 and big.embed.weight.std().item() == pytest.approx(0.25 / math.sqrt(3),
+                                                                                                   rel=0.05)
+    with pytest.raises(settings.SettingsError, match="no MLP"):
+        make(model="low_rank", W=4)
+
+
+def test_longer_sequences_continue_the_chain_and_are_labelled_at_every_position():
+    # context_window = 6 > n = 3: tokens 2..5 each follow f(the two before); a prediction after every
+    # position with two tokens before it, i.e. 4 per sequence, all of them in the loss and the accuracies
+    task, data = task_and_data(N=6, d=4, H=2, num_batch=4, batch_size=8, context_window=6)
+    tokens = data.splits["train"]["tokens"]
+    f = task.tables[2].argmax(-1)
+    assert tokens.shape == (32, 6)
+    for k in range(2, 6):
+        assert torch.equal(tokens[:, k], f[tokens[:, k - 2], tokens[:, k - 1]])
+    assert data.facts["sequence_length"] == 6
+
+    class Windows(torch.nn.Module):  # answers from the table, right at the positions listed only
+        def __init__(self, right):
+            super().__init__()
+            self.right, self.dummy = right, torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, first=None):
+            out = []
+            for i in range(x.shape[1] - 1 if first is None else first, x.shape[1]):
+                shift = 0 if i - 1 in self.right else 1  # position i predicts token i + 1
+                out.append(one_hot_logits(task.tables[2], shift)[x[:, i - 1], x[:, i]])
+            out = torch.stack(out, 1) + 0 * self.dummy
+            return out[:, -1] if first is None else out
+
+    with torch.inference_mode():
+        assert task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["train"])["accuracy"] == (32 * 4, 32 * 4)
+        right, count = task.evaluate_batch(Windows({2}), data.splits["train"])["accuracy"]
+        assert (int(right), count) == (32, 32 * 4)
+        perfect_loss, _ = task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["train"])["loss"]
+        assert abs(float(perfect_loss)) < 1e-3
+        # the all-contexts split keeps its n-token rows: the model is read after its last position only
+        assert task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["contexts"])["accuracy"][1] == 36
+    task.training_loss(Windows({1, 3}), data.splits["train"])
+    assert task.diagnostics(None, None)["last_batches_accuracy"] == pytest.approx(0.5)
+    # the original's longer sequences, draw for draw (golden values from its generate_data, N = 6,
+    # torch.manual_seed(5), batch 4 x 2, context_window 6)
+    original = task_and_data(N=6, batch_size=4, num_batch=2, context_window=6, sampler="original", data_seed=5)[1]
+    assert original.splits["train"]["tokens"].tolist() == [
+        [4, 1, 2, 3, 1, 3], [2, 2, 1, 0, 1, 1], [1, 4, 5, 2, 3, 1], [4, 0, 3, 0, 1, 1],
+        [5, 5, 0, 5, 1, 3], [0, 5, 1, 3, 3, 2], [1, 3, 3, 2, 3, 1], [5, 0, 5, 1, 3, 3]]
+
+
+@pytest.mark.parametrize("kind", ["aot", "low_rank", "transformer"])
+def test_every_position_logits_equal_the_model_read_on_each_prefix(kind):
+    torch.manual_seed(0)
+    s = make(N=7, d=6, d_h=4 if kind == "aot" else None, H=3, nb_layers=2 if kind == "aot" else 1, model=kind,
+             W=5 if kind == "transformer" else 0, context_window=6)
+    model = models.build(s.model_spec())
+    x = torch.randint(0, 7, (4, 5))
+    every = model(x, first=1)
+    assert every.shape == (4, 4, 7)
+    for j, i in enumerate(range(1, 5)):
+        assert torch.allclose(every[:, j], model(x[:, :i + 1]), atol=1e-5)
+
+
+def test_tiny_runs_with_longer_sequences_and_the_low_rank_model_learn(tmp_path):
+    for name, extra in (("long", dict(context_window=5)), ("low_rank", dict(model="low_rank", d=6))):
+        config = write_settings(tmp_path / f"{name}.py", dict(TINY, **extra))
+        assert main.main(["--config", str(config), "--results-path", name]) == 0
+        final = json.loads((tmp_path / name / "summary.json").read_text())["final"]
+        # 36 associations: chance is 1/6; both learn them (seeds 0-3 tried: 0.99-1.0)
+        assert final["last_batches_accuracy"] > 0.9 and final["contexts_accuracy"] > 0.9, (name, final)

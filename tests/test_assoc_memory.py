@@ -582,3 +582,16 @@ def test_tiny_runs_with_longer_sequences_and_the_low_rank_model_learn(tmp_path):
         final = json.loads((tmp_path / name / "summary.json").read_text())["final"]
         # 36 associations: chance is 1/6; both learn them (seeds 0-3 tried: 0.99-1.0)
         assert final["last_batches_accuracy"] > 0.9 and final["contexts_accuracy"] > 0.9, (name, final)
+
+
+def test_experiment_confs_follow_the_originals_protocol_and_the_cpu_conf_the_defaults():
+    from pathlib import Path
+    confs = sorted((Path(__file__).resolve().parents[1] / "conf").glob("assoc_memory_*.py"))
+    assert len(confs) >= 14
+    for path in confs:
+        s = settings.build(settings.load_file(path))
+        protocol = (s.data_seed, s.sampler, s.init, s.lr_ramp)
+        if path.stem == "assoc_memory_cpu":
+            assert protocol == (None, "vectorised", "normal", "step"), path.name
+        else:
+            assert protocol == (2222, "original", "original", "epoch"), path.name

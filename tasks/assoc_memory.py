@@ -334,8 +334,9 @@ class Task(BaseTask):
         spec = s.model_spec()
         model = models.build(spec)
         count = sum(p.numel() for p in model.parameters())
-        self.log.info(f"model {s.model}: N {s.N}, d {s.d}, d_h {s.head_dim}, H {s.H}, W {s.W}, "
-                      f"layers {s.nb_layers}, positions {s.positions}; {count:,} parameters "
+        shape = (f"d {s.d} (one row per context of {s.n_gram - 1} tokens)" if s.model == "low_rank" else
+                 f"d {s.d}, d_h {s.head_dim}, H {s.H}, W {s.W}, layers {s.nb_layers}, positions {s.positions}")
+        self.log.info(f"model {s.model}: N {s.N}, {shape}, init {s.init}; {count:,} parameters "
                       f"(formula {spec.parameter_count():,})")
         return model
 

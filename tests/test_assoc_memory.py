@@ -352,7 +352,7 @@ def test_last_batches_accuracy_is_a_window_over_training_batches():
 
 
 @pytest.mark.parametrize("values, needle", [
-    (dict(W=10), "AoT has no MLP"),
+    (dict(W=10), "model = .aot. has no MLP"),
     (dict(eta_min=1e-4), "lr_end"),
     (dict(nb_tokens=[5, 5]), "one support size per position"),
     (dict(N=5, nb_tokens=[5, 6, 1]), "1..N"),

@@ -687,7 +687,9 @@ def scaling_fits(folder):
         value = summary.get("final", {}).get(FIT_METRIC)
         if isinstance(value, (int, float)):
             key = tuple((n, config.get(n)) for n in others)
-            groups.setdefault(key, {"fixed": config, "by_x": {}})["by_x"].setdefault(config[axis], []).append(value)
+            group = groups.setdefault(key, {"fixed": config, "by_x": {}, "d_h": set()})
+            group["by_x"].setdefault(config[axis], []).append(value)
+            group["d_h"].add(config["d_h"])
     kind = {"H": "linear", "d_h": "quadratic", "d": "piecewise"}[axis]
     curves = []
     for key, group in sorted(groups.items(), key=lambda kv: repr(kv[0])):
@@ -696,7 +698,8 @@ def scaling_fits(folder):
             continue
         means = [statistics.fmean(group["by_x"][x]) for x in xs]
         fixed = {n: group["fixed"].get(n) for n in ("N", "d", "d_h", "H", "model", "nb_layers")}
-        paper = paper_fit(axis, fixed)
+        # against d with d_h = d (d_h None) the head dimension moves too: not the original's exp 3
+        paper = paper_fit(axis, fixed) if axis != "d" or len(group["d_h"]) == 1 else None
         curves.append({"label": ", ".join(f"{n}={v}" for n, v in key), "fixed": fixed, "xs": xs, "means": means,
                        "kind": kind, "coefficients": _fit(kind, xs, means), "paper": paper and paper[1]})
     cubic = None

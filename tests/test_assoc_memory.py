@@ -495,6 +495,13 @@ def test_report_prints_and_plot_draws_the_fits_beside_the_papers(tmp_path, capsy
     finally:
         plt.Figure.savefig = real_savefig
     assert "fit: acc = 0.00700 d_h^2 + 0.0900" in drawn and "paper's fit: acc = 0.00708 d_h^2 + 0.0918" in drawn
+    # exp 3 (d with d_h = 10 fixed) has the paper's fit; d with d_h = d (d_h None) moves d_h too: none
+    points = lambda d_h: [(dict(d=d, d_h=d_h, H=20), min(0.8, 0.1 * d - 0.2))  # noqa: E731
+                          for d in [10, 11, 12, 13, 14, 15, 5, 6, 7, 8, 9]]  # the first run at d = d_h = 10
+    _fake_sweep(tmp_path / "p", "d", points(10))
+    _fake_sweep(tmp_path / "n", "d", points(None))
+    (fixed,), (moving,) = am.scaling_fits(tmp_path / "p")[1], am.scaling_fits(tmp_path / "n")[1]
+    assert fixed["coefficients"][0] == 10 and fixed["paper"][0] == 10 and moving["paper"] is None
 
 
 # ---------------------------------------------------------------- the low-rank baseline and longer sequences (item 11)

@@ -115,8 +115,8 @@ class MemoryTransformer(nn.Module):
     Token embedding N x d; a learned positional embedding context_window x d_h added to the attention
     input only; per layer H parallel heads summed into the residual, then (W > 0) a GELU MLP of width W;
     when d != d_h one compress d -> d_h and one decompress d_h -> d map shared by every head and layer;
-    no norm; an untied unembedding d -> N. The last layer computes the last position only (the only
-    one whose prediction counts).
+    no norm; an untied unembedding d -> N. The last layer computes the positions read out only: the last
+    (forward(tokens)) or every one from `first` on (forward(tokens, first), longer sequences).
 
     init = 'normal': token and positional embeddings N(0, 1), each head's q, k, v and output maps
     U(+-1/sqrt(d_h)) (nn.Linear(d_h, d_h)'s). init = 'original': the original code's draws, about 5x

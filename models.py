@@ -12,6 +12,7 @@ spec                   module                builds
                                              with a one-logit classifier head or a causal-LM head
 ``GroupMLPSpec``       group_mlp.py          the group-arithmetic MLP (one-hot operands, W, act, V)
 ``AttentionOnlySpec``  attention_only.py     the associative-memory AoT; W > 0: with an MLP
+``LowRankSpec``        attention_only.py     the associative-memory low-rank baseline
 =====================  ====================  ===================================================
 
 ``lm_loss`` scores a causal LM's logits (Hugging Face's label convention); ``count_parameters`` counts
@@ -24,7 +25,7 @@ from __future__ import annotations
 import attention_only
 import decoders
 import group_mlp
-from attention_only import AttentionOnlySpec, MemoryTransformer, ParallelHeads
+from attention_only import AttentionOnlySpec, LowRank, LowRankSpec, MemoryTransformer, ParallelHeads
 from decoders import (
     FINETUNE_MODELS,
     HEADS,
@@ -57,6 +58,8 @@ __all__ = [
     "DecoderSpec",
     "GroupMLPSpec",
     "AttentionOnlySpec",
+    "LowRankSpec",
+    "LowRank",
     "SequenceClassifier",
     "EnsembleClassifier",
     "LogitMeanEnsemble",
@@ -86,6 +89,7 @@ KINDS = {
     DecoderSpec: decoders,
     GroupMLPSpec: group_mlp,
     AttentionOnlySpec: attention_only,
+    LowRankSpec: attention_only,
 }
 
 

@@ -119,6 +119,21 @@ def write_csv(table, stream):
     writer.writerows(table)
 
 
+def task_notes(folder):
+    """Lines the programme of a folder prints below its table (its task module's report_notes(folder),
+    e.g. fitted scaling laws); none if it offers none."""
+    import importlib
+
+    import tasks
+    for path in run_folders(folder):
+        config = RunDir(path).config()
+        if config:
+            name = tasks.TASK_MODULES.get(config.get("task", "target_functions"))
+            module = importlib.import_module(name) if name else None
+            return list(module.report_notes(folder)) if hasattr(module, "report_notes") else []
+    return []
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", help="a sweep folder results_new/<id> or one run folder")
@@ -145,6 +160,8 @@ def main(argv=None):
         print(f"wrote {len(table)} rows to {args.csv}")
     else:
         print(format_table(table))
+        for line in task_notes(folder):
+            print(line)
     return 0
 
 

@@ -16,3 +16,9 @@ lr = 1e-2
 lr_end = 5e-4
 eval_every = 16
 seed = 0
+# The original's protocol (docs/assoc_memory/README.md, 'Defaults that differ from the original'):
+data_seed = 2222           # one table and one training set for every model of a sweep (seeds vary the init
+                           # and the batch order only), as the original's notebook (seed 2222)
+sampler = 'original'       # drawn as the original draws them: with 2222, its notebook's table and set exactly
+init = 'original'          # its initialisation: embeddings U(+-1/sqrt(d)), U(+-1/sqrt(d_h)), Xavier q/k/v
+lr_ramp = 'epoch'          # its LinearLR, stepped once per epoch (constant within an epoch)

@@ -129,6 +129,26 @@ def test_data_follows_seed_and_data_seed():
     assert torch.equal(tokens(seed=1, data_seed=7), tokens(seed=2, data_seed=7))
 
 
+def test_original_sampler_draws_the_original_notebooks_table_and_training_set():
+    # Golden values printed by the original code itself (utils.power_unif_law and generate_data of
+    # leodana2000/Transformer_Attentional_Memory, run unmodified after torch.manual_seed(2222), N = 50,
+    # batch 256 x 64 batches, context_window 3): its table f(t0, t1) and its 16,384 training sequences.
+    task, data = task_and_data(N=50, sampler="original", data_seed=2222, seed=7)
+    tokens = data.splits["train"]["tokens"]
+    assert tokens.shape == (16384, 3)
+    assert tokens[:3].tolist() == [[13, 27, 3], [47, 20, 9], [8, 37, 14]] and tokens[-1].tolist() == [36, 9, 38]
+    weights = torch.arange(16384 * 3).view(16384, 3) % 7 + 1
+    assert int((tokens * weights).sum()) == 4798123
+    f = task.tables[2].argmax(-1)
+    assert f[:2, :5].tolist() == [[44, 47, 25, 44, 9], [21, 0, 25, 37, 31]]
+    assert int((f * (torch.arange(2500).view(50, 50) % 11 + 1)).sum()) == 370345
+    assert torch.equal(tokens[:, 2], f[tokens[:, 0], tokens[:, 1]])  # the table labels its own set
+    # the seed of the run does not move the data; the vectorised sampler draws another table
+    assert torch.equal(task_and_data(N=50, sampler="original", data_seed=2222, seed=8)[1].splits["train"]["tokens"],
+                       tokens)
+    assert not torch.equal(task_and_data(N=50, data_seed=2222)[1].splits["train"]["tokens"], tokens)
+
+
 # ---------------------------------------------------------------- models
 
 def test_aot_with_d_equal_d_h_has_no_compress_map_and_the_papers_parameter_count():
@@ -246,6 +266,38 @@ def test_contexts_split_counts_memorised_associations():
     assert int(out["accuracy"][0]) == 0 and float(out["expected_accuracy"][0]) == 0.0
 
 
+def test_original_init_draws_the_original_codes_distributions():
+    # the original: token map nn.Linear(d, N).weight -> U(+-1/sqrt(d)); positions nn.Linear(d_h, T).weight
+    # -> U(+-1/sqrt(d_h)); q/k/v: Xavier-uniform on MultiheadAttention's packed [3 d_h, d_h] map ->
+    # U(+-sqrt(6 / (d_h + 3 d_h))); output map nn.Linear(d_h, d_h) -> U(+-1/sqrt(d_h)).
+    N, d, d_h, H = 300, 16, 9, 40
+    torch.manual_seed(0)
+    original = models.build(make(N=N, d=d, d_h=d_h, H=H, context_window=200, init="original").model_spec())
+    torch.manual_seed(0)
+    normal = models.build(make(N=N, d=d, d_h=d_h, H=H, context_window=200).model_spec())
+    std_of_uniform = lambda bound: bound / math.sqrt(3)  # noqa: E731
+    xavier = math.sqrt(6 / (4 * d_h))
+    for weight, bound in [(original.embed.weight, 1 / math.sqrt(d)), (original.pos, 1 / math.sqrt(d_h)),
+                          (original.attn[0].q, xavier), (original.attn[0].k, xavier), (original.attn[0].v, xavier),
+                          (original.attn[0].out, 1 / math.sqrt(d_h)), (original.unembed.weight, 1 / math.sqrt(d))]:
+        w = weight.detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.98 * bound  # uniform: reaches its bound
+        assert w.std().item() == pytest.approx(std_of_uniform(bound), rel=0.05)
+        assert w.mean().abs() < 0.05 * bound
+    # the torch modules the original builds draw within the same bounds
+    mha = torch.nn.MultiheadAttention(d_h, 1, bias=False)
+    assert mha.in_proj_weight.abs().max() <= xavier and mha.in_proj_weight.abs().max() > 0.9 * xavier
+    # 'normal' keeps N(0, 1) embeddings: about 5x the original's at d = 10 (1 against 1/sqrt(30))
+    assert normal.embed.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert normal.pos.std().item() == pytest.approx(1.0, rel=0.05)
+    assert normal.attn[0].q.abs().max() <= 1 / math.sqrt(d_h)
+    # the draws after the embeddings are the same in both: only the re-drawn tensors differ
+    assert torch.equal(normal.attn[0].out, original.attn[0].out)
+    assert torch.equal(normal.unembed.weight, original.unembed.weight)
+    with pytest.raises(ValueError, match="init"):
+        attention_only.MemoryTransformer(N, d, d_h, H, init="xavier")
+
+
 @pytest.mark.parametrize("schedule, lr, lr_end, expected", [
     ("linear", 0.01, 0.001, [0.01, 0.00775, 0.0055, 0.00325, 0.001, 0.001]),
     ("linear", 0.0, 0.004, [0.0, 0.001, 0.002, 0.003, 0.004, 0.004]),
@@ -265,6 +317,31 @@ def test_learning_rate_ramps_linearly_per_step(schedule, lr, lr_end, expected):
     assert seen == pytest.approx(expected, abs=1e-12)
 
 
+def test_epoch_ramp_is_the_originals_linearlr_stepped_once_per_epoch():
+    # the original: Adam(lr) with LinearLR(start_factor = lr, end_factor = lr_low, total_iters = epochs)
+    # stepped after each epoch, so epoch e runs at lr * (lr + (lr_low - lr) * e / epochs), constant within it
+    task = am.Task(make(lr=0.1, lr_end=0.005, lr_schedule="original", lr_ramp="epoch", n_epochs=4, num_batch=2),
+                   _Log())
+    model = torch.nn.Linear(2, 2)
+    optimizer, scheduler = task.configure_optimizer(model, total_steps=8, steps_per_epoch=2)
+    reference = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    linear = torch.optim.lr_scheduler.LinearLR(reference, start_factor=0.1, end_factor=0.005, total_iters=4)
+    seen, expected = [], []
+    for epoch in range(4):
+        for _ in range(2):
+            seen.append(optimizer.param_groups[0]["lr"])
+            expected.append(reference.param_groups[0]["lr"])
+            model(torch.ones(1, 2)).sum().backward()
+            optimizer.step()
+            scheduler.step()
+        reference.step()  # no gradients: a no-op, in the order torch expects before the scheduler's step
+        linear.step()
+    assert seen == pytest.approx(expected, abs=1e-12)
+    assert seen == pytest.approx([0.01, 0.01, 0.007625, 0.007625, 0.00525, 0.00525, 0.002875, 0.002875])
+    with pytest.raises(settings.SettingsError, match="n_epochs"):
+        make(lr_ramp="epoch", n_epochs=None, n_steps=100)
+
+
 def test_last_batches_accuracy_is_a_window_over_training_batches():
     task, data = task_and_data(N=6, d=4, H=1, num_batch=2, acc_window=3)
     batch = data.splits["train"]
@@ -276,13 +353,15 @@ def test_last_batches_accuracy_is_a_window_over_training_batches():
 
 
 @pytest.mark.parametrize("values, needle", [
-    (dict(W=10), "AoT has no MLP"),
+    (dict(W=10), "model = .aot. has no MLP"),
     (dict(eta_min=1e-4), "lr_end"),
     (dict(nb_tokens=[5, 5]), "one support size per position"),
     (dict(N=5, nb_tokens=[5, 6, 1]), "1..N"),
     (dict(context_window=1), "shorter than"),
     (dict(alphas=[1.0]), "at least two positions"),
     (dict(lossx="ce"), "did you mean 'loss'"),
+    (dict(init="xavier"), "init"),
+    (dict(lr_ramp="epochs"), "lr_ramp"),
 ])
 def test_impossible_settings_are_refused_with_a_message(values, needle):
     with pytest.raises(settings.SettingsError, match=needle):
@@ -336,3 +415,191 @@ def test_plot_of_a_sweep_puts_the_varied_setting_on_the_axis(tmp_path):
                                               "runs": runs})
     assert [p.name for p in am.plot(folder, tmp_path)] == ["assoc_memory_accuracy_vs_d_h.png"]
     assert len(am._runs(folder)) == 3  # the failed run is left out
+
+
+# ---------------------------------------------------------------- scaling-law fits (item 12)
+
+def test_fits_recover_known_laws():
+    # a line that saturates: the fit uses the points up to the first above 0.95, that one included
+    H = [1, 6, 11, 16, 21, 26, 31]
+    acc = [min(1.0, 0.035 * h + 0.05) for h in H]  # 0.085 ... 0.96 (H = 26, the first above 0.95), then 1.0
+    assert am.fit_in_H(H, acc) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # the capped point left out
+    assert am.fit_in_H(H[::-1], acc[::-1]) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # any order
+    slope, _, used = am.fit_in_H(H, [min(1.0, 0.035 * h + 0.05) if h != 26 else 0.9 for h in H])
+    assert used == 7 and slope < 0.035  # no point above 0.95 before the saturated one: all are used
+    # acc = a d_h^2 + b
+    d_h = list(range(1, 11))
+    assert am.fit_in_d_h(d_h, [0.007 * x * x + 0.09 for x in d_h]) == pytest.approx((0.007, 0.09))
+    # two lines meeting at d = 9: the break found by least squares, each side's coefficients exact
+    d = list(range(5, 16))
+    brk, before, after = am.fit_piecewise_in_d(d, [0.1 * x - 0.2 if x <= 9 else 0.7 + 0.002 * (x - 9) for x in d])
+    assert brk == 9 and before == pytest.approx((0.1, -0.2)) and after == pytest.approx((0.002, 0.682))
+    assert am.fit_cubic_in_d([3, 5, 8], [2e-5 * x ** 3 + 0.01 for x in (3, 5, 8)]) == pytest.approx((2e-5, 0.01))
+
+
+def test_papers_fits_of_the_originals_data_match_the_published_laws():
+    # reference/assoc_memory.md: exp 1 at d = 10 about 0.034 per head; exp 4 slopes 0.0013 (d = 3) to
+    # 0.0554 (d = 13); exp 3 linear up to d = d_h = 10, flat after
+    kind, (slope, _, _) = am.paper_fit("H", dict(N=50, d=10, d_h=10, H=11, model="aot", nb_layers=1))
+    assert kind == "linear" and slope == pytest.approx(0.034, abs=5e-4)
+    slopes = [am.fit_in_H(list(am.PAPER_H), list(am.PAPER_EXP1[d]))[0] for d in (3, 13)]
+    assert slopes == [pytest.approx(0.0013, abs=1e-4), pytest.approx(0.0554, abs=1e-4)]
+    kind, (brk, (rise, _), (flat, _)) = am.paper_fit("d", dict(N=50, d=7, d_h=10, H=20))
+    assert kind == "piecewise" and brk == 10 and rise > 0.1 and abs(flat) < 0.005
+    assert am.paper_fit("d_h", dict(N=50, d=10, d_h=3, H=20))[0] == "quadratic"
+    assert am.paper_fit("H", dict(N=70, d=10, d_h=10)) is None
+
+
+def _fake_sweep(folder, name, points):
+    """A sweep folder of finished runs: points = [(overrides, last_batches_accuracy)]."""
+    from results import RunDir, atomic_write_json
+    runs = []
+    for i, (overrides, acc) in enumerate(points):
+        run = RunDir(folder / str(i))
+        run.path.mkdir(parents=True)
+        atomic_write_json(run.file("config.json"), settings.as_dict(make(**overrides)))
+        run.set_status("done")
+        run.write_summary({"final": {"last_batches_accuracy": acc, "contexts_accuracy": acc / 2},
+                           "lower_bound_accuracy": 0.02})
+        runs.append({"run": str(i), "overrides": overrides})
+    names = [n for n in points[0][0] if len({repr(o[n]) for o, _ in points}) > 1]
+    atomic_write_json(folder / "sweep.json", {"vary": [{"name": n, "values": []} for n in names], "runs": runs})
+
+
+def test_report_prints_and_plot_draws_the_fits_beside_the_papers(tmp_path, capsys):
+    import report
+    H = [1, 6, 11, 16, 21]
+    _fake_sweep(tmp_path / "h", "H", [(dict(H=h, seed=s), 0.03 * h + 0.1 + 0.01 * s) for h in H for s in (0, 1)])
+    assert report.main([str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "acc = 0.0300 H + 0.1050" in out  # ours: the mean over the two seeds
+    assert "paper  acc = 0.0340 H + 0.1188" in out  # N = 50, d = d_h = 10: the original's exp 1
+    # exp 4: curves against H for several d = d_h, their slopes cubic in d
+    _fake_sweep(tmp_path / "d", "d", [(dict(d=d, H=h), min(1.0, (2e-5 * d ** 3 + 0.001) * h + 0.05)) for d in (4, 6, 8)
+                                      for h in H])
+    notes = "\n".join(am.report_notes(tmp_path / "d"))
+    assert "ours   slope = 2.000e-05 d^3 + 0.0010" in notes and "paper  slope = 2.407e-05 d^3" in notes
+    # exp 2 (d_h) and the plot's legend carries both fits
+    _fake_sweep(tmp_path / "q", "d_h", [(dict(d=10, d_h=x, H=20), 0.007 * x * x + 0.09) for x in range(1, 11)])
+    axis, curves, _ = am.scaling_fits(tmp_path / "q")
+    assert axis == "d_h" and curves[0]["coefficients"] == pytest.approx((0.007, 0.09))
+    assert curves[0]["paper"] == pytest.approx((0.00708, 0.0918), abs=1e-4)
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    drawn = []
+    real_savefig = plt.Figure.savefig
+    plt.Figure.savefig = lambda fig, path, **kw: (drawn.extend(fig.axes[0].get_legend_handles_labels()[1]),
+                                                  real_savefig(fig, path, **kw))
+    try:
+        am.plot(tmp_path / "q", tmp_path)
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert "fit: acc = 0.00700 d_h^2 + 0.0900" in drawn and "paper's fit: acc = 0.00708 d_h^2 + 0.0918" in drawn
+    # exp 3 (d with d_h = 10 fixed) has the paper's fit; d with d_h = d (d_h None) moves d_h too: none
+    points = lambda d_h: [(dict(d=d, d_h=d_h, H=20), min(0.8, 0.1 * d - 0.2))  # noqa: E731
+                          for d in [10, 11, 12, 13, 14, 15, 5, 6, 7, 8, 9]]  # the first run at d = d_h = 10
+    _fake_sweep(tmp_path / "p", "d", points(10))
+    _fake_sweep(tmp_path / "n", "d", points(None))
+    (fixed,), (moving,) = am.scaling_fits(tmp_path / "p")[1], am.scaling_fits(tmp_path / "n")[1]
+    assert fixed["coefficients"][0] == 10 and fixed["paper"][0] == 10 and moving["paper"] is None
+
+
+# ---------------------------------------------------------------- the low-rank baseline and longer sequences (item 11)
+
+@pytest.mark.parametrize("alphas, N, d", [([1.0, 1.0, 1.0], 7, 3), ([1.0, 1.0, 1.0, 1.0], 5, 4)])
+def test_low_rank_has_one_row_per_context_and_the_originals_parameter_count(alphas, N, d):
+    # the original's Low_rank: word_emb nn.Linear(d, N ** (n - 1)) and unemb nn.Linear(d, N), nothing else
+    n = len(alphas)
+    s = make(model="low_rank", N=N, d=d, alphas=alphas)
+    model = models.build(s.model_spec())
+    assert isinstance(model, attention_only.LowRank)
+    assert sum(p.numel() for p in model.parameters()) == N ** (n - 1) * d + d * N == s.model_spec().parameter_count()
+    torch.manual_seed(0)
+    tokens = torch.randint(0, N, (6, n - 1))
+    index = sum(tokens[:, j] * N ** (n - 2 - j) for j in range(n - 1))  # the context's row, by hand
+    assert torch.allclose(model(tokens), model.embed.weight[index] @ model.unembed.weight.T)
+    # init 'original' draws the rows as the original's nn.Linear weight: U(+-1/sqrt(d))
+    torch.manual_seed(0)
+    big = models.build(make(model="low_rank", N=40, d=16, init="original").model_spec())
+    assert big.embed.weight.abs().max() <= 0.25 and big.embed.weight.std().item() == pytest.approx(0.25 / math.sqrt(3),
+                                                                                                   rel=0.05)
+    with pytest.raises(settings.SettingsError, match="no MLP"):
+        make(model="low_rank", W=4)
+
+
+def test_longer_sequences_continue_the_chain_and_are_labelled_at_every_position():
+    # context_window = 6 > n = 3: tokens 2..5 each follow f(the two before); a prediction after every
+    # position with two tokens before it, i.e. 4 per sequence, all of them in the loss and the accuracies
+    task, data = task_and_data(N=6, d=4, H=2, num_batch=4, batch_size=8, context_window=6)
+    tokens = data.splits["train"]["tokens"]
+    f = task.tables[2].argmax(-1)
+    assert tokens.shape == (32, 6)
+    for k in range(2, 6):
+        assert torch.equal(tokens[:, k], f[tokens[:, k - 2], tokens[:, k - 1]])
+    assert data.facts["sequence_length"] == 6
+
+    class Windows(torch.nn.Module):  # answers from the table, right at the positions listed only
+        def __init__(self, right):
+            super().__init__()
+            self.right, self.dummy = right, torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, first=None):
+            out = []
+            for i in range(x.shape[1] - 1 if first is None else first, x.shape[1]):
+                shift = 0 if i - 1 in self.right else 1  # position i predicts token i + 1
+                out.append(one_hot_logits(task.tables[2], shift)[x[:, i - 1], x[:, i]])
+            out = torch.stack(out, 1) + 0 * self.dummy
+            return out[:, -1] if first is None else out
+
+    with torch.inference_mode():
+        assert task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["train"])["accuracy"] == (32 * 4, 32 * 4)
+        right, count = task.evaluate_batch(Windows({2}), data.splits["train"])["accuracy"]
+        assert (int(right), count) == (32, 32 * 4)
+        perfect_loss, _ = task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["train"])["loss"]
+        assert abs(float(perfect_loss)) < 1e-3
+        # the all-contexts split keeps its n-token rows: the model is read after its last position only
+        assert task.evaluate_batch(Windows({0, 1, 2, 3}), data.splits["contexts"])["accuracy"][1] == 36
+    task.training_loss(Windows({1, 3}), data.splits["train"])
+    assert task.diagnostics(None, None)["last_batches_accuracy"] == pytest.approx(0.5)
+    # the original's longer sequences, draw for draw (golden values from its generate_data, N = 6,
+    # torch.manual_seed(5), batch 4 x 2, context_window 6)
+    original = task_and_data(N=6, batch_size=4, num_batch=2, context_window=6, sampler="original", data_seed=5)[1]
+    assert original.splits["train"]["tokens"].tolist() == [
+        [4, 1, 2, 3, 1, 3], [2, 2, 1, 0, 1, 1], [1, 4, 5, 2, 3, 1], [4, 0, 3, 0, 1, 1],
+        [5, 5, 0, 5, 1, 3], [0, 5, 1, 3, 3, 2], [1, 3, 3, 2, 3, 1], [5, 0, 5, 1, 3, 3]]
+
+
+@pytest.mark.parametrize("kind", ["aot", "low_rank", "transformer"])
+def test_every_position_logits_equal_the_model_read_on_each_prefix(kind):
+    torch.manual_seed(0)
+    s = make(N=7, d=6, d_h=4 if kind == "aot" else None, H=3, nb_layers=2 if kind == "aot" else 1, model=kind,
+             W=5 if kind == "transformer" else 0, context_window=6)
+    model = models.build(s.model_spec())
+    x = torch.randint(0, 7, (4, 5))
+    every = model(x, first=1)
+    assert every.shape == (4, 4, 7)
+    for j, i in enumerate(range(1, 5)):
+        assert torch.allclose(every[:, j], model(x[:, :i + 1]), atol=1e-5)
+
+
+def test_tiny_runs_with_longer_sequences_and_the_low_rank_model_learn(tmp_path):
+    for name, extra in (("long", dict(context_window=5)), ("low_rank", dict(model="low_rank", d=6))):
+        config = write_settings(tmp_path / f"{name}.py", dict(TINY, **extra))
+        assert main.main(["--config", str(config), "--results-path", name]) == 0
+        final = json.loads((tmp_path / name / "summary.json").read_text())["final"]
+        # 36 associations: chance is 1/6; both learn them (seeds 0-3 tried: 0.99-1.0)
+        assert final["last_batches_accuracy"] > 0.9 and final["contexts_accuracy"] > 0.9, (name, final)
+
+
+def test_experiment_confs_follow_the_originals_protocol_and_the_cpu_conf_the_defaults():
+    from pathlib import Path
+    confs = sorted((Path(__file__).resolve().parents[1] / "conf").glob("assoc_memory_*.py"))
+    assert len(confs) >= 14
+    for path in confs:
+        s = settings.build(settings.load_file(path))
+        protocol = (s.data_seed, s.sampler, s.init, s.lr_ramp)
+        if path.stem == "assoc_memory_cpu":
+            assert protocol == (None, "vectorised", "normal", "step"), path.name
+        else:
+            assert protocol == (2222, "original", "original", "epoch"), path.name

@@ -1031,6 +1031,11 @@ class CausalLM(nn.Module):
     ``output_attentions=True`` it returns ``(logits, attentions)``: per layer, the attention weights
     [batch, heads, positions, positions] (each row sums to 1; causal, so zero above the diagonal).
 
+    ``positions=slice(a, b)`` returns the logits of those positions only, [batch, b - a, vocab], and
+    computes only what they read: for GPT-2 (sdpa, no attention mask) the last block's attention
+    output projection, MLP, final norm and head run on those positions alone (see
+    ``_gpt2_selected_logits``); other models run in full and are sliced.
+
     PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
     a call that asks for them runs the eager implementation, the same function written out, and
     switches back afterwards; training calls keep the faster kernel. ``lm`` is the transformers
@@ -1042,13 +1047,76 @@ class CausalLM(nn.Module):
         self.lm = lm
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False,
+        positions: slice | None = None,
     ):
+        if positions is not None and not output_attentions:
+            if attention_mask is None and _selectable_gpt2(self.lm):
+                return _gpt2_selected_logits(self.lm, input_ids, positions).float()
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, positions].float()
         if not output_attentions:
             return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
         with _eager_attention(self.lm):
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_attentions=True)
         return out.logits.float(), tuple(out.attentions)
+
+
+def _selectable_gpt2(lm: nn.Module) -> bool:
+    """Whether _gpt2_selected_logits reproduces this model's forward: a GPT-2 LM on sdpa attention with
+    the default attention scaling and no cross-attention."""
+    config = lm.config
+    return (config.model_type == "gpt2" and config._attn_implementation == "sdpa" and config.scale_attn_weights
+            and not config.scale_attn_by_inverse_layer_idx and not config.add_cross_attention)
+
+
+def _dropout(x: torch.Tensor, full_shape: torch.Size, rows: slice, p: float, training: bool) -> torch.Tensor:
+    """torch's CPU/GPU-agnostic composite dropout (``at::dropout``: noise = bernoulli(1 - p) over the
+    whole tensor, divided by 1 - p, times the input) applied to ``x``, which is positions ``rows`` (dim 1)
+    of a tensor of ``full_shape``. The noise is drawn for the whole tensor, so the random stream, and
+    the mask of the kept positions, are those of the full forward."""
+    if not training or p == 0:
+        return x
+    noise = torch.empty(full_shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+    noise.div_(1 - p)
+    return x * noise[:, rows]
+
+
+def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
+    """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype).
+
+    The function is the model's forward (no attention mask, no cache), op for op: every block but the
+    last runs as transformers' own; the last one computes its keys, values and attention for every
+    position (sdpa, causal, as the model does), then its attention output projection, residual
+    dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only: nothing at
+    the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
+    7 of 27) that removes about half of a 1-layer model's matmul work and most of its GELU, forward
+    and backward. Dropout draws its noise for the whole tensors, in the model's order, so the random
+    stream is the full forward's; the kept positions' values equal the full forward's up to float
+    summation order in the matmuls (tests/test_models.py compares them)."""
+    backbone = lm.transformer
+    batch, length = input_ids.shape
+    position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0)
+    hidden = backbone.wte(input_ids) + backbone.wpe(position_ids)
+    hidden = backbone.drop(hidden)
+    *first, last = backbone.h
+    for block in first:
+        hidden = block(hidden, None, None, use_cache=False, position_ids=position_ids)
+    attention = last.attn
+    training = attention.training
+    query, key, value = attention.c_attn(last.ln_1(hidden)).split(attention.split_size, dim=2)
+    shape = (batch, length, -1, attention.head_dim)
+    query, key, value = (t.view(shape).transpose(1, 2) for t in (query, key, value))
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=None,
+                                         dropout_p=attention.attn_dropout.p if training else 0.0,
+                                         scale=attention.scaling, is_causal=length > 1)
+    out = out.transpose(1, 2)[:, rows]  # [batch, len, heads, head_dim]
+    out = attention.c_proj(out.reshape(*out.shape[:-2], -1).contiguous())
+    full = (batch, length, out.shape[-1])
+    hidden = _dropout(out, full, rows, attention.resid_dropout.p, training) + hidden[:, rows]
+    mlp = last.mlp
+    out = mlp.c_proj(mlp.act(mlp.c_fc(last.ln_2(hidden))))
+    hidden = hidden + _dropout(out, full, rows, mlp.dropout.p, training)
+    return lm.lm_head(backbone.ln_f(hidden))
 
 
 @contextlib.contextmanager

@@ -303,21 +303,31 @@ class Task(BaseTask):
                       f"{s.model_spec().max_positions} positions, {s.model_dtype}; {total:,} parameters")
         return model
 
+    def labelled_logits(self, model, ids):
+        """The logits that predict the labelled positions n .. T-1 (those of positions n-1 .. T-2), and
+        only those computed: the model skips the work that feeds no other position (decoders.CausalLM)."""
+        n = self.settings.n_bits
+        return model(ids, positions=slice(n - 1, ids.shape[1] - 1))
+
     def training_loss(self, model, batch):
-        ids = batch["ids"]
-        return models.lm_loss(model(ids.long()), labels_of(ids, self.settings.n_bits))
+        """Mean next-token cross-entropy over the labelled positions (the CoT tokens and y): the terms and
+        the gradient of models.lm_loss(model(ids), labels_of(ids, n)), on the labelled positions alone."""
+        ids = batch["ids"].long()
+        logits = self.labelled_logits(model, ids)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, self.settings.n_bits:].reshape(-1))
 
     def evaluate_batch(self, model, batch):
         n = self.settings.n_bits
         ids = batch["ids"].long()
-        logits = model(ids)[:, n - 1:-1]  # the predictions of the labelled positions n .. T-1
+        logits = self.labelled_logits(model, ids)
         target = ids[:, n:]
         count = len(ids)
+        predicted = logits.argmax(-1)
         out = {"loss": (F.cross_entropy(logits.reshape(-1, 2).float(), target.reshape(-1), reduction="sum"),
                         target.numel()),
-               "accuracy": (exact_match(logits.argmax(-1), target).sum(), count)}
+               "accuracy": (exact_match(predicted, target).sum(), count)}
         if self.settings.position_accuracy:
-            right = (logits.argmax(-1) == target).sum(dim=0)
+            right = (predicted == target).sum(dim=0)
             for j, name in enumerate(position_names(self.settings.k, self.settings.cot)):
                 out[f"{name}_acc"] = (right[j], count)
         return out

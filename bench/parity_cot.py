@@ -19,7 +19,8 @@
    10^4 training samples reused until 200k samples, evaluated every 20 steps; run as `python main.py` in a
    subprocess, timed from launch to exit (Python start-up, imports, data, training, evaluations, summary),
    in float32 and bfloat16 (whole model cast), with the samples at which validation exact match first
-   reached 1.0. The original (HF Trainer, bf16) takes about 77 s start to summary on a quiet 2-core machine
+   reached 1.0, and the job's process CPU time (user + system: on a loaded machine a steadier measure
+   than the wall time). The original (HF Trainer, bf16) takes about 77 s start to summary on a quiet 2-core machine
    and reaches 1.0 at about 130k samples (issue 12; it is not installed here).
 
 The machine is shared: the load average is printed; read the figures with it. Not a test: nothing asserted.
@@ -27,6 +28,7 @@ The machine is shared: the load average is printed; read the figures with it. No
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,12 +72,15 @@ def reference(dtype, threads, workdir):
     config = Path(workdir) / f"reference_{dtype}.py"
     config.write_text("".join(f"{k} = {v!r}\n" for k, v in dict(REFERENCE, model_dtype=dtype, threads=threads).items()))
     run = Path(workdir) / f"reference_{dtype}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--results-path", str(run)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     summary = json.loads((run / "summary.json").read_text())
-    return wall, summary
+    return wall, cpu, summary
 
 
 def main(argv=None):
@@ -120,9 +125,10 @@ def main(argv=None):
             print(f"\nreference job ({args.reference_threads} thread(s); {flops:.1f} TFLOP of training matmuls): "
                   "start to summary, samples at exact match 1.0")
             for dtype in ("float32", "bfloat16"):
-                wall, summary = reference(dtype, args.reference_threads, workdir)
+                wall, cpu, summary = reference(dtype, args.reference_threads, workdir)
                 print(f"{dtype:>9}: {wall:6.1f} s start to summary (train {summary['train_time']:.1f} s, "
-                      f"evaluations {summary['eval_time']:.1f} s); exact match 1.0 at "
+                      f"evaluations {summary['eval_time']:.1f} s; process CPU time {cpu:.1f} s, load average "
+                      f"{os.getloadavg()[0]:.2f}); exact match 1.0 at "
                       f"{summary['sample_complexity_text']} samples; final valid exact match "
                       f"{summary['final']['valid_accuracy']:.4f}", flush=True)
             print("original (issue 12, not installed here): about 77 s start to summary on a quiet 2-core "

@@ -59,6 +59,7 @@ import difflib
 import functools
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -1069,26 +1070,46 @@ def _selectable_gpt2(lm: nn.Module) -> bool:
             and not config.scale_attn_by_inverse_layer_idx and not config.add_cross_attention)
 
 
-def _dropout(x: torch.Tensor, full_shape: torch.Size, rows: slice, p: float, training: bool) -> torch.Tensor:
-    """torch's CPU/GPU-agnostic composite dropout (``at::dropout``: noise = bernoulli(1 - p) over the
-    whole tensor, divided by 1 - p, times the input) applied to ``x``, which is positions ``rows`` (dim 1)
+def _dropout(x: torch.Tensor, full_shape: tuple, part: tuple, p: float, training: bool) -> torch.Tensor:
+    """torch's composite dropout (``at::dropout``, what nn.Dropout runs on CPU: noise = bernoulli(1 - p)
+    over the whole tensor, divided by 1 - p, times the input) applied to ``x``, the part ``full[part]``
     of a tensor of ``full_shape``. The noise is drawn for the whole tensor, so the random stream, and
-    the mask of the kept positions, are those of the full forward."""
+    the mask of the kept part, are those of the full forward."""
     if not training or p == 0:
         return x
     noise = torch.empty(full_shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
     noise.div_(1 - p)
-    return x * noise[:, rows]
+    return x * noise[part]
+
+
+def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: float) -> torch.Tensor:
+    """Rows ``rows`` (query positions) of causal attention with dropout p, [batch, heads, len, head_dim],
+    computed as torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast
+    to float; q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise
+    drawn for the whole [batch, heads, T, T] map; times v), for those query rows only: the same values
+    and random stream as the full call (tests/test_model_layer.py)."""
+    dtype = query.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        query, key, value = query.float(), key.float(), value.float()
+    length = key.shape[-2]
+    factor = math.sqrt(scale)
+    scores = (query[:, :, rows] * factor) @ (key.transpose(-2, -1) * factor)
+    causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+    mask = torch.where(causal.logical_not(), -math.inf, torch.scalar_tensor(0.0, dtype=scores.dtype, device=query.device))
+    probs = torch.softmax(scores + mask[rows], dim=-1)
+    probs = _dropout(probs, (*probs.shape[:2], length, length), (slice(None), slice(None), rows), p, True)
+    return (probs @ value).to(dtype)
 
 
 def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
     """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype).
 
     The function is the model's forward (no attention mask, no cache), op for op: every block but the
-    last runs as transformers' own; the last one computes its keys, values and attention for every
-    position (sdpa, causal, as the model does), then its attention output projection, residual
-    dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only: nothing at
-    the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
+    last runs as transformers' own; the last one computes its keys and values for every position,
+    then its attention (the query rows ``rows`` only where sdpa runs its math kernel: training on CPU
+    with dropout; otherwise every row through sdpa, as the model does), attention output projection,
+    residual dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only:
+    nothing at the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
     7 of 27) that removes about half of a 1-layer model's matmul work and most of its GELU, forward
     and backward. Dropout draws its noise for the whole tensors, in the model's order, so the random
     stream is the full forward's; the kept positions' values equal the full forward's up to float
@@ -1106,16 +1127,19 @@ def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -
     query, key, value = attention.c_attn(last.ln_1(hidden)).split(attention.split_size, dim=2)
     shape = (batch, length, -1, attention.head_dim)
     query, key, value = (t.view(shape).transpose(1, 2) for t in (query, key, value))
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=None,
-                                         dropout_p=attention.attn_dropout.p if training else 0.0,
-                                         scale=attention.scaling, is_causal=length > 1)
-    out = out.transpose(1, 2)[:, rows]  # [batch, len, heads, head_dim]
+    p = attention.attn_dropout.p if training else 0.0
+    if p > 0 and length > 1 and query.device.type == "cpu":  # sdpa's math kernel: its query rows alone
+        out = _causal_attention_rows(query, key, value, rows, attention.scaling, p)
+    else:  # sdpa's fused kernels (evaluation; GPU): every row, as the model computes them
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=p,
+                                             scale=attention.scaling, is_causal=length > 1)[:, :, rows]
+    out = out.transpose(1, 2)  # [batch, len, heads, head_dim]
     out = attention.c_proj(out.reshape(*out.shape[:-2], -1).contiguous())
-    full = (batch, length, out.shape[-1])
-    hidden = _dropout(out, full, rows, attention.resid_dropout.p, training) + hidden[:, rows]
+    full, part = (batch, length, out.shape[-1]), (slice(None), rows)
+    hidden = _dropout(out, full, part, attention.resid_dropout.p, training) + hidden[part]
     mlp = last.mlp
     out = mlp.c_proj(mlp.act(mlp.c_fc(last.ln_2(hidden))))
-    hidden = hidden + _dropout(out, full, rows, mlp.dropout.p, training)
+    hidden = hidden + _dropout(out, full, part, mlp.dropout.p, training)
     return lm.lm_head(backbone.ln_f(hidden))
 
 

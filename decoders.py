@@ -1082,18 +1082,26 @@ def _dropout(x: torch.Tensor, full_shape: tuple, part: tuple, p: float, training
     return x * noise[part]
 
 
+def _conv1d_columns(conv: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Output features start..stop-1 of GPT-2's Conv1D (``addmm(bias, x, weight)``, weight [in, out])
+    alone: the same values as those columns of the whole layer's output."""
+    out = torch.addmm(conv.bias[start:stop], x.reshape(-1, x.shape[-1]), conv.weight[:, start:stop])
+    return out.view(*x.shape[:-1], stop - start)
+
+
 def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: float) -> torch.Tensor:
     """Rows ``rows`` (query positions) of causal attention with dropout p, [batch, heads, len, head_dim],
-    computed as torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast
-    to float; q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise
-    drawn for the whole [batch, heads, T, T] map; times v), for those query rows only: the same values
-    and random stream as the full call (tests/test_model_layer.py)."""
+    from the queries of those rows ([batch, heads, len, head_dim]) and every key and value, computed as
+    torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast to float;
+    q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise drawn for the
+    whole [batch, heads, T, T] map; times v): the same values and random stream as the full call
+    (tests/test_model_layer.py)."""
     dtype = query.dtype
     if dtype in (torch.float16, torch.bfloat16):
         query, key, value = query.float(), key.float(), value.float()
     length = key.shape[-2]
     factor = math.sqrt(scale)
-    scores = (query[:, :, rows] * factor) @ (key.transpose(-2, -1) * factor)
+    scores = (query * factor) @ (key.transpose(-2, -1) * factor)
     causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
     mask = torch.where(causal.logical_not(), -math.inf, torch.scalar_tensor(0.0, dtype=scores.dtype, device=query.device))
     probs = torch.softmax(scores + mask[rows], dim=-1)
@@ -1106,14 +1114,14 @@ def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -
 
     The function is the model's forward (no attention mask, no cache), op for op: every block but the
     last runs as transformers' own; the last one computes its keys and values for every position,
-    then its attention (the query rows ``rows`` only where sdpa runs its math kernel: training on CPU
-    with dropout; otherwise every row through sdpa, as the model does), attention output projection,
+    then its queries and attention for the rows ``rows`` only where sdpa runs its math kernel (training
+    on CPU with dropout; otherwise every row through sdpa, as the model does), attention output projection,
     residual dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only:
     nothing at the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
     7 of 27) that removes about half of a 1-layer model's matmul work and most of its GELU, forward
     and backward. Dropout draws its noise for the whole tensors, in the model's order, so the random
     stream is the full forward's; the kept positions' values equal the full forward's up to float
-    summation order in the matmuls (tests/test_models.py compares them)."""
+    summation order in the matmuls (tests/test_model_layer.py compares them)."""
     backbone = lm.transformer
     batch, length = input_ids.shape
     position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0)
@@ -1124,13 +1132,20 @@ def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -
         hidden = block(hidden, None, None, use_cache=False, position_ids=position_ids)
     attention = last.attn
     training = attention.training
-    query, key, value = attention.c_attn(last.ln_1(hidden)).split(attention.split_size, dim=2)
-    shape = (batch, length, -1, attention.head_dim)
-    query, key, value = (t.view(shape).transpose(1, 2) for t in (query, key, value))
+    x = last.ln_1(hidden)
+    width = attention.split_size
     p = attention.attn_dropout.p if training else 0.0
-    if p > 0 and length > 1 and query.device.type == "cpu":  # sdpa's math kernel: its query rows alone
-        out = _causal_attention_rows(query, key, value, rows, attention.scaling, p)
+    heads = lambda t: t.view(*t.shape[:2], -1, attention.head_dim).transpose(1, 2)  # noqa: E731
+    if p > 0 and length > 1 and x.device.type == "cpu":  # sdpa's math kernel: the selected query rows alone
+        if x.dtype == torch.float32:  # c_attn is [q | k | v]: the queries of those rows alone
+            query = _conv1d_columns(attention.c_attn, x[:, rows], 0, width)
+            key, value = _conv1d_columns(attention.c_attn, x, width, 3 * width).split(width, dim=2)
+        else:  # in half types the input gradient of two products would be rounded twice: one product
+            query, key, value = attention.c_attn(x).split(width, dim=2)
+            query = query[:, rows]
+        out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p)
     else:  # sdpa's fused kernels (evaluation; GPU): every row, as the model computes them
+        query, key, value = (heads(t) for t in attention.c_attn(x).split(width, dim=2))
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=p,
                                              scale=attention.scaling, is_causal=length > 1)[:, :, rows]
     out = out.transpose(1, 2)  # [batch, len, heads, head_dim]

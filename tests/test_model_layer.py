@@ -269,13 +269,13 @@ def _rows_into_last_mlp(model, call):
         handle.remove()
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dropout):
+@pytest.mark.parametrize("dropout, dtype", [(0.0, torch.float32), (0.1, torch.float32), (0.1, torch.bfloat16)])
+def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dropout, dtype):
     """positions=slice(a, b) on GPT-2: the last block's MLP runs on b - a positions; the logits equal the
     full forward's at those positions, bit for bit (evaluation, and training with dropout under the same
     seed, which leaves the random stream where the full forward leaves it); the gradients equal the full
     forward's to float summation order."""
-    model = seeded(lambda: models.build(gpt2_spec(dropout=dropout)))
+    model = seeded(lambda: models.build(gpt2_spec(dropout=dropout))).to(dtype)
     ids = torch.randint(0, 11, (5, SEQ))
     rows = slice(9, 15)
     for mode in (model.eval, model.train):
@@ -300,7 +300,10 @@ def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dro
     theirs = torch.autograd.grad((model(ids)[:, rows] * weights).sum(), params)
     assert all(g.abs().sum() > 0 for g in ours)
     for a, b in zip(ours, theirs):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        if dtype == torch.float32:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        else:  # bf16 gradients: 8 significant bits
+            torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
 
 
 def test_selected_positions_of_other_models_are_the_full_forward_sliced():

@@ -130,7 +130,8 @@ def main(argv=None):
                       f"evaluations {summary['eval_time']:.1f} s; process CPU time {cpu:.1f} s, load average "
                       f"{os.getloadavg()[0]:.2f}); exact match 1.0 at "
                       f"{summary['sample_complexity_text']} samples; final valid exact match "
-                      f"{summary['final']['valid_accuracy']:.4f}", flush=True)
+                      f"{summary['final']['valid_accuracy']:.4f}, valid loss {summary['final']['valid_loss']:.3g}, "
+                      f"entropy {summary['final'].get('entropy_l0_h0', float('nan')):.4f}", flush=True)
             print("original (issue 12, not installed here): about 77 s start to summary on a quiet 2-core "
                   "machine, exact match 1.0 at about 130k samples")
 

@@ -199,9 +199,11 @@ def test_training_loss_on_labelled_positions_is_the_full_lm_loss():
     torch.testing.assert_close(task.training_loss(model, {"ids": ids}), by_hand)
 
 
-def test_evaluation_on_labelled_positions_equals_the_full_forward():
-    """evaluate_batch (the model computes the labelled predictions only) gives exactly the metrics of the
-    full forward's logits at those positions."""
+@pytest.mark.parametrize("piece", [512, 5])
+def test_evaluation_on_labelled_positions_equals_the_full_forward(piece, monkeypatch):
+    """evaluate_batch (the model computes the labelled predictions only, in pieces of EVAL_PIECE
+    sequences) gives exactly the metrics of the full forward's logits at those positions."""
+    monkeypatch.setattr(pc, "EVAL_PIECE", piece)
     task, model, ids = _tiny_model_and_ids()
     model.eval()
     with torch.inference_mode():

@@ -1033,9 +1033,10 @@ class CausalLM(nn.Module):
     [batch, heads, positions, positions] (each row sums to 1; causal, so zero above the diagonal).
 
     ``positions=slice(a, b)`` returns the logits of those positions only, [batch, b - a, vocab], and
-    computes only what they read: for GPT-2 (sdpa, no attention mask) the last block's attention
-    output projection, MLP, final norm and head run on those positions alone (see
-    ``_gpt2_selected_logits``); other models run in full and are sliced.
+    computes only what they read: for GPT-2 on CPU (sdpa, no attention mask) the last block's
+    attention output projection, MLP, final norm and head run on those positions alone (see
+    ``_gpt2_selected_logits``); other models, and GPUs (whose fused dropout draws its random numbers
+    differently: not reproduced here, nor measured), run in full and are sliced.
 
     PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
     a call that asks for them runs the eager implementation, the same function written out, and
@@ -1052,7 +1053,7 @@ class CausalLM(nn.Module):
         positions: slice | None = None,
     ):
         if positions is not None and not output_attentions:
-            if attention_mask is None and _selectable_gpt2(self.lm):
+            if attention_mask is None and input_ids.device.type == "cpu" and _selectable_gpt2(self.lm):
                 return _gpt2_selected_logits(self.lm, input_ids, positions).float()
             return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, positions].float()
         if not output_attentions:
@@ -1110,7 +1111,7 @@ def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: floa
 
 
 def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
-    """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype).
+    """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype), on CPU.
 
     The function is the model's forward (no attention mask, no cache), op for op: every block but the
     last runs as transformers' own; the last one computes its keys and values for every position,
@@ -1136,7 +1137,7 @@ def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -
     width = attention.split_size
     p = attention.attn_dropout.p if training else 0.0
     heads = lambda t: t.view(*t.shape[:2], -1, attention.head_dim).transpose(1, 2)  # noqa: E731
-    if p > 0 and length > 1 and x.device.type == "cpu":  # sdpa's math kernel: the selected query rows alone
+    if p > 0 and length > 1:  # sdpa's math kernel (CPU with dropout): the selected query rows alone
         if x.dtype == torch.float32:  # c_attn is [q | k | v]: the queries of those rows alone
             query = _conv1d_columns(attention.c_attn, x[:, rows], 0, width)
             key, value = _conv1d_columns(attention.c_attn, x, width, 3 * width).split(width, dim=2)
@@ -1144,7 +1145,7 @@ def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -
             query, key, value = attention.c_attn(x).split(width, dim=2)
             query = query[:, rows]
         out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p)
-    else:  # sdpa's fused kernels (evaluation; GPU): every row, as the model computes them
+    else:  # sdpa's fused kernel (evaluation): every row, as the model computes them
         query, key, value = (heads(t) for t in attention.c_attn(x).split(width, dim=2))
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=p,
                                              scale=attention.scaling, is_causal=length > 1)[:, :, rows]

@@ -16,7 +16,9 @@ where it hits a validation input), `n_train = N` fixes a set of N distinct input
 (Figures 4, 5, 9).
 
 Model: GPT-2 causal LM from scratch through the model layer (learned positions, tied embeddings, MLP
-4 * n_embd, dropout). `model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did;
+4 * n_embd, dropout). Loss and metrics read only the predictions of the labelled positions, and the model
+is asked for those alone (CausalLM positions=...: on CPU its last block computes nothing else, which
+halves a 1-layer model's work; the same logits). `model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did;
 `mixed_precision = 'bf16'` is autocast with fp32 weights instead; fp32 is the default.
 Optimiser: AdamW (0.9, 0.999, 1e-8), weight decay 0, linear decay from lr to 0 over the planned samples,
 no warmup, clip 1.0, batch 512, seed 42.
@@ -317,8 +319,9 @@ class Task(BaseTask):
                           for start in range(0, len(ids), EVAL_PIECE)])
 
     def training_loss(self, model, batch):
-        """Mean next-token cross-entropy over the labelled positions (the CoT tokens and y): the terms and
-        the gradient of models.lm_loss(model(ids), labels_of(ids, n)), on the labelled positions alone."""
+        """Mean next-token cross-entropy over the labelled positions (the CoT tokens and y): the terms of
+        models.lm_loss(model(ids), labels_of(ids, n)), computed from the labelled positions' logits alone
+        (value and gradient equal to float summation order; tests/test_parity_cot.py)."""
         ids = batch["ids"].long()
         logits = self.labelled_logits(model, ids)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, self.settings.n_bits:].reshape(-1))

@@ -59,6 +59,7 @@ import difflib
 import functools
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -1031,6 +1032,12 @@ class CausalLM(nn.Module):
     ``output_attentions=True`` it returns ``(logits, attentions)``: per layer, the attention weights
     [batch, heads, positions, positions] (each row sums to 1; causal, so zero above the diagonal).
 
+    ``positions=slice(a, b)`` returns the logits of those positions only, [batch, b - a, vocab], and
+    computes only what they read: for GPT-2 on CPU (sdpa, no attention mask) the last block's
+    attention output projection, MLP, final norm and head run on those positions alone (see
+    ``_gpt2_selected_logits``); other models, and GPUs (whose fused dropout draws its random numbers
+    differently: not reproduced here, nor measured), run in full and are sliced.
+
     PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
     a call that asks for them runs the eager implementation, the same function written out, and
     switches back afterwards; training calls keep the faster kernel. ``lm`` is the transformers
@@ -1042,13 +1049,114 @@ class CausalLM(nn.Module):
         self.lm = lm
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False,
+        positions: slice | None = None,
     ):
+        if positions is not None and not output_attentions:
+            if attention_mask is None and input_ids.device.type == "cpu" and _selectable_gpt2(self.lm):
+                return _gpt2_selected_logits(self.lm, input_ids, positions).float()
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, positions].float()
         if not output_attentions:
             return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
         with _eager_attention(self.lm):
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, output_attentions=True)
         return out.logits.float(), tuple(out.attentions)
+
+
+def _selectable_gpt2(lm: nn.Module) -> bool:
+    """Whether _gpt2_selected_logits reproduces this model's forward: a GPT-2 LM on sdpa attention with
+    the default attention scaling and no cross-attention."""
+    config = lm.config
+    return (config.model_type == "gpt2" and config._attn_implementation == "sdpa" and config.scale_attn_weights
+            and not config.scale_attn_by_inverse_layer_idx and not config.add_cross_attention)
+
+
+def _dropout(x: torch.Tensor, full_shape: tuple, part: tuple, p: float, training: bool) -> torch.Tensor:
+    """torch's composite dropout (``at::dropout``, what nn.Dropout runs on CPU: noise = bernoulli(1 - p)
+    over the whole tensor, divided by 1 - p, times the input) applied to ``x``, the part ``full[part]``
+    of a tensor of ``full_shape``. The noise is drawn for the whole tensor, so the random stream, and
+    the mask of the kept part, are those of the full forward."""
+    if not training or p == 0:
+        return x
+    noise = torch.empty(full_shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+    noise.div_(1 - p)
+    return x * noise[part]
+
+
+def _conv1d_columns(conv: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Output features start..stop-1 of GPT-2's Conv1D (``addmm(bias, x, weight)``, weight [in, out])
+    alone: the same values as those columns of the whole layer's output."""
+    out = torch.addmm(conv.bias[start:stop], x.reshape(-1, x.shape[-1]), conv.weight[:, start:stop])
+    return out.view(*x.shape[:-1], stop - start)
+
+
+def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: float) -> torch.Tensor:
+    """Rows ``rows`` (query positions) of causal attention with dropout p, [batch, heads, len, head_dim],
+    from the queries of those rows ([batch, heads, len, head_dim]) and every key and value, computed as
+    torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast to float;
+    q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise drawn for the
+    whole [batch, heads, T, T] map; times v): the same values and random stream as the full call
+    (tests/test_model_layer.py)."""
+    dtype = query.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        query, key, value = query.float(), key.float(), value.float()
+    length = key.shape[-2]
+    factor = math.sqrt(scale)
+    scores = (query * factor) @ (key.transpose(-2, -1) * factor)
+    causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+    mask = torch.where(causal.logical_not(), -math.inf, torch.scalar_tensor(0.0, dtype=scores.dtype, device=query.device))
+    probs = torch.softmax(scores + mask[rows], dim=-1)
+    probs = _dropout(probs, (*probs.shape[:2], length, length), (slice(None), slice(None), rows), p, True)
+    return (probs @ value).to(dtype)
+
+
+def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
+    """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype), on CPU.
+
+    The function is the model's forward (no attention mask, no cache), op for op: every block but the
+    last runs as transformers' own; the last one computes its keys and values for every position,
+    then its queries and attention for the rows ``rows`` only where sdpa runs its math kernel (training
+    on CPU with dropout; otherwise every row through sdpa, as the model does), attention output projection,
+    residual dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only:
+    nothing at the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
+    7 of 27) that removes about half of a 1-layer model's matmul work and most of its GELU, forward
+    and backward. Dropout draws its noise for the whole tensors, in the model's order, so the random
+    stream is the full forward's; the kept positions' values equal the full forward's up to float
+    summation order in the matmuls (tests/test_model_layer.py compares them)."""
+    backbone = lm.transformer
+    batch, length = input_ids.shape
+    position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0)
+    hidden = backbone.wte(input_ids) + backbone.wpe(position_ids)
+    hidden = backbone.drop(hidden)
+    *first, last = backbone.h
+    for block in first:
+        hidden = block(hidden, None, None, use_cache=False, position_ids=position_ids)
+    attention = last.attn
+    training = attention.training
+    x = last.ln_1(hidden)
+    width = attention.split_size
+    p = attention.attn_dropout.p if training else 0.0
+    heads = lambda t: t.view(*t.shape[:2], -1, attention.head_dim).transpose(1, 2)  # noqa: E731
+    if p > 0 and length > 1:  # sdpa's math kernel (CPU with dropout): the selected query rows alone
+        if x.dtype == torch.float32:  # c_attn is [q | k | v]: the queries of those rows alone
+            query = _conv1d_columns(attention.c_attn, x[:, rows], 0, width)
+            key, value = _conv1d_columns(attention.c_attn, x, width, 3 * width).split(width, dim=2)
+        else:  # in half types the input gradient of two products would be rounded twice: one product
+            query, key, value = attention.c_attn(x).split(width, dim=2)
+            query = query[:, rows]
+        out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p)
+    else:  # sdpa's fused kernel (evaluation): every row, as the model computes them
+        query, key, value = (heads(t) for t in attention.c_attn(x).split(width, dim=2))
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=p,
+                                             scale=attention.scaling, is_causal=length > 1)[:, :, rows]
+    out = out.transpose(1, 2)  # [batch, len, heads, head_dim]
+    out = attention.c_proj(out.reshape(*out.shape[:-2], -1).contiguous())
+    full, part = (batch, length, out.shape[-1]), (slice(None), rows)
+    hidden = _dropout(out, full, part, attention.resid_dropout.p, training) + hidden[part]
+    mlp = last.mlp
+    out = mlp.c_proj(mlp.act(mlp.c_fc(last.ln_2(hidden))))
+    hidden = hidden + _dropout(out, full, part, mlp.dropout.p, training)
+    return lm.lm_head(backbone.ln_f(hidden))
 
 
 @contextlib.contextmanager

@@ -19,14 +19,19 @@
    10^4 training samples reused until 200k samples, evaluated every 20 steps; run as `python main.py` in a
    subprocess, timed from launch to exit (Python start-up, imports, data, training, evaluations, summary),
    in float32 and bfloat16 (whole model cast), with the samples at which validation exact match first
-   reached 1.0. The original (HF Trainer, bf16) takes about 77 s start to summary on a quiet 2-core machine
-   and reaches 1.0 at about 130k samples (issue 12; it is not installed here).
+   reached 1.0, the job's process CPU time (user + system: on a loaded machine a steadier measure than
+   the wall time) and its final valid loss and attention entropy (to compare two versions' numbers). The
+   job's matmul work is printed for the whole model and for what the task computes: only the logits of
+   the 7 labelled positions (labelled_forward_flops). The original (HF Trainer, bf16) takes about 77 s
+   start to summary on a quiet 2-core machine and reaches 1.0 at about 130k samples (issue 12; it is not
+   installed here).
 
 The machine is shared: the load average is printed; read the figures with it. Not a test: nothing asserted.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +52,15 @@ REFERENCE = dict(task="parity_cot", n_bits=20, k=6, cot=True, n_train=10000, n_s
 def forward_flops(T, d, layers, vocab=2):
     """Matmul FLOPs of one sample's forward pass (see the module's docstring)."""
     return layers * (2 * T * 12 * d * d + 4 * T * T * d) + 2 * T * d * vocab
+
+
+def labelled_forward_flops(T, d, rows, query_rows_only, vocab=2):
+    """Matmul FLOPs of one sample's forward in a 1-layer model that computes the logits of `rows` positions
+    only (tasks/parity_cot: the 7 labelled predictions of 27): keys and values at every position, the
+    queries at `rows` positions (fp32) or at all T (bf16), attention, output projection, MLP and head at
+    `rows` positions."""
+    queries = rows if query_rows_only else T
+    return 2 * T * 2 * d * d + 2 * queries * d * d + 4 * rows * T * d + 2 * rows * 9 * d * d + 2 * rows * d * vocab
 
 
 def throughput(width, dtype, entropy, steps, threads, workdir, n_valid=512):
@@ -70,12 +84,15 @@ def reference(dtype, threads, workdir):
     config = Path(workdir) / f"reference_{dtype}.py"
     config.write_text("".join(f"{k} = {v!r}\n" for k, v in dict(REFERENCE, model_dtype=dtype, threads=threads).items()))
     run = Path(workdir) / f"reference_{dtype}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--results-path", str(run)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     summary = json.loads((run / "summary.json").read_text())
-    return wall, summary
+    return wall, cpu, summary
 
 
 def main(argv=None):
@@ -117,14 +134,19 @@ def main(argv=None):
                                                           for (n, t), v in peaks.items()))
         if not args.skip_reference:
             flops = 3 * forward_flops(27, 128, 1) * REFERENCE["n_samples"] / 1e12
-            print(f"\nreference job ({args.reference_threads} thread(s); {flops:.1f} TFLOP of training matmuls): "
-                  "start to summary, samples at exact match 1.0")
+            computed = {dtype: 3 * labelled_forward_flops(27, 128, 7, dtype == "float32") * REFERENCE["n_samples"] / 1e12
+                        for dtype in ("float32", "bfloat16")}
+            print(f"\nreference job ({args.reference_threads} thread(s); {flops:.1f} TFLOP of training matmuls in the "
+                  f"whole model, of which the labelled predictions need {computed['float32']:.1f} in float32 and "
+                  f"{computed['bfloat16']:.1f} in bfloat16): start to summary, samples at exact match 1.0")
             for dtype in ("float32", "bfloat16"):
-                wall, summary = reference(dtype, args.reference_threads, workdir)
+                wall, cpu, summary = reference(dtype, args.reference_threads, workdir)
                 print(f"{dtype:>9}: {wall:6.1f} s start to summary (train {summary['train_time']:.1f} s, "
-                      f"evaluations {summary['eval_time']:.1f} s); exact match 1.0 at "
+                      f"evaluations {summary['eval_time']:.1f} s; process CPU time {cpu:.1f} s, load average "
+                      f"{os.getloadavg()[0]:.2f}); exact match 1.0 at "
                       f"{summary['sample_complexity_text']} samples; final valid exact match "
-                      f"{summary['final']['valid_accuracy']:.4f}", flush=True)
+                      f"{summary['final']['valid_accuracy']:.4f}, valid loss {summary['final']['valid_loss']:.3g}, "
+                      f"entropy {summary['final'].get('entropy_l0_h0', float('nan')):.4f}", flush=True)
             print("original (issue 12, not installed here): about 77 s start to summary on a quiet 2-core "
                   "machine, exact match 1.0 at about 130k samples")
 

@@ -259,6 +259,59 @@ def test_lm_head_returns_float32_logits_at_every_position_and_learns(name):
     torch.testing.assert_close(model(later)[:, :-1], model(ids)[:, :-1])
 
 
+def _rows_into_last_mlp(model, call):
+    """(call's result, the number of positions the last block's MLP computed)."""
+    seen = []
+    handle = model.lm.transformer.h[-1].mlp.c_fc.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    try:
+        return call(), seen
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("dropout, dtype", [(0.0, torch.float32), (0.1, torch.float32), (0.1, torch.bfloat16)])
+def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dropout, dtype):
+    """positions=slice(a, b) on GPT-2: the last block's MLP runs on b - a positions; the logits equal the
+    full forward's at those positions, bit for bit (evaluation, and training with dropout under the same
+    seed, which leaves the random stream where the full forward leaves it); the gradients equal the full
+    forward's to float summation order."""
+    model = seeded(lambda: models.build(gpt2_spec(dropout=dropout))).to(dtype)
+    ids = torch.randint(0, 11, (5, SEQ))
+    rows = slice(9, 15)
+    for mode in (model.eval, model.train):
+        mode()
+        torch.manual_seed(1)
+        full, lengths = _rows_into_last_mlp(model, lambda: model(ids))
+        full, after_full = full[:, rows], torch.get_rng_state()
+        assert lengths == [SEQ]
+        torch.manual_seed(1)
+        chosen, lengths = _rows_into_last_mlp(model, lambda: model(ids, positions=rows))
+        assert lengths == [6] and chosen.shape == (5, 6, 11) and chosen.dtype == torch.float32
+        assert torch.equal(chosen, full)
+        assert torch.equal(torch.get_rng_state(), after_full)
+    if dropout:  # the masks differ between two draws, so the equality above compared the same masks
+        torch.manual_seed(2)
+        assert not torch.equal(model(ids, positions=rows), full)
+    weights = torch.randn(5, 6, 11)
+    params = list(model.parameters())
+    torch.manual_seed(1)
+    ours = torch.autograd.grad((model(ids, positions=rows) * weights).sum(), params)
+    torch.manual_seed(1)
+    theirs = torch.autograd.grad((model(ids)[:, rows] * weights).sum(), params)
+    assert all(g.abs().sum() > 0 for g in ours)
+    for a, b in zip(ours, theirs):
+        if dtype == torch.float32:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        else:  # bf16 gradients: 8 significant bits
+            torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
+
+
+def test_selected_positions_of_other_models_are_the_full_forward_sliced():
+    model = seeded(lambda: models.build(gpt2_spec(model="llama3", n_kv_head=2))).eval()
+    ids = torch.randint(0, 11, (3, 9))
+    assert torch.equal(model(ids, positions=slice(2, 5)), model(ids)[:, 2:5])
+
+
 def _layer0_attention_by_hand(model, ids):
     """GPT-2's first attention map from its weights: softmax(q k^T / sqrt(d_head) + causal mask)."""
     gpt = model.lm.transformer

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import main
+import models
 import settings
 from tasks import parity_cot as pc
 
@@ -145,11 +146,12 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.wrong = set(wrong)
 
-    def forward(self, ids, attention_mask=None, output_attentions=False):
+    def forward(self, ids, attention_mask=None, output_attentions=False, positions=None):
         nxt = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
         for b, t in self.wrong:
             nxt[b, t - 1] = 1 - nxt[b, t - 1]
-        return F_one_hot(nxt) * 10.0
+        logits = F_one_hot(nxt) * 10.0
+        return logits if positions is None else logits[:, positions]  # CausalLM's positions=slice(...)
 
 
 def F_one_hot(x):
@@ -164,6 +166,57 @@ def test_evaluate_batch_exact_and_per_position():
     assert out["accuracy"][0].item() == 8 and out["accuracy"][1] == 10
     assert [out[f"{p}_acc"][0].item() for p in ("cot1", "cot2", "cot3", "answer")] == [9, 9, 10, 9]
     assert out["loss"][1] == 40
+
+
+def _tiny_model_and_ids(**values):
+    task = pc.Task(make(**{**TINY, **values}), _Log())
+    data = task.build_data()
+    torch.manual_seed(0)
+    return task, task.build_model(data), data.splits["valid"]["ids"][:24]
+
+
+def test_training_loss_on_labelled_positions_is_the_full_lm_loss():
+    """The loss computed on the labelled positions alone is the next-token loss of the whole sequence with
+    the inputs' labels -100 (the same terms; value and gradient equal to float summation order), with the
+    same dropout masks (same seed, the random stream left at the same place)."""
+    task, model, ids = _tiny_model_and_ids()
+    model.train()
+    params = list(model.parameters())
+    torch.manual_seed(3)
+    ours = task.training_loss(model, {"ids": ids})
+    ours_grads, after = torch.autograd.grad(ours, params), torch.get_rng_state()
+    torch.manual_seed(3)
+    full = models.lm_loss(model(ids.long()), pc.labels_of(ids, 8))
+    full_grads = torch.autograd.grad(full, params)
+    assert torch.equal(torch.get_rng_state(), after)
+    torch.testing.assert_close(ours, full, rtol=1e-6, atol=0)
+    for a, b in zip(ours_grads, full_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # by hand: the mean over the 4 labelled positions (n = 8, k = 3: 3 CoT tokens and y) of every sample
+    model.eval()
+    logits = model(ids.long())[:, 7:-1]
+    by_hand = -torch.log_softmax(logits, -1).gather(-1, ids[:, 8:].long().unsqueeze(-1)).mean()
+    torch.testing.assert_close(task.training_loss(model, {"ids": ids}), by_hand)
+
+
+@pytest.mark.parametrize("piece", [512, 5])
+def test_evaluation_on_labelled_positions_equals_the_full_forward(piece, monkeypatch):
+    """evaluate_batch (the model computes the labelled predictions only, in pieces of EVAL_PIECE
+    sequences) gives exactly the metrics of the full forward's logits at those positions."""
+    monkeypatch.setattr(pc, "EVAL_PIECE", piece)
+    task, model, ids = _tiny_model_and_ids()
+    model.eval()
+    with torch.inference_mode():
+        out = task.evaluate_batch(model, {"ids": ids})
+        logits = model(ids.long())[:, 7:-1]
+    target = ids[:, 8:].long()
+    right = logits.argmax(-1) == target
+    assert out["loss"][0].item() == torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 2), target.reshape(-1), reduction="sum").item()
+    assert out["loss"][1] == 24 * 4
+    assert out["accuracy"][0].item() == right.all(1).sum().item() and out["accuracy"][1] == 24
+    for j, name in enumerate(("cot1", "cot2", "cot3", "answer")):
+        assert out[f"{name}_acc"][0].item() == right[:, j].sum().item()
 
 
 def test_entropy_uniform_rows_one_and_one_hot_rows_zero():

@@ -119,10 +119,14 @@ class GroupMLP(nn.Module):
         if ridge_lambda is not None:
             self.V.weight.requires_grad_(False)  # solved, not trained
         self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
+        # set by stacking.py on the module it runs under vmap: embedding_bag has no batching rule (vmap would
+        # loop over the members), the row gathers below have one
+        self.stacked = False
 
     def features(self, x):
         """Hidden representation (before V) of operand tuples x: (n, num_ops) int64."""
-        inplace = not torch.is_grad_enabled()  # every tensor below is a fresh one
+        # every tensor below is a fresh one; not in a stack (vmap has no batching rule for square_)
+        inplace = not torch.is_grad_enabled() and not self.stacked
         if self.embedding.weight.requires_grad:
             onehots = self.embedding(x).reshape(len(x), -1)
             h = self.W(onehots.to(self.W.weight.dtype))
@@ -131,7 +135,7 @@ class GroupMLP(nn.Module):
             # made a step at M=97 twice as slow. embedding_bag sums the picked rows in one kernel and one
             # output buffer (it has no complex kernel, hence the index_select path).
             columns = self.W.weight.t().contiguous()
-            if not columns.is_complex():
+            if not columns.is_complex() and not self.stacked:
                 h = F.embedding_bag(x + self.offsets, columns, mode="sum")
             else:
                 h = columns.index_select(0, x[:, 0])

@@ -261,7 +261,20 @@ def train(settings, run_dir, log, started=None):
         bar.close()
         metrics.flush()
 
-    history = metrics.records
+    summary = summarise(settings, task, data, run_plan, metrics.records, step, samples, (total, trainable),
+                        accelerator, data_time, train_time, started, notes)
+    run_dir.write_summary(summary)
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()  # the finished run's metrics and summary say everything
+    log.info("summary: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in summary["final"].items()) + f", wall time {summary['wall_time']:.1f}s")
+    return summary
+
+
+def summarise(settings, task, data, run_plan, history, step, samples, parameters, accelerator, data_time,
+              train_time, started, notes):
+    """summary.json of a finished run (the stacked trainer, stacking.py, writes its members' with it too)."""
+    total, trainable = parameters
     unit = "epoch" if run_plan.train_size is not None else "step"
     summary = {
         "state": "done",
@@ -287,11 +300,6 @@ def train(settings, run_dir, log, started=None):
     summary.update(task.extra_summary(data, history))
     if task.report_columns:
         summary["report_columns"] = list(task.report_columns)
-    run_dir.write_summary(summary)
-    if checkpoint_path.exists():
-        checkpoint_path.unlink()  # the finished run's metrics and summary say everything
-    log.info("summary: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                     for k, v in summary["final"].items()) + f", wall time {summary['wall_time']:.1f}s")
     return summary
 
 

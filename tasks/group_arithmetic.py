@@ -418,6 +418,15 @@ class Task(BaseTask):
     name = "group_arithmetic"
     Settings = Settings
     report_columns = ("grokking_delay",)
+    stackable = True
+
+    @classmethod
+    def stack_refusal(cls, s):
+        if s.set_weight_reg is not None:
+            return "set_weight_reg re-solves V inside the forward pass, in place, which does not stack"
+        if s.use_bn:
+            return "use_bn keeps running statistics updated in place, which does not stack"
+        return None
 
     def build_data(self):
         s = self.settings

@@ -80,6 +80,33 @@ def build(spec: GroupMLPSpec) -> "GroupMLP":
                     output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg)
 
 
+@torch.library.custom_op("reasoning_lab::rows_sum", mutates_args=())
+def rows_sum(columns: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Sum of the rows of `columns` that each row of `index` picks (embedding_bag's sum), for a stacked model
+    under vmap (stacking.py): its batching rule below runs the K members as one embedding_bag over their
+    concatenated rows, which autograd records like any op. (vmap's own rules for embedding_bag or for the
+    gathers loop over the members, or are several times slower than K solo embedding_bags.)"""
+    return F.embedding_bag(index, columns, mode="sum")
+
+
+@rows_sum.register_fake
+def _(columns, index):
+    return columns.new_empty(index.shape[0], columns.shape[1])
+
+
+def _rows_sum_batched(info, in_dims, columns, index):
+    K = info.batch_size
+    columns = columns.expand(K, *columns.shape) if in_dims[0] is None else columns.movedim(in_dims[0], 0)
+    index = index.expand(K, *index.shape) if in_dims[1] is None else index.movedim(in_dims[1], 0)
+    n = columns.shape[1]
+    shifted = index + (torch.arange(K, device=index.device) * n).view(K, 1, 1)  # member k's rows follow k-1's
+    out = F.embedding_bag(shifted.reshape(-1, index.shape[-1]), columns.reshape(K * n, columns.shape[2]), mode="sum")
+    return out.view(K, index.shape[1], -1), 0
+
+
+rows_sum.register_vmap(_rows_sum_batched)
+
+
 def activate(h, name, inplace=False):
     """The hidden activation; inplace (for evaluations, where no graph is kept) saves a pass over memory."""
     if name == "sqr":
@@ -120,7 +147,7 @@ class GroupMLP(nn.Module):
             self.V.weight.requires_grad_(False)  # solved, not trained
         self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
         # set by stacking.py on the module it runs under vmap: embedding_bag has no batching rule (vmap would
-        # loop over the members), the row gathers below have one
+        # loop over the members); rows_sum has one
         self.stacked = False
 
     def features(self, x):
@@ -135,7 +162,9 @@ class GroupMLP(nn.Module):
             # made a step at M=97 twice as slow. embedding_bag sums the picked rows in one kernel and one
             # output buffer (it has no complex kernel, hence the index_select path).
             columns = self.W.weight.t().contiguous()
-            if not columns.is_complex() and not self.stacked:
+            if not columns.is_complex() and self.stacked:
+                h = rows_sum(columns, x + self.offsets)
+            elif not columns.is_complex():
                 h = F.embedding_bag(x + self.offsets, columns, mode="sum")
             else:
                 h = columns.index_select(0, x[:, 0])

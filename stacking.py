@@ -564,6 +564,7 @@ def clip_members(params, max_norms):
 def train_stack(settings_list, run_dirs, logs, started=None):
     """Train the members together; returns {run folder: summary, or the exception that failed it}."""
     started = time.time() if started is None else started
+    training.keep_freed_memory()
     accelerator = training.make_accelerator(settings_list[0])
     members = [Member(s, r, log) for s, r, log in zip(settings_list, run_dirs, logs)]
     for m in members:

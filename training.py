@@ -30,6 +30,34 @@ CHECKPOINT = "checkpoint.pt"
 TIMINGS = ("elapsed", "eval_time")  # the record's wall-clock fields; everything else is reproducible
 
 
+def keep_freed_memory():
+    """Let this process reuse the memory it frees instead of handing it back to the system after each step.
+
+    glibc serves blocks above its mmap threshold (128 KiB at first) with fresh pages and unmaps them when
+    freed, so every step of a model whose activations are a few hundred KiB page-faults its tensors in
+    again: measured on 2 cores, a fwd+bwd of x^2 on (8, 270, 512) floats took 17 ms this way and 5 ms with the
+    thresholds below (a stacked model's larger tensors suffer most). The numbers computed are unchanged.
+    Once per process; a no-op where there is no glibc."""
+    global _MEMORY_KEPT
+    if _MEMORY_KEPT:
+        return
+    _MEMORY_KEPT = True
+    try:
+        import ctypes
+        import ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    mallopt(M_MMAP_THRESHOLD, 32 * 2 ** 20)  # glibc's largest: blocks up to 32 MiB come from the heap
+    mallopt(M_TRIM_THRESHOLD, 512 * 2 ** 20)  # keep up to 512 MiB of freed heap for the next step
+    mallopt(M_TOP_PAD, 64 * 2 ** 20)
+
+
+_MEMORY_KEPT = False
+
+
 def make_accelerator(settings):
     cuda = torch.cuda.is_available()
     if settings.device == "cuda" and not cuda:
@@ -164,6 +192,7 @@ def _best(history, unit):
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
     started = time.time() if started is None else started
+    keep_freed_memory()
     accelerator = make_accelerator(settings)
     set_seed(settings.seed)
     task = tasks.get(settings.task)(settings, log)

@@ -93,21 +93,27 @@ def plan_stacks(runs, k):
         groups[key].append((name, settings))
     units = []
     for group in order:
-        if group and isinstance(group[0], str):
+        if group and isinstance(group[0], str):  # a refused run, already said why
             units.append(group)
             continue
-        for i in range(0, len(group), k):
-            units.append([name for name, _ in group[i:i + k]])
-    for unit in units:  # a compatible run left alone: say which setting kept it from the others
-        if len(unit) == 1 and not any(line.startswith(f"run {unit[0]} ") for line in lines) and k > 1:
-            mine = dict(runs)[unit[0]]
-            other = next((n for n, s in runs if n != unit[0] and not refusal(s)), None)
+        count = -(-len(group) // k)  # stacks of at most k, as even as possible (5 runs, K = 4: 3 + 2)
+        sizes = [len(group) // count + (i < len(group) % count) for i in range(count)]
+        names = [name for name, _ in group]
+        for size in sizes:
+            units.append(names[:size])
+            names = names[size:]
+        if sizes[-1] == 1 and k > 1:
+            name, mine = group[-1]
+            if len(group) > 1:
+                lines.append(f"run {name} trains alone: the {len(group) - 1} other runs of its shape fill stacks "
+                             f"of at most {k}")
+                continue
+            other = next(((n, s) for n, s in runs if n != name and not refusal(s)), None)
             if other is None:
-                lines.append(f"run {unit[0]} trains alone: no other run of the sweep")
+                lines.append(f"run {name} trains alone: no other run of the sweep can stack")
             else:
-                diff = differences(mine, dict(runs)[other])
-                lines.append(f"run {unit[0]} trains alone: no other run shares its shapes (it differs from run "
-                             f"{other} in {', '.join(diff)})")
+                lines.append(f"run {name} trains alone: no other run shares its shapes (it differs from run "
+                             f"{other[0]} in {', '.join(differences(mine, other[1]))})")
     return units, lines
 
 

@@ -6,7 +6,7 @@
 For each case, in this one process (as one sweep worker would): the replicates (seeds 0..K-1) trained one
 after another with main.run, then the same replicates trained as one stack with stacking.run_folders, each
 from settings to summary.json (data, model, every evaluation, every file written). Printed per case: wall
-time of both, the speed-up, the largest difference of a final metric between a member and its solo run, and
+and CPU time of both (the process's CPU time is what a loaded machine distorts least), the speed-ups, the largest difference of a final metric between a member and its solo run, and
 the model's training matmul FLOP rate (training FLOPs of all replicates / wall time; evaluations not counted)
 as a fraction of the machine's measured fp32 matmul rate on the same threads (bench/matmul.matmul_peak).
 
@@ -71,9 +71,9 @@ def one_case(name, values, replicates, workdir):
     runs = [settings.build(dict(values, seed=seed, progress="off")) for seed in range(replicates)]
     solo_dir, stack_dir = Path(workdir) / name / "solo", Path(workdir) / name / "stack"
     shutil.rmtree(Path(workdir) / name, ignore_errors=True)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     solo = [main.run(s, solo_dir / str(i)) for i, s in enumerate(runs)]
-    solo_wall = time.perf_counter() - t
+    solo_wall, solo_cpu = time.perf_counter() - t, time.process_time() - cpu
     paths = []
     for i, s in enumerate(runs):
         run = RunDir(stack_dir / str(i))
@@ -81,9 +81,9 @@ def one_case(name, values, replicates, workdir):
         run.write_settings(s)
         run.set_status("queued")
         paths.append(run.path)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     outcome = stacking.run_folders(paths)
-    stack_wall = time.perf_counter() - t
+    stack_wall, stack_cpu = time.perf_counter() - t, time.process_time() - cpu
     worst = 0.0
     for path, summary in zip(paths, solo):
         other = RunDir(path).summary() or {}
@@ -91,7 +91,7 @@ def one_case(name, values, replicates, workdir):
             if key not in ("elapsed", "eval_time") and isinstance(value, float):
                 worst = max(worst, abs(value - other.get("final", {}).get(key, math.nan)))
     flops = sum(training_flops(name, s, summary) for s, summary in zip(runs, solo))
-    return solo_wall, stack_wall, worst, flops, sorted(set(outcome.values()))
+    return (solo_wall, solo_cpu), (stack_wall, stack_cpu), worst, flops, sorted(set(outcome.values()))
 
 
 def main_():
@@ -112,12 +112,14 @@ def main_():
             values = dict(CASES[name])
             if name == "parity_cot":
                 values["n_samples"] = args.parity_samples
-            solo, stacked, worst, flops, states = one_case(name, values, args.replicates, workdir)
-            print(f"{name:<17} {args.replicates} replicates: one by one {solo:7.1f} s ({flops / solo / 1e9:5.2f} GFLOP/s, "
-                  f"{flops / solo / 1e9 / peak:6.2%} of matmul) | stacked {stacked:7.1f} s ({flops / stacked / 1e9:5.2f} "
-                  f"GFLOP/s, {flops / stacked / 1e9 / peak:6.2%}) | speed-up {solo / stacked:4.2f}x | "
-                  f"largest final-metric difference {worst:.2e} | members {', '.join(states)} | load {os.getloadavg()[0]:.1f}",
-                  flush=True)
+            (solo, solo_cpu), (stacked, stack_cpu), worst, flops, states = one_case(name, values, args.replicates,
+                                                                                   workdir)
+            print(f"{name:<17} {args.replicates} replicates: one by one {solo:7.1f} s wall, {solo_cpu:7.1f} s CPU "
+                  f"({flops / solo / 1e9:5.2f} GFLOP/s, {flops / solo / 1e9 / peak:6.2%} of matmul) | stacked "
+                  f"{stacked:7.1f} s wall, {stack_cpu:7.1f} s CPU ({flops / stacked / 1e9:5.2f} GFLOP/s, "
+                  f"{flops / stacked / 1e9 / peak:6.2%}) | speed-up {solo / stacked:4.2f}x wall, "
+                  f"{solo_cpu / stack_cpu:4.2f}x CPU | largest final-metric difference {worst:.2e} | members "
+                  f"{', '.join(states)} | load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 

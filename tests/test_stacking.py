@@ -30,6 +30,9 @@ AM = dict(task="assoc_memory", N=6, d=8, H=4, batch_size=32, num_batch=8, n_epoc
           lr_end=1e-2, progress="off")
 PC = dict(task="parity_cot", n_bits=8, k=3, n_embd=16, n_layer=1, n_head=2, batch_size=32, n_samples=32 * 6,
           eval_every_samples=None, eval_every_steps=3, n_valid=64, progress="off", entropy_samples=16, dropout=0.0)
+TF = dict(task="target_functions", target_func="func10", sequence_length=8, train_set_size=20, test_set_size=20,
+          model="bloom", n_layer=1, n_head=2, n_embd=16, batch_size=10, n_epochs=2, eval_every=1, lr=1e-2,
+          eta_min=1e-4, data_cache=False, progress="off")
 KG = dict(task="kg_reasoning", n_entities=12, n_relations=4, out_degree=3, test_share=0.2, ood_share=0.2, phi=3.0,
           n_layer=1, n_head=2, n_embd=16, batch_size=32, n_steps=6, warmup_steps=2, eval_every_steps=3, eval_size=40,
           progress="off")
@@ -47,6 +50,9 @@ MEMBERS = {
                                                                               max_grad_norm=0.0)],
     "parity_cot fixed set": [dict(PC, n_train=96, train_eval_size=32, seed=s) for s in range(3)],
     "kg_reasoning": [dict(KG, seed=s, lr=1e-3 * (s + 1)) for s in range(3)],
+    "target_functions bloom": [dict(TF, seed=0), dict(TF, seed=1, lr=3e-3), dict(TF, seed=2, weight_decay=0.1)],
+    "target_functions qwen ensemble": [dict(TF, model="qwen0.6B", num_models=2, pooling="mean", seed=s)
+                                       for s in range(3)],
 }
 
 
@@ -149,17 +155,22 @@ def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
         assert_same_metrics(tmp_path / "solo" / name, run.path)  # as if never stopped, and as if alone
 
 
-def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tmp_path, capsys):
+def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tmp_path, capsys, monkeypatch):
+    import tasks.kg_reasoning
+    monkeypatch.setattr(tasks.kg_reasoning.Task, "stackable", False)  # what a task whose model cannot stack says
+    monkeypatch.setattr(tasks.kg_reasoning.Task, "stack_note", "its model has no batching rule")
     runs = [(str(i), settings.build(v)) for i, v in enumerate(
-        [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16),
-         dict(PC, seed=0, dropout=0.1), dict(task="target_functions", seed=0), dict(GA, seed=3, optim="muon")])]
-    units, lines = stacking.plan_stacks(runs, 4)
-    assert units == [["0", "1"], ["2"], ["3"], ["4"], ["5"]]
+        [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16), dict(PC, seed=0, dropout=0.1),
+         dict(KG, seed=0), dict(GA, seed=3, optim="muon"), dict(GA, seed=4), dict(TF, seed=0, dropout=0.1)])]
+    units, lines = stacking.plan_stacks(runs, 2)
+    assert units == [["0", "1"], ["6"], ["2"], ["3"], ["4"], ["5"], ["7"]]
     text = "\n".join(lines)
     assert "run 2 trains alone: no other run shares its shapes (it differs from run 0 in hidden_size)" in text
     assert "run 3 trains alone: dropout = 0.1 draws random masks" in text
-    assert "run 4 trains alone: task target_functions's model does not stack" in text
+    assert "run 4 trains alone: task kg_reasoning's model does not stack: its model has no batching rule" in text
     assert "run 5 trains alone: optim = 'muon' does not stack" in text
+    assert "run 7 trains alone: dropout = 0.1" in text
+    assert "run 6 trains alone: the 2 other runs of its shape fill stacks of at most 2" in text
 
     # the same through a sweep: the manifest says which runs were trained together, and why others not
     base = write_settings(tmp_path / "base.py", dict(GA, n_epochs=4))

@@ -439,6 +439,8 @@ class StackedOptimizer:
             if g.get("amsgrad") or g.get("maximize") or g.get("nesterov") or g.get("dampening", 0):
                 raise NotStackable("amsgrad, maximize, nesterov and dampening do not stack")
         self.kind = "sgd" if kind is torch.optim.SGD else "adam"
+        self.adamw = kind is torch.optim.AdamW
+        self.first = members[0]  # betas and the kind of weight decay are every member's: the first one's say
         self.params = params
         # per member: parameter name -> index of its group in that member's optimiser
         self.group_of = []
@@ -480,9 +482,9 @@ class StackedOptimizer:
 
     def _adam(self, n, param, v):
         lr, wd, eps = v("lr"), v("weight_decay"), v("eps")
-        group = self._first_group(n)  # betas and the kind of weight decay: the same for every member
+        group = self.first.optimizer.param_groups[self.group_of[0][n]]
         beta1, beta2 = group["betas"]
-        decoupled = group.get("decoupled_weight_decay", False) or self._adamw
+        decoupled = group.get("decoupled_weight_decay", False) or self.adamw
         grad = param.grad
         state = self.state.setdefault(n, {"step": 0, "exp_avg": torch.zeros_like(param),
                                           "exp_avg_sq": torch.zeros_like(param)})
@@ -529,7 +531,9 @@ class StackedOptimizer:
             param.add_(grad, alpha=-lr)
 
     def keep(self, index, members):
-        self.group_of = [self.group_of[i] for i in index]
+        """Only the members at `index` (a tensor of positions) go on; `members`: those members."""
+        self.group_of = [self.group_of[i] for i in index.tolist()]
+        self.first = members[0]
         for state in self.state.values():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor):
@@ -595,9 +599,6 @@ class Stack:
         self.task_state = TaskState([m.task for m in members])
         self.source = StackedSource([m.source for m in members])
         self.optimizer = StackedOptimizer(members, params)
-        adamw = type(members[0].optimizer) is torch.optim.AdamW
-        self.optimizer._adamw = adamw
-        self.optimizer._first_group = lambda n: members[0].optimizer.param_groups[self.optimizer.group_of[0][n]]
         self.eval_splits = {name: {k: torch.stack([m.data.splits[name][k] for m in members]) for k in split}
                             for name, split in members[0].data.splits.items()}
         self.diagnose = type(members[0].task).diagnostics is not tasks.base.Task.diagnostics
@@ -698,15 +699,14 @@ class Stack:
         index = torch.tensor(keep, device=self.params[next(iter(self.params))].device)
         self.params = {n: p.detach()[index].requires_grad_(p.requires_grad) for n, p in self.params.items()}
         self.buffers = {n: b[index] for n, b in self.buffers.items()}
+        self.members = [self.members[k] for k in keep]
+        if not self.members:
+            return
         self.optimizer.params = self.params
-        self.optimizer.keep(index, None)
+        self.optimizer.keep(index, self.members)
         self.task_state.keep(index)
         self.eval_splits = {s: {k: v[index] for k, v in t.items()} for s, t in self.eval_splits.items()}
-        self.members = [self.members[k] for k in keep]
         self.source.keep(index, [m.source for m in self.members])
-        first = self.members[0] if self.members else None
-        if first is not None:
-            self.optimizer._first_group = lambda n: first.optimizer.param_groups[self.optimizer.group_of[0][n]]
 
     # ---- the loop (training.train's, for every member at once)
     def train(self):

@@ -26,7 +26,6 @@ tolerance it checks.
 """
 import contextlib
 import copy
-import math
 import time
 import traceback
 
@@ -254,7 +253,8 @@ def _build_member(m, accelerator):
         m.scheduler.load_state_dict(state["scheduler"])
         m.source.load_state_dict(state["source"])
         m.task.load_state_dict(state["task"])
-        m.step, m.samples, m.train_time, history = state["step"], state["samples"], state["train_time"], state["history"]
+        m.step, m.samples = state["step"], state["samples"]
+        m.train_time, history = state["train_time"], state["history"]
         log.info(f"resumed from checkpoint at step {m.step}, {m.samples} samples")
     m.metrics = MetricsWriter(m.run_dir, history)
 
@@ -635,7 +635,8 @@ class Stack:
                 n = next(iter(tensors.values())).shape[1]
                 starts = [0] if batch_size <= 0 or batch_size >= n else range(0, n, batch_size)
                 for start in starts:
-                    batch = tensors if len(starts) == 1 else {k: v[:, start:start + batch_size] for k, v in tensors.items()}
+                    batch = tensors if len(starts) == 1 else \
+                        {k: v[:, start:start + batch_size] for k, v in tensors.items()}
                     with self.accelerator.autocast():
                         result = self._vmapped(lambda task, model, b: task.evaluate_batch(model, b), batch,
                                                convert=_as_tensors)

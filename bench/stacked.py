@@ -6,9 +6,10 @@
 For each case, in this one process (as one sweep worker would): the replicates (seeds 0..K-1) trained one
 after another with main.run, then the same replicates trained as one stack with stacking.run_folders, each
 from settings to summary.json (data, model, every evaluation, every file written). Printed per case: wall
-and CPU time of both (the process's CPU time is what a loaded machine distorts least), the speed-ups, the largest difference of a final metric between a member and its solo run, and
-the model's training matmul FLOP rate (training FLOPs of all replicates / wall time; evaluations not counted)
-as a fraction of the machine's measured fp32 matmul rate on the same threads (bench/matmul.matmul_peak).
+and CPU time of both (the process's CPU time is what a loaded machine distorts least), the speed-ups, the
+largest difference of a final metric between a member and its solo run, and the model's training matmul
+FLOP rate (training FLOPs of all replicates / wall time; evaluations not counted) as a fraction of the
+machine's measured fp32 matmul rate on the same threads (bench/matmul.matmul_peak).
 
 Cases:
   assoc_memory      N=50, d=d_h=10, H=11, the notebook's 64 epochs of 64 batches of 256 (4,096 steps)

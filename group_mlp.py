@@ -124,6 +124,33 @@ def build(spec: GroupMLPSpec) -> nn.Module:
                     use_inner_product_act=spec.use_inner_product_act)
 
 
+@torch.library.custom_op("reasoning_lab::rows_sum", mutates_args=())
+def rows_sum(columns: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Sum of the rows of `columns` that each row of `index` picks (embedding_bag's sum), for a stacked model
+    under vmap (stacking.py): its batching rule below runs the K members as one embedding_bag over their
+    concatenated rows, which autograd records like any op. (vmap's own rules for embedding_bag or for the
+    gathers loop over the members, or are several times slower than K solo embedding_bags.)"""
+    return F.embedding_bag(index, columns, mode="sum")
+
+
+@rows_sum.register_fake
+def _(columns, index):
+    return columns.new_empty(index.shape[0], columns.shape[1])
+
+
+def _rows_sum_batched(info, in_dims, columns, index):
+    K = info.batch_size
+    columns = columns.expand(K, *columns.shape) if in_dims[0] is None else columns.movedim(in_dims[0], 0)
+    index = index.expand(K, *index.shape) if in_dims[1] is None else index.movedim(in_dims[1], 0)
+    n = columns.shape[1]
+    shifted = index + (torch.arange(K, device=index.device) * n).view(K, 1, 1)  # member k's rows follow k-1's
+    out = F.embedding_bag(shifted.reshape(-1, index.shape[-1]), columns.reshape(K * n, columns.shape[2]), mode="sum")
+    return out.view(K, index.shape[1], -1), 0
+
+
+rows_sum.register_vmap(_rows_sum_batched)
+
+
 def activate(h, name, inplace=False):
     """The hidden activation; inplace (for evaluations, where no graph is kept) saves a pass over memory."""
     if name == "sqr":
@@ -178,10 +205,14 @@ class GroupMLP(nn.Module):
         if ridge_lambda is not None:
             self.V.weight.requires_grad_(False)  # solved, not trained
         self.register_buffer("offsets", torch.arange(num_ops) * n_classes, persistent=False)
+        # set by stacking.py on the module it runs under vmap: embedding_bag has no batching rule (vmap would
+        # loop over the members); rows_sum has one
+        self.stacked = False
 
     def features(self, x):
         """Hidden representation (before V) of operand tuples x: (n, num_ops) int64."""
-        inplace = not torch.is_grad_enabled()  # every tensor below is a fresh one
+        # every tensor below is a fresh one; not in a stack (vmap has no batching rule for square_)
+        inplace = not torch.is_grad_enabled() and not self.stacked
         if self.use_inner_product_act:
             h = self._product(x)
             for layer in self.layers:
@@ -195,7 +226,9 @@ class GroupMLP(nn.Module):
             # made a step at M=97 twice as slow. embedding_bag sums the picked rows in one kernel and one
             # output buffer (it has no complex kernel, hence the index_select path).
             columns = self.W.weight.t().contiguous()
-            if not columns.is_complex():
+            if not columns.is_complex() and self.stacked:
+                h = rows_sum(columns, x + self.offsets)
+            elif not columns.is_complex():
                 h = F.embedding_bag(x + self.offsets, columns, mode="sum")
             else:
                 h = columns.index_select(0, x[:, 0])

@@ -7,6 +7,8 @@ Without a terminal, through the same questions answered from flags or a file:
     python sweep.py --answers answers.txt --yes        (one answer per line, exactly as typed)
 Resume the runs of a sweep that are not done:
     python sweep.py --resume 7
+Train replicates (runs differing only in seed, lr, weight decay, data seed) K at a time as one stacked model:
+    python sweep.py --base conf/assoc_memory_exp1.py --vary H=1,6 --vary seed=0x5 --stack 5 --yes
 
 Values are literals (numbers, True/False/None, quoted or bare strings; curly quotes accepted) written
 AxB: value A repeated B times, where B is the digits after the last 'x' ('qwen1.7B' and 'A' alone mean
@@ -389,24 +391,47 @@ def make_executor(args, folder, array_size=1):
     return executor
 
 
-def plan_workers(args, run_names):
-    """Which runs each submitted job trains.
+def plan_workers(args, run_names, units=None):
+    """Which runs each submitted job trains, as units (a list of runs trained together as one stacked
+    model, or a single run): (per job, its units), threads per job.
 
     local/in-process: `max_parallel` workers that each walk the whole list and claim what is free
-    (dynamic load balancing: a worker that finishes early takes the next run). slurm: an array with
-    `runs_per_job` runs per task.
+    (dynamic load balancing: a worker that finishes early takes the next unit). slurm: an array with
+    `runs_per_job` units per task.
     """
+    units = units or [[name] for name in run_names]
     if args.executor == "slurm":
         k = max(1, args.runs_per_job)
-        return [run_names[i:i + k] for i in range(0, len(run_names), k)], None
-    parallel = 1 if args.executor == "inprocess" else max(1, min(args.max_parallel, len(run_names)))
+        return [units[i:i + k] for i in range(0, len(units), k)], None
+    parallel = 1 if args.executor == "inprocess" else max(1, min(args.max_parallel, len(units)))
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    return [run_names[i:] + run_names[:i] for i in range(parallel)], threads
+    return [units[i:] + units[:i] for i in range(parallel)], threads
+
+
+def plan_stacks(folder, run_names, k, out=None):
+    """With --stack K > 1: the runs grouped into stacks of at most K runs that differ only in values that
+    leave every tensor shape the same (stacking.plan_stacks), a line for each run trained alone and why.
+    Returns (units, lines)."""
+    out = out or sys.stderr
+    if k <= 1:
+        return [[name] for name in run_names], []
+    import stacking  # torch: only when stacks are asked for
+    runs = []
+    for name in run_names:
+        values = RunDir(folder / name).config()
+        runs.append((name, settings_module.build(values)))
+    units, lines = stacking.plan_stacks(runs, k)
+    stacks = [u for u in units if len(u) > 1]
+    print(f"--stack {k}: {len(stacks)} stacks (" + " | ".join(",".join(u) for u in stacks) + ")"
+          if stacks else f"--stack {k}: no runs stack", file=out)
+    for line in lines:
+        print(line, file=out)
+    return units, lines
 
 
 # how the jobs were submitted: recorded with each submission, reused by --resume unless given again
 SUBMISSION_OPTIONS = ("executor", "max_parallel", "partition", "time", "cpus", "mem", "gpus_per_node", "constraint",
-                      "exclusive", "account", "qos", "setup", "runs_per_job", "job_name")
+                      "exclusive", "account", "qos", "setup", "runs_per_job", "job_name", "stack")
 
 
 def reuse_submission_options(args, manifest):
@@ -444,17 +469,21 @@ def submit(args, folder, run_names, manifest):
     # job processes unpickle worker.Worker: make the project importable wherever they start
     paths = [str(PROJECT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    chunks, threads = plan_workers(args, run_names)
+    units, stack_lines = plan_stacks(folder, run_names, getattr(args, "stack", 1) or 1)
+    chunks, threads = plan_workers(args, run_names, units)
     executor = make_executor(args, folder, len(chunks))
     token = uuid.uuid4().hex[:8]
-    workers = [Worker(folder, chunk, f"{token}-{i}", threads) for i, chunk in enumerate(chunks)]
+    workers = [Worker(folder, [name for unit in chunk for name in unit], f"{token}-{i}", threads, units=chunk)
+               for i, chunk in enumerate(chunks)]
     quiet = _controllers_stderr_to(folder / ".submitit" / "controllers.log") if args.executor == "local" \
         else contextlib.nullcontext()
     with quiet, executor.batch():
         jobs = [executor.submit(w) for w in workers]
     manifest["submissions"].append({"time": now(), "executor": args.executor, "token": token,
                                     "options": {k: getattr(args, k) for k in SUBMISSION_OPTIONS},
-                                    "job_ids": [str(j.job_id) for j in jobs], "runs": run_names})
+                                    "job_ids": [str(j.job_id) for j in jobs], "runs": run_names,
+                                    # runs trained together as one stacked model (--stack), and why others not
+                                    "stacks": [u for u in units if len(u) > 1], "trained_alone": stack_lines})
     atomic_write_json(folder / "sweep.json", manifest)
     return jobs, workers
 
@@ -643,6 +672,9 @@ def parse_args(argv):
                         "(default: no limit)")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
                    help="wait for the jobs (default: yes for local/inprocess, no for slurm)")
+    p.add_argument("--stack", type=int, default=1, metavar="K",
+                   help="train up to K runs that differ only in seed, lr, weight decay, data seed (values that "
+                        "leave every tensor shape the same) together as one stacked model (default 1: one by one)")
     g = p.add_argument_group("slurm")
     g.add_argument("--partition")
     g.add_argument("--time", type=int, default=24 * 60, help="minutes per job (local: the job timeout)")
@@ -663,6 +695,8 @@ def parse_args(argv):
                   if any(a == opt or a.startswith(opt + "=") for a in argv)}
     if args.max_parallel is not None and args.max_parallel < 1:
         p.error("--max-parallel must be at least 1")
+    if args.stack < 1:
+        p.error("--stack must be at least 1 (1: no stacking)")
     if args.max_parallel is None and args.executor != "slurm":
         args.max_parallel = os.cpu_count() or 1
     return args

@@ -16,11 +16,14 @@ from results import RunDir
 
 
 class Worker:
-    def __init__(self, experiment_dir, run_names, token, threads=None):
+    def __init__(self, experiment_dir, run_names, token, threads=None, units=None):
         self.experiment_dir = str(experiment_dir)
         self.run_names = list(run_names)
         self.token = token
         self.threads = threads
+        # the runs in the order trained: each unit a list of runs trained together as one stacked model
+        # (sweep.py --stack K), or a single run
+        self.units = [list(u) for u in units] if units else [[name] for name in self.run_names]
 
     def __call__(self):
         # Ctrl-C / sweep.py's stop reach a worker as SIGINT, which a sweep started in the background by a
@@ -31,23 +34,49 @@ class Worker:
         import main  # the run entry point; imported here so the submitting process stays light
 
         outcome = {}
-        for name in self.run_names:
-            run_dir = RunDir(os.path.join(self.experiment_dir, name))
-            if run_dir.status().get("state") == "done" or not run_dir.claim(self.token):
-                continue
+        # a worker pickled before stacking existed has no units
+        for unit in getattr(self, "units", None) or [[name] for name in self.run_names]:
+            names = [name for name in unit if self._take(name)]
             torch.set_num_threads(share)  # what a run with threads = 0 gets, whatever the run before it set
-            try:
-                main.run_folder(run_dir.path)
-                outcome[name] = "done"
-            except main.RunFailed:
-                outcome[name] = "failed"
-            except Exception as exc:  # config unreadable, disk full while writing status, ...
-                outcome[name] = "failed"
-                try:
-                    run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-                except OSError:
-                    pass
+            if len(names) > 1:
+                outcome.update(self._train_stack(names))
+            elif names:
+                outcome[names[0]] = self._train_alone(main, names[0])
         return outcome
+
+    def _take(self, name):
+        """Whether this worker trains the run now: not done, and claimed by this worker."""
+        run_dir = RunDir(os.path.join(self.experiment_dir, name))
+        return run_dir.status().get("state") != "done" and run_dir.claim(self.token)
+
+    def _train_alone(self, main, name):
+        run_dir = RunDir(os.path.join(self.experiment_dir, name))
+        try:
+            main.run_folder(run_dir.path)
+            return "done"
+        except main.RunFailed:
+            return "failed"
+        except Exception as exc:  # config unreadable, disk full while writing status, ...
+            self._mark_failed(run_dir, exc)
+            return "failed"
+
+    def _train_stack(self, names):
+        import stacking
+        paths = {os.path.join(self.experiment_dir, name): name for name in names}
+        try:
+            outcomes = stacking.run_folders(list(paths))
+            return {paths[path]: state for path, state in outcomes.items()}
+        except Exception as exc:  # noqa: BLE001 - what run_folders could not even mark itself
+            for path in paths:
+                self._mark_failed(RunDir(path), exc)
+            return {name: "failed" for name in names}
+
+    @staticmethod
+    def _mark_failed(run_dir, exc):
+        try:
+            run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        except OSError:
+            pass
 
     def checkpoint(self, *args, **kwargs):
         import submitit

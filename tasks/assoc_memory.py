@@ -278,6 +278,8 @@ def epoch_rate(step, steps_per_epoch, n_epochs, start, end):
 class Task(BaseTask):
     name = "assoc_memory"
     Settings = Settings
+    stackable = True
+    stack_varies = ("data_seed", "lr_end")
 
     def __init__(self, settings, log):
         super().__init__(settings, log)
@@ -375,7 +377,10 @@ class Task(BaseTask):
     def _record_accuracy(self, accuracy):
         if self._acc is None or self._acc.device != accuracy.device:
             self._acc = torch.zeros(self.settings.acc_window, device=accuracy.device)
-        self._acc[self._steps % len(self._acc)] = accuracy
+        slot = self._steps % len(self._acc)
+        # a new tensor, not a write into the old one: under a stack's vmap the window of a first step is made
+        # unbatched and the accuracy is batched, which an in-place write cannot take
+        self._acc = torch.cat((self._acc[:slot], accuracy.reshape(1), self._acc[slot + 1:]))
         self._steps += 1
 
     def evaluate_batch(self, model, batch):

@@ -52,6 +52,12 @@ class Task:
     name = "base"
     Settings = None  # dataclass of this task's settings (extends settings.CommonSettings)
     report_columns = ()  # keys of extra_summary() that report.py shows as columns of its per-run table
+    # Stacking (stacking.py, `sweep.py --stack K`): replicates trained as one stacked model under torch.func.vmap.
+    # A stackable task's training_loss and evaluate_batch must run under vmap: no Python branch on a tensor's
+    # value, no .item(); tensors it keeps as attributes are stacked over the members for it.
+    stackable = False
+    stack_note = ""  # why a task is not stackable (shown when a sweep asks for stacks)
+    stack_varies = ()  # this task's settings, beyond stacking.STACK_VARIES, that members of a stack may differ in
 
     def __init__(self, settings, log):
         self.settings = settings
@@ -83,6 +89,11 @@ class Task:
         decay from lr to eta_min, the research codebases' default). steps_per_epoch: of a fixed training
         set (None for a stream), for schedules set in epochs."""
         return optim.build(model, self.settings, total_steps, steps_per_epoch)
+
+    @classmethod
+    def stack_refusal(cls, settings):
+        """Why a run with these settings cannot be a member of a stack (one line), or None."""
+        return None
 
     def diagnostics(self, model, data) -> dict:
         """Evaluation-time entries that need the model itself or state the task keeps while training

@@ -663,6 +663,20 @@ class Task(BaseTask):
     name = "group_arithmetic"
     Settings = Settings
     report_columns = ("grokking_delay",)
+    stackable = True
+
+    @classmethod
+    def stack_refusal(cls, s):
+        if s.set_weight_reg is not None:
+            return "set_weight_reg re-solves V inside the forward pass, in place, which does not stack"
+        if s.use_bn:
+            return "use_bn keeps running statistics updated in place, which does not stack"
+        if s.normalize:
+            return "normalize re-centres W after every step of the run's own optimiser, which a stack does not run"
+        if s.model_type != "mlp" or s.use_inner_product_act:
+            return ("model_type = 'transformer' and use_inner_product_act are not checked under vmap; "
+                    "only the MLP stacks")
+        return None
 
     def build_data(self):
         s = self.settings

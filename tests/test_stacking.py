@@ -1,0 +1,194 @@
+"""Replicates trained as one stacked model (stacking.py, `sweep.py --stack K`): every member writes what its
+solo run writes, with the same numbers within floating-point reordering; a failing member fails alone; a
+stacked sweep resumes; runs that cannot stack are trained one by one with a line saying why.
+
+Tolerance: vmap runs batched kernels (bmm instead of mm, gathers instead of embedding_bag) whose sums are
+ordered differently, and the stacked Adam is torch's single-tensor arithmetic where a solo run may use the
+fused kernel; over these short runs (6-160 steps) every metric of every record agrees within a relative
+1e-4 or an absolute 1e-5 (measured worst: 6e-4 relative, 6e-6 absolute, on assoc_memory's losses of about
+0.01, which are differences of two nearby numbers; 2e-7 relative elsewhere). Steps, samples, epochs and the
+record keys are equal exactly.
+"""
+import json
+import math
+
+import pytest
+
+import main
+import settings
+import stacking
+import sweep
+import training
+from conftest import write_settings
+from results import RunDir
+
+REL, ABS = 1e-4, 1e-5
+TIMINGS = ("elapsed", "eval_time")
+
+GA = dict(task="group_arithmetic", hidden_size=32, n_epochs=20, eval_every=5, progress="off")
+AM = dict(task="assoc_memory", N=6, d=8, H=4, batch_size=32, num_batch=8, n_epochs=20, eval_every=10, lr=3e-2,
+          lr_end=1e-2, progress="off")
+PC = dict(task="parity_cot", n_bits=8, k=3, n_embd=16, n_layer=1, n_head=2, batch_size=32, n_samples=32 * 6,
+          eval_every_samples=None, eval_every_steps=3, n_valid=64, progress="off", entropy_samples=16, dropout=0.0)
+TF = dict(task="target_functions", target_func="func10", sequence_length=8, train_set_size=20, test_set_size=20,
+          model="bloom", n_layer=1, n_head=2, n_embd=16, batch_size=10, n_epochs=2, eval_every=1, lr=1e-2,
+          eta_min=1e-4, data_cache=False, progress="off")
+KG = dict(task="kg_reasoning", n_entities=12, n_relations=4, out_degree=3, test_share=0.2, ood_share=0.2, phi=3.0,
+          n_layer=1, n_head=2, n_embd=16, batch_size=32, n_steps=6, warmup_steps=2, eval_every_steps=3, eval_size=40,
+          progress="off")
+
+# K = 3 members per programme, differing in what a stack may vary: seed, lr, weight decay, clipping, data seed
+MEMBERS = {
+    "group_arithmetic adam": [dict(GA, seed=0), dict(GA, seed=1, lr=0.003), dict(GA, seed=2, weight_decay=0.1)],
+    "group_arithmetic adamw clipped": [dict(GA, seed=0, optim="adamw"),
+                                       dict(GA, seed=1, optim="adamw", weight_decay=0.1, lr=0.003, max_grad_norm=0.5),
+                                       dict(GA, seed=2, optim="adamw", max_grad_norm=0.1)],
+    "group_arithmetic sgd": [dict(GA, seed=0, optim="sgd", lr=0.5), dict(GA, seed=1, optim="sgd", lr=0.2),
+                             dict(GA, seed=2, optim="sgd", lr=0.5, weight_decay=1e-3)],
+    "assoc_memory": [dict(AM, seed=0), dict(AM, seed=1, data_seed=5, lr=1e-2), dict(AM, seed=2, lr_end=3e-3)],
+    "parity_cot stream": [dict(PC, seed=0), dict(PC, seed=1, lr=3e-3), dict(PC, seed=2, weight_decay=0.1,
+                                                                              max_grad_norm=0.0)],
+    "parity_cot fixed set": [dict(PC, n_train=96, train_eval_size=32, seed=s) for s in range(3)],
+    "kg_reasoning": [dict(KG, seed=s, lr=1e-3 * (s + 1)) for s in range(3)],
+    "target_functions bloom": [dict(TF, seed=0), dict(TF, seed=1, lr=3e-3), dict(TF, seed=2, weight_decay=0.1)],
+    "target_functions qwen ensemble": [dict(TF, model="qwen0.6B", num_models=2, pooling="mean", seed=s)
+                                       for s in range(3)],
+}
+
+
+def queue(folder, values_list):
+    """Run folders as a sweep leaves them: resolved settings and status queued."""
+    paths = []
+    for i, values in enumerate(values_list):
+        run = RunDir(folder / str(i))
+        run.path.mkdir(parents=True)
+        run.write_settings(settings.build(values))
+        run.set_status("queued")
+        paths.append(run.path)
+    return paths
+
+
+def assert_same_metrics(solo, stacked):
+    a, b = RunDir(solo).read_metrics(), RunDir(stacked).read_metrics()
+    assert len(a) == len(b) and a
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key, value in ra.items():
+            if key in TIMINGS:
+                continue
+            if isinstance(value, float) and not isinstance(rb[key], bool):
+                assert math.isclose(value, rb[key], rel_tol=REL, abs_tol=ABS), (key, ra["step"], value, rb[key])
+            else:
+                assert value == rb[key], (key, value, rb[key])
+
+
+@pytest.mark.parametrize("name", list(MEMBERS))
+def test_every_member_of_a_stack_of_three_gives_its_solo_run_s_metrics(name, tmp_path):
+    values_list = MEMBERS[name]
+    for i, values in enumerate(values_list):
+        main.run(settings.build(values), tmp_path / "solo" / str(i))
+    paths = queue(tmp_path / "stack", values_list)
+    outcome = stacking.run_folders(paths)
+    assert outcome == {str(p): "done" for p in paths}
+    for i, path in enumerate(paths):
+        solo = RunDir(tmp_path / "solo" / str(i))
+        run = RunDir(path)
+        assert_same_metrics(solo.path, path)
+        assert sorted(p.name for p in path.iterdir()) == sorted(p.name for p in solo.path.iterdir())
+        assert run.status()["state"] == "done"
+        a, b = solo.summary(), run.summary()
+        assert a.keys() == b.keys() and a["steps"] == b["steps"] and a["samples"] == b["samples"]
+        log = (path / "logs.log").read_text()
+        assert "stacked with runs 0, 1, 2" in log and "summary:" in log
+
+
+def test_a_member_whose_loss_turns_non_finite_fails_alone(tmp_path):
+    values_list = [dict(GA, seed=0, optim="sgd", lr=0.5), dict(GA, seed=1, optim="sgd", lr=1e30),
+                   dict(GA, seed=2, optim="sgd", lr=0.2)]
+    with pytest.raises(main.RunFailed) as solo_error:
+        main.run(settings.build(values_list[1]), tmp_path / "solo_1")
+    main.run(settings.build(values_list[2]), tmp_path / "solo_2")
+    paths = queue(tmp_path / "stack", values_list)
+    outcome = stacking.run_folders(paths)
+    assert [outcome[str(p)] for p in paths] == ["done", "failed", "done"]
+    failed = RunDir(paths[1])
+    assert failed.status()["error"] == str(solo_error.value)  # the solo run's message, word for word
+    assert "FloatingPointError: training loss became" in failed.status()["error"]
+    assert "run failed" in (paths[1] / "logs.log").read_text() and failed.summary() is None
+    assert failed.read_metrics() == [] or failed.read_metrics()[0]["step"] == 0
+    assert_same_metrics(tmp_path / "solo_2", paths[2])  # the others went on, unaffected
+
+
+def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
+    base = write_settings(tmp_path / "base.py", dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4))
+    assert sweep.main(["--base", str(base), "--vary", "seed=0x3", "--executor", "inprocess", "--stack", "3",
+                       "--no-wait", "--yes"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    manifest = json.loads((folder / "sweep.json").read_text())
+    assert manifest["submissions"][0]["stacks"] == [["0", "1", "2"]]
+    # interrupted while saving the second round of checkpoints (epoch 8): each member has epoch 4's
+    saved, real = [], training._save_checkpoint
+
+    def stop_at_second_round(path, *args):
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real(path, *args)
+
+    monkeypatch.setattr(training, "_save_checkpoint", stop_at_second_round)
+    with pytest.raises(KeyboardInterrupt):
+        stacking.run_folders([folder / n for n in "012"])
+    assert [RunDir(folder / n).status()["state"] for n in "012"] == ["interrupted"] * 3
+    assert all((folder / n / "checkpoint.pt").exists() for n in "012")
+    monkeypatch.setattr(training, "_save_checkpoint", real)
+
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
+    manifest = json.loads((folder / "sweep.json").read_text())
+    assert manifest["submissions"][-1]["stacks"] == [["0", "1", "2"]]  # --stack 3 reused by the resume
+    for i, name in enumerate("012"):
+        run = RunDir(folder / name)
+        assert run.status()["state"] == "done" and run.status()["attempts"] == 1
+        assert "resumed from checkpoint at step 32" in (run.path / "logs.log").read_text()
+        assert not (run.path / "checkpoint.pt").exists()
+        main.run(settings.build(dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=i)),
+                 tmp_path / "solo" / name)
+        assert_same_metrics(tmp_path / "solo" / name, run.path)  # as if never stopped, and as if alone
+
+
+def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tmp_path, capsys, monkeypatch):
+    import tasks.kg_reasoning
+    monkeypatch.setattr(tasks.kg_reasoning.Task, "stackable", False)  # what a task whose model cannot stack says
+    monkeypatch.setattr(tasks.kg_reasoning.Task, "stack_note", "its model has no batching rule")
+    runs = [(str(i), settings.build(v)) for i, v in enumerate(
+        [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16), dict(PC, seed=0, dropout=0.1),
+         dict(KG, seed=0), dict(GA, seed=3, optim="muon"), dict(GA, seed=4), dict(TF, seed=0, dropout=0.1)])]
+    units, lines = stacking.plan_stacks(runs, 2)
+    assert units == [["0", "1"], ["6"], ["2"], ["3"], ["4"], ["5"], ["7"]]
+    text = "\n".join(lines)
+    assert "run 2 trains alone: no other run shares its shapes (it differs from run 0 in hidden_size)" in text
+    assert "run 3 trains alone: dropout = 0.1 draws random masks" in text
+    assert "run 4 trains alone: task kg_reasoning's model does not stack: its model has no batching rule" in text
+    assert "run 5 trains alone: optim = 'muon' does not stack" in text
+    assert "run 7 trains alone: dropout = 0.1" in text
+    assert "run 6 trains alone: the 2 other runs of its shape fill stacks of at most 2" in text
+
+    # the same through a sweep: the manifest says which runs were trained together, and why others not
+    base = write_settings(tmp_path / "base.py", dict(GA, n_epochs=4))
+    assert sweep.main(["--base", str(base), "--vary", "hidden_size=16,32", "--vary", "seed=0x2",
+                       "--executor", "inprocess", "--stack", "3", "--yes"]) == 0
+    submission = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())["submissions"][0]
+    assert submission["stacks"] == [["0", "1"], ["2", "3"]] and submission["options"]["stack"] == 3
+    assert "--stack 3: 2 stacks (0,1 | 2,3)" in capsys.readouterr().err
+    assert "stacked with runs 2, 3" in (tmp_path / "results_new" / "0" / "3" / "logs.log").read_text()
+
+    # runs handed to one stack that turn out not to stack are trained alone, with the reason
+    paths = queue(tmp_path / "odd", [dict(GA, seed=0), dict(GA, seed=1, hidden_size=16)])
+    assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
+    assert "trained one by one: run 1 differs from run 0 in hidden_size" in capsys.readouterr().out
+
+
+def test_stack_must_be_at_least_one(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--base", "x.py", "--stack", "0", "--yes"])
+    assert exit_.value.code == 2
+    assert "--stack must be at least 1" in capsys.readouterr().err

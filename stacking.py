@@ -28,6 +28,7 @@ import contextlib
 import copy
 import time
 import traceback
+import warnings
 
 import torch
 from torch.utils import _pytree as pytree
@@ -38,6 +39,11 @@ import settings as settings_module
 import tasks
 import training
 from results import MetricsWriter, ResultsError, RunDir, close_logger, run_logger
+
+# torch 2.13's sdpa CPU kernel has no vmap batching rule: vmap runs it member by member (measured and said
+# in the README), and would warn about it once per run
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the "
+                        "batching rule", category=UserWarning)
 
 # settings that a stack's members may differ in: none of them changes a tensor's shape or the computation's
 # structure (a task adds its own in Task.stack_varies, e.g. data_seed)

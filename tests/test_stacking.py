@@ -192,3 +192,24 @@ def test_stack_must_be_at_least_one(capsys):
         sweep.main(["--base", "x.py", "--stack", "0", "--yes"])
     assert exit_.value.code == 2
     assert "--stack must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (dict(normalize=True), "normalize re-centres W after every step of the run's own optimiser"),
+    (dict(use_inner_product_act=True), "only the MLP stacks"),
+])
+def test_group_arithmetic_options_a_stack_would_drop_are_refused_with_a_line(extra, words):
+    assert words in stacking.refusal(settings.build(dict(GA, **extra)))
+    assert stacking.refusal(settings.build(GA)) is None
+
+
+def test_a_stack_too_large_for_the_memory_trains_its_runs_one_by_one(tmp_path, capsys, monkeypatch):
+    import training
+    need = sum(training.tasks.get("group_arithmetic").memory_estimate(settings.build(GA)).values())
+    monkeypatch.setattr(training.tasks.get("group_arithmetic"), "memory_estimate",
+                        classmethod(lambda cls, s, eval_batch=None: {"the model's batch": 1000}))
+    monkeypatch.setattr(training, "free_memory", lambda on_gpu: 1500)  # one member fits, two do not
+    paths = queue(tmp_path / "big", [dict(GA, seed=0), dict(GA, seed=1)])
+    assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
+    assert "trained one by one: these 2 stacked runs need at least" in capsys.readouterr().out
+    assert need == 0  # group arithmetic declares no floor of its own (its table size is capped at validation)

@@ -64,7 +64,11 @@ def refusal(settings):
         return f"task {settings.task}'s model does not stack: " + (getattr(task, "stack_note", "") or "not supported")
     if settings.optim not in STACKABLE_OPTIMIZERS:
         return f"optim = {settings.optim!r} does not stack (stacked optimisers: {', '.join(STACKABLE_OPTIMIZERS)})"
-    return task.stack_refusal(settings)
+    why = task.stack_refusal(settings)
+    if why is None and getattr(settings, "dropout", 0):
+        why = (f"dropout = {settings.dropout} draws random masks, which a stacked member would draw differently "
+               "from its solo run; set dropout = 0 to stack")
+    return why
 
 
 def stack_key(settings):
@@ -585,9 +589,7 @@ def clip_members(params, max_norms):
 def train_stack(settings_list, run_dirs, logs, started=None):
     """Train the members together; returns {run folder: summary, or the exception that failed it}."""
     started = time.time() if started is None else started
-    if settings_list[0].threads:  # every member's: threads is not among the settings a stack may vary
-        torch.set_num_threads(settings_list[0].threads)
-    training.keep_freed_memory()
+    training.prepare_process(settings_list[0])  # threads is every member's: not a setting a stack may vary
     accelerator = training.make_accelerator(settings_list[0])
     members = [Member(s, r, log) for s, r, log in zip(settings_list, run_dirs, logs)]
     for m in members:
@@ -685,12 +687,8 @@ class Stack:
         outs = self.evaluate()
         spent = round(time.time() - t, 4)
         for m, out in zip(self.members, outs):
-            record = {"epoch": m.plan.epoch(m.samples), "step": m.step, "samples": m.samples}
-            if record["epoch"] is None:
-                del record["epoch"]
-            record.update(out)
-            record.update(lr=m.scheduler.get_last_lr()[0], elapsed=round(time.time() - self.started, 3),
-                          eval_time=spent)
+            record = training.eval_record(m.plan, m.step, m.samples, out, m.scheduler.get_last_lr()[0],
+                                          self.started, spent)
             m.metrics.append(record)
             m.log.info(training._format_eval(record))
 
@@ -794,12 +792,7 @@ class Stack:
         summary = training.summarise(m.settings, m.task, m.data, m.plan, m.metrics.records, m.step, m.samples,
                                      (m.total, m.trainable), self.accelerator, m.data_time, m.train_time,
                                      self.started, m.notes)
-        m.run_dir.write_summary(summary)
-        if m.checkpoint.exists():
-            m.checkpoint.unlink()
-        m.log.info("summary: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                           for k, v in summary["final"].items())
-                   + f", wall time {summary['wall_time']:.1f}s")
+        training.finish(m.run_dir, m.log, summary, m.checkpoint)
         return summary
 
 

@@ -242,12 +242,39 @@ def _best(history, unit):
 
 # ---------------------------------------------------------------- the loop
 
+def prepare_process(settings):
+    """What a run sets in its process before any tensor work: its torch threads (the count decides the last
+    bits of every sum) and glibc's memory reuse (keep_freed_memory)."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    keep_freed_memory()
+
+
+def eval_record(run_plan, step, samples, values, lr, started, eval_time):
+    """One metrics.jsonl record: where the run is (epoch where a fixed set defines one, step, samples), the
+    evaluation's values, the learning rate and the timings."""
+    record = {"epoch": run_plan.epoch(samples), "step": step, "samples": samples}
+    if record["epoch"] is None:
+        del record["epoch"]
+    record.update(values)
+    record.update(lr=lr, elapsed=round(time.time() - started, 3), eval_time=eval_time)
+    return record
+
+
+def finish(run_dir, log, summary, checkpoint_path):
+    """Write a finished run's summary.json, remove its checkpoint (the metrics and summary say everything)
+    and log the summary line."""
+    run_dir.write_summary(summary)
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()
+    log.info("summary: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in summary["final"].items()) + f", wall time {summary['wall_time']:.1f}s")
+
+
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
     started = time.time() if started is None else started
-    if settings.threads:  # before any tensor work: the count decides the last bits of every sum
-        torch.set_num_threads(settings.threads)
-    keep_freed_memory()
+    prepare_process(settings)
     accelerator = make_accelerator(settings)
     set_seed(settings.seed)
     task = tasks.get(settings.task)(settings, log)
@@ -298,12 +325,9 @@ def train(settings, run_dir, log, started=None):
 
     def record_eval():
         t = time.time()
-        record = {"epoch": run_plan.epoch(samples), "step": step, "samples": samples}
-        if record["epoch"] is None:
-            del record["epoch"]
-        record.update(evaluate(task, model, data, settings.eval_batch_size, accelerator))
-        record.update(lr=scheduler.get_last_lr()[0], elapsed=round(time.time() - started, 3),
-                      eval_time=round(time.time() - t, 4))
+        values = evaluate(task, model, data, settings.eval_batch_size, accelerator)
+        record = eval_record(run_plan, step, samples, values, scheduler.get_last_lr()[0], started,
+                             round(time.time() - t, 4))
         metrics.append(record)
         log.info(_format_eval(record))
         return record
@@ -348,11 +372,7 @@ def train(settings, run_dir, log, started=None):
 
     summary = summarise(settings, task, data, run_plan, metrics.records, step, samples, (total, trainable),
                         accelerator, data_time, train_time, started, notes)
-    run_dir.write_summary(summary)
-    if checkpoint_path.exists():
-        checkpoint_path.unlink()  # the finished run's metrics and summary say everything
-    log.info("summary: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                     for k, v in summary["final"].items()) + f", wall time {summary['wall_time']:.1f}s")
+    finish(run_dir, log, summary, checkpoint_path)
     return summary
 
 

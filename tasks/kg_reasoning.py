@@ -330,13 +330,6 @@ class Task(BaseTask):
                       "first_step_test_inferred_id_accuracy_0.9", "grokking_gap_0.9")
     stackable = True
 
-    @classmethod
-    def stack_refusal(cls, s):
-        if s.dropout:
-            return (f"dropout = {s.dropout} draws random masks, which a stacked member would draw differently "
-                    "from its solo run; set dropout = 0 to stack")
-        return None
-
     def build_data(self):
         s = self.settings
         graph = make_graph(s)

@@ -275,13 +275,6 @@ class Task(BaseTask):
     stackable = True
     stack_varies = ("data_seed",)
 
-    @classmethod
-    def stack_refusal(cls, s):
-        if s.dropout:
-            return (f"dropout = {s.dropout} draws random masks, which a stacked member would draw differently "
-                    "from its solo run; set dropout = 0 to stack")
-        return None
-
     def build_data(self):
         s = self.settings
         self.secret = s.secret_set()

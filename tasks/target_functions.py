@@ -185,9 +185,6 @@ class Task(BaseTask):
         if s.pretrained_path:
             return ("a pretrained model (fine-tuning, LoRA) is not stacked: its frozen layers, PEFT wrappers and "
                     "tokenizer attention masks have not been verified under vmap")
-        if s.dropout:
-            return (f"dropout = {s.dropout} draws random masks, which a stacked member would draw differently "
-                    "from its solo run; set dropout = 0 to stack")
         return None
 
     def build_data(self):

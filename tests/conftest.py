@@ -28,3 +28,13 @@ def tiny_base(tmp_path):
 def _in_tmp_cwd(tmp_path, monkeypatch):
     """Every test runs in its own folder, so results_new/ and .cache/ never leak between tests."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's tests (as the runs default to), restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

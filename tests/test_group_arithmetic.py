@@ -21,14 +21,8 @@ from tasks import group_arithmetic as ga
 BASE = dict(task="group_arithmetic", hidden_size=32, n_epochs=3, progress="off")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: a second intra-op thread only adds waiting, which on a busy shared machine
-    made this file four times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# these tensors are tiny: a second intra-op thread only adds waiting (four times slower on a busy machine)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(**values):

@@ -217,6 +217,7 @@ FINETUNE_MODELS: dict[str, str] = {
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(PRESETS) + tuple(FINETUNE_MODELS)
+DROPOUT_NOISES = ("torch", "counter")
 
 SIZE_SETTINGS = ("n_layer", "n_head", "n_embd", "n_kv_head", "intermediate_size", "head_dim")
 
@@ -254,6 +255,9 @@ class DecoderSpec:
     layer_repeats: the LM's, from scratch: run the stack of decoder layers this many times in order
     (layers 0..n-1, then 0..n-1 again ...), sharing their parameters (the GrokkedTransformer's
     add_recurrence is 2); 1 = every layer once.
+    dropout_noise: the GPT-2 LM's dropout masks in training on CPU: "torch" (nn.Dropout's, drawn from
+    torch's global generator) or "counter" (a function of the run's seed, the training call and the
+    element's place, drawn in parallel: see ``counter_keep_mask``). On a GPU both run the model's own.
     """
 
     model: str
@@ -279,6 +283,7 @@ class DecoderSpec:
     attn_implementation: str | None = None
     tie_embeddings: bool | None = None
     layer_repeats: int = 1
+    dropout_noise: str = "torch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -777,6 +782,10 @@ def check(spec: DecoderSpec) -> list[str]:
         problems.append(f"layer_repeats={spec.layer_repeats!r} must be a positive integer (1: each layer runs once).")
     elif spec.layer_repeats > 1 and spec.head != "lm":
         problems.append(f"layer_repeats={spec.layer_repeats} (parameter sharing) is built for head='lm' only.")
+    if spec.dropout_noise not in DROPOUT_NOISES:
+        problems.append(f"dropout_noise={spec.dropout_noise!r} must be one of: {', '.join(map(repr, DROPOUT_NOISES))}.")
+    elif spec.dropout_noise != "torch" and (spec.head != "lm" or spec.model != "gpt2"):
+        problems.append(f"dropout_noise={spec.dropout_noise!r} is built for the GPT-2 LM (head='lm', model='gpt2') only.")
 
     sizes = _sizes(spec)
     if spec.pretrained_path is None:
@@ -1035,8 +1044,19 @@ class CausalLM(nn.Module):
     ``positions=slice(a, b)`` returns the logits of those positions only, [batch, b - a, vocab], and
     computes only what they read: for GPT-2 on CPU (sdpa, no attention mask) the last block's
     attention output projection, MLP, final norm and head run on those positions alone (see
-    ``_gpt2_selected_logits``); other models, and GPUs (whose fused dropout draws its random numbers
+    ``_gpt2_rows``); other models, and GPUs (whose fused dropout draws its random numbers
     differently: not reproduced here, nor measured), run in full and are sliced.
+
+    ``counter_noise`` (the spec's ``dropout_noise = "counter"`` with dropout > 0): in training on CPU
+    every dropout mask of the GPT-2 comes from ``counter_keep_mask`` instead of torch's generator, keyed
+    by the seed torch had when the model was built (the run's seed: the loop seeds before building)
+    and by the number of training calls made before this one (the buffer ``dropout_calls``, which
+    checkpoints save: a resumed run draws the masks the uninterrupted one would). The masks then no
+    longer depend on how much of each tensor is computed, so every block runs written out
+    (``_gpt2_rows``) and asks for the noise of the rows it computes only; they are drawn in parallel
+    on the run's torch threads, about 4x less time than torch's serial Mersenne twister needs for the
+    whole tensors (a third of a training step of the parity reference model). With an attention
+    mask, or on a GPU, the model's own forward runs, with torch's dropout.
 
     PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
     a call that asks for them runs the eager implementation, the same function written out, and
@@ -1044,17 +1064,28 @@ class CausalLM(nn.Module):
     ``*ForCausalLM`` model.
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, counter_noise: bool = False):
         super().__init__()
         self.lm = lm
+        self.counter_noise = counter_noise
+        if counter_noise:
+            self.register_buffer("dropout_key", torch.tensor(torch.initial_seed() % 2 ** 63))
+            self.register_buffer("dropout_calls", torch.zeros((), dtype=torch.int64))
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False,
         positions: slice | None = None,
     ):
+        if (not output_attentions and attention_mask is None and input_ids.device.type == "cpu"
+                and _selectable_gpt2(self.lm)):
+            if self.counter_noise and self.training:
+                noise = CounterNoise(int(self.dropout_key), int(self.dropout_calls))
+                self.dropout_calls += 1
+                rows = slice(None) if positions is None else positions
+                return _gpt2_rows(self.lm, input_ids, rows, noise).float()
+            if positions is not None:
+                return _gpt2_rows(self.lm, input_ids, positions, TORCH_NOISE).float()
         if positions is not None and not output_attentions:
-            if attention_mask is None and input_ids.device.type == "cpu" and _selectable_gpt2(self.lm):
-                return _gpt2_selected_logits(self.lm, input_ids, positions).float()
             return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, positions].float()
         if not output_attentions:
             return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
@@ -1064,23 +1095,108 @@ class CausalLM(nn.Module):
 
 
 def _selectable_gpt2(lm: nn.Module) -> bool:
-    """Whether _gpt2_selected_logits reproduces this model's forward: a GPT-2 LM on sdpa attention with
+    """Whether _gpt2_rows reproduces this model's forward: a GPT-2 LM on sdpa attention with
     the default attention scaling and no cross-attention."""
     config = lm.config
     return (config.model_type == "gpt2" and config._attn_implementation == "sdpa" and config.scale_attn_weights
             and not config.scale_attn_by_inverse_layer_idx and not config.add_cross_attention)
 
 
-def _dropout(x: torch.Tensor, full_shape: tuple, part: tuple, p: float, training: bool) -> torch.Tensor:
-    """torch's composite dropout (``at::dropout``, what nn.Dropout runs on CPU: noise = bernoulli(1 - p)
-    over the whole tensor, divided by 1 - p, times the input) applied to ``x``, the part ``full[part]``
-    of a tensor of ``full_shape``. The noise is drawn for the whole tensor, so the random stream, and
-    the mask of the kept part, are those of the full forward."""
-    if not training or p == 0:
-        return x
-    noise = torch.empty(full_shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
-    noise.div_(1 - p)
-    return x * noise[part]
+def _part(dim: int, rows: slice) -> tuple:
+    return (slice(None),) * dim + (rows,)
+
+
+class TorchNoise:
+    """nn.Dropout's masks (torch's composite ``at::dropout``, what it runs on CPU: noise = bernoulli(1 - p)
+    over the whole tensor from torch's global generator, divided by 1 - p, times the input). A caller that
+    computes only the part ``rows`` (along ``dim``) of a tensor of ``full_shape`` still draws the noise
+    for the whole tensor, so the random stream, and the mask of the kept part, are those of the full
+    forward. Embedding dropout runs the model's own module; blocks other than the last run as
+    transformers' own (``own_blocks`` False)."""
+
+    own_blocks = False
+
+    def embedding(self, drop: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        return drop(hidden)
+
+    def __call__(self, x, full_shape, dim, rows, p, site):
+        if p == 0:
+            return x
+        noise = torch.empty(full_shape, dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+        noise.div_(1 - p)
+        return x * noise[_part(dim, rows)]
+
+
+TORCH_NOISE = TorchNoise()
+
+
+class CounterNoise(TorchNoise):
+    """The masks of one training call from ``counter_keep_mask``: ``site`` numbers the model's dropouts in
+    forward order (0 the embedding; for block i: 3i + 1 attention, 3i + 2 residual after attention,
+    3i + 3 after the MLP); the mask is applied as torch's (x times keep / (1 - p), in x's dtype)."""
+
+    own_blocks = True
+
+    def __init__(self, key: int, call: int):
+        self.key, self.call = key, call
+
+    def embedding(self, drop: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        return self(hidden, hidden.shape, 1, slice(None), drop.p if drop.training else 0.0, 0)
+
+    def __call__(self, x, full_shape, dim, rows, p, site):
+        if p == 0:
+            return x
+        keep = counter_keep_mask(self.key, self.call, site, tuple(full_shape), dim, rows, 1 - p)
+        return x * keep.to(device=x.device, dtype=x.dtype).div_(1 - p)
+
+
+_NOISE_PIECE = 1 << 16  # fewest mask elements worth a thread of their own
+_noise_pool = None
+
+
+def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, rows: slice, keep: float) -> torch.Tensor:
+    """A dropout keep-mask (bool, True with probability ``keep``) for the part ``rows`` along ``dim`` of a
+    tensor of ``shape``: a pure function of (key, call, site) and of each element's place in the whole
+    tensor, so the part's mask is the whole mask's part, whatever else is computed and on however
+    many threads.
+
+    Element e of the whole tensor in position-major order (``dim`` moved first, so that a range of
+    rows is one range of e) is kept when the e-th 32-bit word of the Philox4x64-10 stream keyed by
+    ``key`` with counter (block, site, call, 0) is below round(keep * 2^32): words 8b .. 8b + 7 come
+    from block b (numpy's ``Philox``, whose first block after setting the counter to c is c + 1;
+    each 64-bit output little-endian, low word first). Philox is counter-based: any range is drawn
+    without the ones before it, so the range is split over torch's thread count and drawn in
+    parallel (numpy releases the GIL), with the same result on one thread or many."""
+    import numpy as np
+
+    length = shape[dim]
+    start, stop, step = rows.indices(length)
+    if step != 1:
+        raise ValueError(f"rows={rows!r}: only contiguous rows have a mask range")
+    others = shape[:dim] + shape[dim + 1:]
+    per_row = math.prod(others)
+    first, count = start * per_row, (stop - start) * per_row
+    threshold = np.uint64(min(round(keep * 2 ** 32), 2 ** 32))
+    out = np.empty(count, dtype=bool)
+
+    def fill(a: int, b: int) -> None:
+        block, skip = divmod(first + a, 8)
+        words = np.random.Philox(key=key, counter=[block, site, call, 0]).random_raw((skip + b - a + 1) // 2)
+        words = words.astype("<u8", copy=False).view("<u4")[skip:skip + b - a]
+        np.less(words, threshold, out=out[a:b])
+
+    pieces = max(1, min(torch.get_num_threads(), count // _NOISE_PIECE))
+    bounds = [count * i // pieces for i in range(pieces + 1)]
+    if pieces == 1:
+        fill(0, count)
+    else:
+        global _noise_pool
+        if _noise_pool is None or _noise_pool._max_workers < pieces:
+            import concurrent.futures
+            _noise_pool = concurrent.futures.ThreadPoolExecutor(max_workers=pieces, thread_name_prefix="dropout-noise")
+        for job in [_noise_pool.submit(fill, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+            job.result()
+    return torch.from_numpy(out).view(stop - start, *others).movedim(0, dim)
 
 
 def _conv1d_columns(conv: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -1090,13 +1206,14 @@ def _conv1d_columns(conv: nn.Module, x: torch.Tensor, start: int, stop: int) -> 
     return out.view(*x.shape[:-1], stop - start)
 
 
-def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: float) -> torch.Tensor:
+def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: float, noise: TorchNoise,
+                           site: int) -> torch.Tensor:
     """Rows ``rows`` (query positions) of causal attention with dropout p, [batch, heads, len, head_dim],
     from the queries of those rows ([batch, heads, len, head_dim]) and every key and value, computed as
     torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast to float;
-    q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise drawn for the
-    whole [batch, heads, T, T] map; times v): the same values and random stream as the full call
-    (tests/test_model_layer.py)."""
+    q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise for the
+    [batch, heads, T, T] map; times v): with TorchNoise the same values and random stream as the full
+    call (tests/test_model_layer.py)."""
     dtype = query.dtype
     if dtype in (torch.float16, torch.bfloat16):
         query, key, value = query.float(), key.float(), value.float()
@@ -1106,57 +1223,72 @@ def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: floa
     causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
     mask = torch.where(causal.logical_not(), -math.inf, torch.scalar_tensor(0.0, dtype=scores.dtype, device=query.device))
     probs = torch.softmax(scores + mask[rows], dim=-1)
-    probs = _dropout(probs, (*probs.shape[:2], length, length), (slice(None), slice(None), rows), p, True)
+    probs = noise(probs, (*probs.shape[:2], length, length), 2, rows, p, site)
     return (probs @ value).to(dtype)
 
 
-def _gpt2_selected_logits(lm: nn.Module, input_ids: torch.Tensor, rows: slice) -> torch.Tensor:
+def _gpt2_rows(lm: nn.Module, input_ids: torch.Tensor, rows: slice, noise: TorchNoise) -> torch.Tensor:
     """GPT2LMHeadModel's logits at positions ``rows`` only ([batch, len, vocab], the model's dtype), on CPU.
 
-    The function is the model's forward (no attention mask, no cache), op for op: every block but the
-    last runs as transformers' own; the last one computes its keys and values for every position,
+    The function is the model's forward (no attention mask, no cache), op for op. With TorchNoise every
+    block but the last runs as transformers' own; with CounterNoise every block runs written out
+    (``_gpt2_block``), on every row. The last block computes its keys and values for every position,
     then its queries and attention for the rows ``rows`` only where sdpa runs its math kernel (training
     on CPU with dropout; otherwise every row through sdpa, as the model does), attention output projection,
     residual dropout, second norm, MLP and dropout, the final norm and the head for ``rows`` only:
     nothing at the other positions reaches these logits. With a loss on a few positions (sparse parity with CoT:
     7 of 27) that removes about half of a 1-layer model's matmul work and most of its GELU, forward
-    and backward. Dropout draws its noise for the whole tensors, in the model's order, so the random
+    and backward. TorchNoise draws its noise for the whole tensors, in the model's order, so the random
     stream is the full forward's; the kept positions' values equal the full forward's up to float
     summation order in the matmuls (tests/test_model_layer.py compares them)."""
     backbone = lm.transformer
-    batch, length = input_ids.shape
+    length = input_ids.shape[1]
     position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0)
     hidden = backbone.wte(input_ids) + backbone.wpe(position_ids)
-    hidden = backbone.drop(hidden)
+    hidden = noise.embedding(backbone.drop, hidden)
     *first, last = backbone.h
-    for block in first:
-        hidden = block(hidden, None, None, use_cache=False, position_ids=position_ids)
-    attention = last.attn
+    for index, block in enumerate(first):
+        if noise.own_blocks:
+            hidden = _gpt2_block(block, hidden, slice(None), noise, 1 + 3 * index)
+        else:
+            hidden = block(hidden, None, None, use_cache=False, position_ids=position_ids)
+    hidden = _gpt2_block(last, hidden, rows, noise, 1 + 3 * len(first))
+    return lm.lm_head(backbone.ln_f(hidden))
+
+
+def _gpt2_block(block: nn.Module, hidden: torch.Tensor, rows: slice, noise: TorchNoise, site: int) -> torch.Tensor:
+    """One GPT2Block (no mask, no cache) written out, its output at the positions ``rows`` only: keys and
+    values at every position, the rest at ``rows`` (see ``_gpt2_rows``); ``site`` numbers its attention
+    dropout, site + 1 and site + 2 its two residual dropouts."""
+    attention = block.attn
     training = attention.training
-    x = last.ln_1(hidden)
+    batch, length = hidden.shape[:2]
+    start, stop, _ = rows.indices(length)
+    whole = start == 0 and stop == length
+    x = block.ln_1(hidden)
     width = attention.split_size
     p = attention.attn_dropout.p if training else 0.0
     heads = lambda t: t.view(*t.shape[:2], -1, attention.head_dim).transpose(1, 2)  # noqa: E731
     if p > 0 and length > 1:  # sdpa's math kernel (CPU with dropout): the selected query rows alone
-        if x.dtype == torch.float32:  # c_attn is [q | k | v]: the queries of those rows alone
+        if x.dtype == torch.float32 and not whole:  # c_attn is [q | k | v]: the queries of those rows alone
             query = _conv1d_columns(attention.c_attn, x[:, rows], 0, width)
             key, value = _conv1d_columns(attention.c_attn, x, width, 3 * width).split(width, dim=2)
         else:  # in half types the input gradient of two products would be rounded twice: one product
             query, key, value = attention.c_attn(x).split(width, dim=2)
             query = query[:, rows]
-        out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p)
+        out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p, noise, site)
     else:  # sdpa's fused kernel (evaluation): every row, as the model computes them
         query, key, value = (heads(t) for t in attention.c_attn(x).split(width, dim=2))
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=p,
                                              scale=attention.scaling, is_causal=length > 1)[:, :, rows]
     out = out.transpose(1, 2)  # [batch, len, heads, head_dim]
     out = attention.c_proj(out.reshape(*out.shape[:-2], -1).contiguous())
-    full, part = (batch, length, out.shape[-1]), (slice(None), rows)
-    hidden = _dropout(out, full, part, attention.resid_dropout.p, training) + hidden[part]
-    mlp = last.mlp
-    out = mlp.c_proj(mlp.act(mlp.c_fc(last.ln_2(hidden))))
-    hidden = hidden + _dropout(out, full, part, mlp.dropout.p, training)
-    return lm.lm_head(backbone.ln_f(hidden))
+    full = (batch, length, out.shape[-1])
+    resid_p = attention.resid_dropout.p if training else 0.0
+    hidden = noise(out, full, 1, rows, resid_p, site + 1) + hidden[:, rows]
+    mlp = block.mlp
+    out = mlp.c_proj(mlp.act(mlp.c_fc(block.ln_2(hidden))))
+    return hidden + noise(out, full, 1, rows, mlp.dropout.p if training else 0.0, site + 2)
 
 
 @contextlib.contextmanager
@@ -1181,7 +1313,7 @@ def _causal_lm(spec: DecoderSpec) -> CausalLM:
     lm = AutoModelForCausalLM.from_config(config, attn_implementation=spec.attn_implementation or family.attn_implementation)
     if spec.layer_repeats > 1:
         _repeat_layers(lm.base_model, family, spec.layer_repeats)
-    return CausalLM(_fused_activations(lm))
+    return CausalLM(_fused_activations(lm), counter_noise=spec.dropout_noise == "counter" and spec.dropout > 0)
 
 
 def _repeat_layers(backbone: nn.Module, family: _Family, repeats: int) -> None:

@@ -80,6 +80,12 @@ class Settings(CommonSettings):
     n_head: int = setting(1, "attention heads per layer", low=1)
     n_embd: int = setting(720, "width (the paper's 720; 64-128 at CPU scale)", low=1)
     dropout: float = setting(0.1, "GPT-2's residual, embedding and attention dropout", low=0.0, high=1.0)
+    dropout_noise: str = setting("counter", "where dropout's masks come from in training on CPU: counter = a "
+                                 "function of the seed, the step and the element's place (Philox, drawn in "
+                                 "parallel, only for the positions computed; resumes exactly); torch = "
+                                 "nn.Dropout's, torch's global generator (the numbers of runs made before "
+                                 "2026-12-02). On a GPU both are the model's own dropout",
+                                 choices=("counter", "torch"))
     n_positions: int | None = setting(None, "rows of the learned position table (None: the sequence length; "
                                       "the original's 2048 changes nothing but unused rows)", low=1)
     model_dtype: str = setting("float32", "float32, or bfloat16: the whole model cast to bf16 (weights, "
@@ -124,7 +130,8 @@ class Settings(CommonSettings):
     def model_spec(self):
         return models.DecoderSpec(model="gpt2", vocab_size=2, max_positions=self.n_positions or self.length,
                                   n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
-                                  dropout=self.dropout, head="lm", tie_embeddings=True)
+                                  dropout=self.dropout, head="lm", tie_embeddings=True,
+                                  dropout_noise=self.dropout_noise)
 
     def secret_set(self):
         """The sorted secret positions these settings name."""

@@ -9,6 +9,7 @@ never from the code under test.
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -304,6 +305,81 @@ def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dro
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         else:  # bf16 gradients: 8 significant bits
             torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
+
+
+def _philox_mask_by_definition(key, call, site, shape, dim, keep):
+    """counter_keep_mask's documented rule, written out: the whole tensor's mask in position-major order
+    from one Philox stream (blocks from 0), each 64-bit output's low 32-bit word first."""
+    n = math.prod(shape)
+    raw = np.random.Philox(key=key, counter=[0, site, call, 0]).random_raw((n + 1) // 2)
+    words = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=1).reshape(-1)[:n]
+    kept = torch.from_numpy(words < round(keep * 2 ** 32))
+    moved = (shape[dim],) + shape[:dim] + shape[dim + 1:]
+    return kept.view(moved).movedim(0, dim)
+
+
+@pytest.mark.parametrize("shape, dim", [((5, 27, 13), 1), ((6, 2, 9, 9), 2)])
+def test_counter_noise_is_the_same_function_of_place_and_call_for_any_rows_and_threads(shape, dim, monkeypatch):
+    whole = _philox_mask_by_definition(7, 3, 2, shape, dim, 0.9)
+    assert whole.shape == shape
+    monkeypatch.setattr(decoders, "_NOISE_PIECE", 7)  # split even these small tensors over the threads
+    for threads in (1, 3):
+        torch.set_num_threads(threads)
+        for rows in (slice(None), slice(0, 1), slice(3, shape[dim] - 1), slice(shape[dim] - 1, shape[dim])):
+            part = decoders.counter_keep_mask(7, 3, 2, shape, dim, rows, 0.9)
+            assert torch.equal(part, whole[(slice(None),) * dim + (rows,)]), (threads, rows)
+    torch.set_num_threads(1)
+    for other in [(8, 3, 2), (7, 4, 2), (7, 3, 3)]:  # another key, call or site: other masks
+        assert not torch.equal(decoders.counter_keep_mask(*other, shape, dim, slice(None), 0.9), whole)
+    big = decoders.counter_keep_mask(1, 0, 0, (100, 1000), 1, slice(None), 0.75)
+    assert abs(big.float().mean().item() - 0.75) < 0.005  # 12 standard deviations of a fair coin's mean
+
+
+def test_counter_noise_selected_positions_are_the_full_forwards_and_resume_exactly():
+    """dropout_noise='counter': in training the selected rows equal the model's full (written-out) forward at
+    those rows under the same training call, whatever torch's generator holds (it draws nothing from it);
+    each call draws new masks; the call count is model state, so a model loaded from a state dict makes the
+    next call's masks."""
+    spec = gpt2_spec(dropout=0.1, dropout_noise="counter", n_layer=2)
+    model = seeded(lambda: models.build(spec), seed=5)
+    assert int(model.dropout_key) == 5 and int(model.dropout_calls) == 0
+    ids = torch.randint(0, 11, (5, SEQ))
+    rows = slice(9, 15)
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    chosen, lengths = _rows_into_last_mlp(model, lambda: model(ids, positions=rows))
+    assert lengths == [6] and torch.equal(torch.get_rng_state(), state)
+    model.dropout_calls.zero_()
+    torch.manual_seed(2)
+    full, lengths = _rows_into_last_mlp(model, lambda: model(ids))
+    assert lengths == [SEQ] and int(model.dropout_calls) == 1
+    assert torch.equal(chosen, full[:, rows])
+    again = model(ids, positions=rows)  # call 1: other masks
+    assert not torch.equal(again, chosen)
+    model.eval()
+    clean = model(ids)
+    model.train()
+    assert not torch.equal(full, clean)  # dropout was on
+    restored = seeded(lambda: models.build(spec), seed=9)
+    restored.load_state_dict(model.state_dict())
+    assert int(restored.dropout_key) == 5 and int(restored.dropout_calls) == 2
+    assert torch.equal(restored(ids, positions=rows), model(ids, positions=rows))
+    weights = torch.randn(5, 6, 11)
+    params = list(model.parameters())
+    model.dropout_calls.fill_(7)
+    ours = torch.autograd.grad((model(ids, positions=rows) * weights).sum(), params)
+    model.dropout_calls.fill_(7)
+    theirs = torch.autograd.grad((model(ids)[:, rows] * weights).sum(), params)
+    assert all(g.abs().sum() > 0 for g in ours)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_counter_noise_without_dropout_or_on_other_models_is_refused_or_absent():
+    assert not hasattr(models.build(gpt2_spec(dropout_noise="counter")), "dropout_calls")  # dropout 0: no masks
+    assert any("dropout_noise" in p for p in models.check(gpt2_spec(model="llama3", n_kv_head=2,
+                                                                     dropout_noise="counter")))
+    assert any("dropout_noise" in p for p in models.check(gpt2_spec(dropout_noise="philox")))
 
 
 def test_selected_positions_of_other_models_are_the_full_forward_sliced():

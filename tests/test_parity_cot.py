@@ -175,17 +175,24 @@ def _tiny_model_and_ids(**values):
     return task, task.build_model(data), data.splits["valid"]["ids"][:24]
 
 
-def test_training_loss_on_labelled_positions_is_the_full_lm_loss():
+@pytest.mark.parametrize("noise", ["torch", "counter"])
+def test_training_loss_on_labelled_positions_is_the_full_lm_loss(noise):
     """The loss computed on the labelled positions alone is the next-token loss of the whole sequence with
     the inputs' labels -100 (the same terms; value and gradient equal to float summation order), with the
-    same dropout masks (same seed, the random stream left at the same place)."""
-    task, model, ids = _tiny_model_and_ids()
+    same dropout masks: torch's (same seed, the random stream left at the same place) or the counter
+    noise of the same training call (which draws nothing from torch's generator)."""
+    task, model, ids = _tiny_model_and_ids(dropout_noise=noise)
     model.train()
     params = list(model.parameters())
     torch.manual_seed(3)
+    before = torch.get_rng_state()
     ours = task.training_loss(model, {"ids": ids})
     ours_grads, after = torch.autograd.grad(ours, params), torch.get_rng_state()
+    assert torch.equal(before, after) == (noise == "counter")
     torch.manual_seed(3)
+    if noise == "counter":
+        assert model.dropout_calls.item() == 1
+        model.dropout_calls.zero_()  # the same call's masks
     full = models.lm_loss(model(ids.long()), pc.labels_of(ids, 8))
     full_grads = torch.autograd.grad(full, params)
     assert torch.equal(torch.get_rng_state(), after)

@@ -194,6 +194,11 @@ RESUMABLE = {
     "assoc_memory": {"task": "assoc_memory", "N": 6, "d": 6, "H": 4, "num_batch": 4, "batch_size": 32,
                      "n_epochs": 6, "lr": 0.1, "lr_end": 0.01, "eval_every": 1, "checkpoint_every": 3},
     "toy_stream": {"task": "toy_stream", "n_steps": 40, "eval_every_steps": 10, "checkpoint_every_steps": 10},
+    # dropout masks of the counter noise: a function of the training calls made, which the checkpoint keeps
+    "parity_cot": {"task": "parity_cot", "n_bits": 8, "k": 3, "n_train": 96, "n_valid": 64, "train_eval_size": 32,
+                   "n_embd": 16, "n_layer": 2, "n_head": 2, "batch_size": 16, "n_samples": 16 * 12,
+                   "eval_every_samples": None, "eval_every_steps": 2, "checkpoint_every_steps": 5,
+                   "entropy_samples": 8, "dropout_noise": "counter"},
 }
 
 

@@ -1161,12 +1161,12 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
     many threads.
 
     Element e of the whole tensor in position-major order (``dim`` moved first, so that a range of
-    rows is one range of e) is kept when the e-th 32-bit word of the Philox4x64-10 stream keyed by
-    ``key`` with counter (block, site, call, 0) is below round(keep * 2^32): words 8b .. 8b + 7 come
-    from block b (numpy's ``Philox``, whose first block after setting the counter to c is c + 1;
-    each 64-bit output little-endian, low word first). Philox is counter-based: any range is drawn
-    without the ones before it, so the range is split over torch's thread count and drawn in
-    parallel (numpy releases the GIL), with the same result on one thread or many."""
+    rows is one range of e) is kept when the e-th 32-bit word of the stream of numpy's PCG64 seeded
+    with ``SeedSequence([key, call, site])`` (``random_raw``, each 64-bit output little-endian: low word
+    first) is below round(keep * 2^32). PCG64 jumps ahead in O(log n) steps (``advance``): any range
+    is drawn without the words before it, so the range is split over torch's thread count and drawn
+    in parallel (numpy releases the GIL), with the same result on one thread or many. numpy keeps
+    PCG64's and SeedSequence's streams fixed across versions."""
     import numpy as np
 
     length = shape[dim]
@@ -1176,26 +1176,28 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
     others = shape[:dim] + shape[dim + 1:]
     per_row = math.prod(others)
     first, count = start * per_row, (stop - start) * per_row
-    threshold = np.uint64(min(round(keep * 2 ** 32), 2 ** 32))
+    threshold = np.uint32(min(round(keep * 2 ** 32), 2 ** 32 - 1))
+    seed = np.random.SeedSequence([key, call, site])
     out = np.empty(count, dtype=bool)
 
     def fill(a: int, b: int) -> None:
-        block, skip = divmod(first + a, 8)
-        words = np.random.Philox(key=key, counter=[block, site, call, 0]).random_raw((skip + b - a + 1) // 2)
-        words = words.astype("<u8", copy=False).view("<u4")[skip:skip + b - a]
-        np.less(words, threshold, out=out[a:b])
+        word, skip = divmod(first + a, 2)
+        stream = np.random.PCG64(seed)
+        stream.advance(word)
+        words = stream.random_raw((skip + b - a + 1) // 2).astype("<u8", copy=False).view("<u4")
+        np.less(words[skip:skip + b - a], threshold, out=out[a:b])
 
     pieces = max(1, min(torch.get_num_threads(), count // _NOISE_PIECE))
     bounds = [count * i // pieces for i in range(pieces + 1)]
-    if pieces == 1:
-        fill(0, count)
-    else:
+    if pieces > 1:
         global _noise_pool
-        if _noise_pool is None or _noise_pool._max_workers < pieces:
+        if _noise_pool is None or _noise_pool._max_workers < pieces - 1:
             import concurrent.futures
-            _noise_pool = concurrent.futures.ThreadPoolExecutor(max_workers=pieces, thread_name_prefix="dropout-noise")
-        for job in [_noise_pool.submit(fill, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
-            job.result()
+            _noise_pool = concurrent.futures.ThreadPoolExecutor(max_workers=pieces - 1, thread_name_prefix="dropout-noise")
+        jobs = [_noise_pool.submit(fill, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+    fill(0, bounds[1])  # the first piece on this thread, the others on the pool's
+    for job in jobs if pieces > 1 else ():
+        job.result()
     return torch.from_numpy(out).view(stop - start, *others).movedim(0, dim)
 
 

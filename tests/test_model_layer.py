@@ -309,9 +309,9 @@ def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dro
 
 def _philox_mask_by_definition(key, call, site, shape, dim, keep):
     """counter_keep_mask's documented rule, written out: the whole tensor's mask in position-major order
-    from one Philox stream (blocks from 0), each 64-bit output's low 32-bit word first."""
+    from one PCG64 stream from its start, each 64-bit output's low 32-bit word first."""
     n = math.prod(shape)
-    raw = np.random.Philox(key=key, counter=[0, site, call, 0]).random_raw((n + 1) // 2)
+    raw = np.random.PCG64(np.random.SeedSequence([key, call, site])).random_raw((n + 1) // 2)
     words = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=1).reshape(-1)[:n]
     kept = torch.from_numpy(words < round(keep * 2 ** 32))
     moved = (shape[dim],) + shape[:dim] + shape[dim + 1:]

@@ -18,13 +18,13 @@
 3. The reference job (issue 12): n=20, k=6, CoT, GPT-2 1L1H width 128, lr 1e-4, batch 512, a fixed set of
    10^4 training samples reused until 200k samples, evaluated every 20 steps; run as `python main.py` in a
    subprocess, timed from launch to exit (Python start-up, imports, data, training, evaluations, summary),
-   in float32 and bfloat16 (whole model cast), with the samples at which validation exact match first
-   reached 1.0, the job's process CPU time (user + system: on a loaded machine a steadier measure than
-   the wall time) and its final valid loss and attention entropy (to compare two versions' numbers). The
-   job's matmul work is printed for the whole model and for what the task computes: only the logits of
-   the 7 labelled positions (labelled_forward_flops). The original (HF Trainer, bf16) takes about 77 s
-   start to summary on a quiet 2-core machine and reaches 1.0 at about 130k samples (issue 12; it is not
-   installed here).
+   in float32 and bfloat16 (whole model cast; dropout_noise as --dropout-noise says), with the samples at
+   which validation exact match first reached 1.0, the job's process CPU time (user + system: on a loaded
+   machine a steadier measure than the wall time) and its final valid loss and attention entropy (to
+   compare two versions' numbers). The job's matmul work is printed for the whole model and for what the
+   task computes: only the logits of the 7 labelled positions (labelled_forward_flops). The original (HF
+   Trainer, bf16) takes about 77 s start to summary on a quiet 2-core machine and reaches 1.0 at about 130k
+   samples (issue 12; it is not installed here).
 
 The machine is shared: the load average is printed; read the figures with it. Not a test: nothing asserted.
 """
@@ -80,10 +80,11 @@ def throughput(width, dtype, entropy, steps, threads, workdir, n_valid=512):
     return samples / train, samples / (train + per_eval * samples / 2048)
 
 
-def reference(dtype, threads, workdir):
-    config = Path(workdir) / f"reference_{dtype}.py"
-    config.write_text("".join(f"{k} = {v!r}\n" for k, v in dict(REFERENCE, model_dtype=dtype, threads=threads).items()))
-    run = Path(workdir) / f"reference_{dtype}"
+def reference(dtype, threads, workdir, noise):
+    config = Path(workdir) / f"reference_{dtype}_{noise}.py"
+    values = dict(REFERENCE, model_dtype=dtype, threads=threads, dropout_noise=noise)
+    config.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    run = Path(workdir) / f"reference_{dtype}_{noise}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--results-path", str(run)],
@@ -104,6 +105,9 @@ def main(argv=None):
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--reference-threads", type=int, default=2,
                         help="torch threads of the reference job (the original's figure is for 2 cores)")
+    parser.add_argument("--dropout-noise", default="counter",
+                        help="the reference job's dropout_noise: counter (the default), torch (nn.Dropout's, the "
+                             "numbers of runs before 2026-12-02), or both (each, one after the other)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -139,9 +143,11 @@ def main(argv=None):
             print(f"\nreference job ({args.reference_threads} thread(s); {flops:.1f} TFLOP of training matmuls in the "
                   f"whole model, of which the labelled predictions need {computed['float32']:.1f} in float32 and "
                   f"{computed['bfloat16']:.1f} in bfloat16): start to summary, samples at exact match 1.0")
-            for dtype in ("float32", "bfloat16"):
-                wall, cpu, summary = reference(dtype, args.reference_threads, workdir)
-                print(f"{dtype:>9}: {wall:6.1f} s start to summary (train {summary['train_time']:.1f} s, "
+            noises = ("torch", "counter") if args.dropout_noise == "both" else (args.dropout_noise,)
+            for dtype, noise in ((d, n) for d in ("float32", "bfloat16") for n in noises):
+                wall, cpu, summary = reference(dtype, args.reference_threads, workdir, noise)
+                print(f"{dtype:>9} ({noise} dropout noise): {wall:6.1f} s start to summary "
+                      f"(train {summary['train_time']:.1f} s, "
                       f"evaluations {summary['eval_time']:.1f} s; process CPU time {cpu:.1f} s, load average "
                       f"{os.getloadavg()[0]:.2f}); exact match 1.0 at "
                       f"{summary['sample_complexity_text']} samples; final valid exact match "

@@ -1079,7 +1079,7 @@ class CausalLM(nn.Module):
         if (not output_attentions and attention_mask is None and input_ids.device.type == "cpu"
                 and _selectable_gpt2(self.lm)):
             if self.counter_noise and self.training:
-                noise = CounterNoise(int(self.dropout_key), int(self.dropout_calls))
+                noise = CounterNoise(self.dropout_key, self.dropout_calls.clone())
                 self.dropout_calls += 1
                 rows = slice(None) if positions is None else positions
                 return _gpt2_rows(self.lm, input_ids, rows, noise).float()
@@ -1133,11 +1133,13 @@ TORCH_NOISE = TorchNoise()
 class CounterNoise(TorchNoise):
     """The masks of one training call from ``counter_keep_mask``: ``site`` numbers the model's dropouts in
     forward order (0 the embedding; for block i: 3i + 1 attention, 3i + 2 residual after attention,
-    3i + 3 after the MLP); the mask is applied as torch's (x times keep / (1 - p), in x's dtype)."""
+    3i + 3 after the MLP); the mask is applied as torch's (x times keep / (1 - p), in x's dtype). key and
+    call are the model's 0-d buffers, read by the op ``keep_mask``, which torch.func.vmap runs for a stack
+    of models (stacking.py) as one mask per member, each its solo run's."""
 
     own_blocks = True
 
-    def __init__(self, key: int, call: int):
+    def __init__(self, key: torch.Tensor, call: torch.Tensor):
         self.key, self.call = key, call
 
     def embedding(self, drop: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -1146,8 +1148,31 @@ class CounterNoise(TorchNoise):
     def __call__(self, x, full_shape, dim, rows, p, site):
         if p == 0:
             return x
-        keep = counter_keep_mask(self.key, self.call, site, tuple(full_shape), dim, rows, 1 - p)
+        start, stop, _ = rows.indices(full_shape[dim])
+        keep = keep_mask(self.key, self.call, site, list(full_shape), dim, start, stop, 1 - p)
         return x * keep.to(device=x.device, dtype=x.dtype).div_(1 - p)
+
+
+@torch.library.custom_op("reasoning_lab::keep_mask", mutates_args=())
+def keep_mask(key: torch.Tensor, call: torch.Tensor, site: int, shape: list[int], dim: int, start: int, stop: int,
+              keep: float) -> torch.Tensor:
+    """``counter_keep_mask`` of the 0-d tensors key and call (rows start..stop-1 along dim), contiguous."""
+    return counter_keep_mask(int(key), int(call), site, tuple(shape), dim, slice(start, stop), keep).contiguous()
+
+
+@keep_mask.register_fake
+def _(key, call, site, shape, dim, start, stop, keep):
+    return key.new_empty([*shape[:dim], stop - start, *shape[dim + 1:]], dtype=torch.bool)
+
+
+def _keep_mask_batched(info, in_dims, key, call, site, shape, dim, start, stop, keep):
+    members = info.batch_size
+    keys = key.expand(members) if in_dims[0] is None else key.movedim(in_dims[0], 0)
+    calls = call.expand(members) if in_dims[1] is None else call.movedim(in_dims[1], 0)
+    return torch.stack([keep_mask(k, c, site, shape, dim, start, stop, keep) for k, c in zip(keys, calls)]), 0
+
+
+keep_mask.register_vmap(_keep_mask_batched)
 
 
 _NOISE_PIECE = 1 << 16  # fewest mask elements worth a thread of their own

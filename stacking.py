@@ -65,9 +65,10 @@ def refusal(settings):
     if settings.optim not in STACKABLE_OPTIMIZERS:
         return f"optim = {settings.optim!r} does not stack (stacked optimisers: {', '.join(STACKABLE_OPTIMIZERS)})"
     why = task.stack_refusal(settings)
-    if why is None and getattr(settings, "dropout", 0):
-        why = (f"dropout = {settings.dropout} draws random masks, which a stacked member would draw differently "
-               "from its solo run; set dropout = 0 to stack")
+    if why is None and getattr(settings, "dropout", 0) and getattr(settings, "dropout_noise", "torch") != "counter":
+        why = (f"dropout = {settings.dropout} draws random masks from torch's generator, which a stacked member would "
+               "draw differently from its solo run; set dropout = 0 (or dropout_noise = 'counter', where the task "
+               "has it) to stack")
     return why
 
 

@@ -49,6 +49,10 @@ MEMBERS = {
     "parity_cot stream": [dict(PC, seed=0), dict(PC, seed=1, lr=3e-3), dict(PC, seed=2, weight_decay=0.1,
                                                                               max_grad_norm=0.0)],
     "parity_cot fixed set": [dict(PC, n_train=96, train_eval_size=32, seed=s) for s in range(3)],
+    # dropout with the counter noise: each member's masks are its solo run's (seed, training call, place)
+    # (a learning rate at which other masks would show in the metrics)
+    "parity_cot dropout": [dict(PC, n_layer=2, dropout=0.3, dropout_noise="counter", lr=3e-2, seed=s,
+                                data_seed=s % 2) for s in range(3)],
     "kg_reasoning": [dict(KG, seed=s, lr=1e-3 * (s + 1)) for s in range(3)],
     "target_functions bloom": [dict(TF, seed=0), dict(TF, seed=1, lr=3e-3), dict(TF, seed=2, weight_decay=0.1)],
     "target_functions qwen ensemble": [dict(TF, model="qwen0.6B", num_models=2, pooling="mean", seed=s)
@@ -160,13 +164,14 @@ def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tm
     monkeypatch.setattr(tasks.kg_reasoning.Task, "stackable", False)  # what a task whose model cannot stack says
     monkeypatch.setattr(tasks.kg_reasoning.Task, "stack_note", "its model has no batching rule")
     runs = [(str(i), settings.build(v)) for i, v in enumerate(
-        [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16), dict(PC, seed=0, dropout=0.1),
+        [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16), dict(PC, seed=0, dropout=0.1, dropout_noise="torch"),
          dict(KG, seed=0), dict(GA, seed=3, optim="muon"), dict(GA, seed=4), dict(TF, seed=0, dropout=0.1)])]
     units, lines = stacking.plan_stacks(runs, 2)
     assert units == [["0", "1"], ["6"], ["2"], ["3"], ["4"], ["5"], ["7"]]
     text = "\n".join(lines)
     assert "run 2 trains alone: no other run shares its shapes (it differs from run 0 in hidden_size)" in text
     assert "run 3 trains alone: dropout = 0.1 draws random masks" in text
+    assert stacking.refusal(settings.build(dict(PC, seed=0, dropout=0.1, dropout_noise="counter"))) is None
     assert "run 4 trains alone: task kg_reasoning's model does not stack: its model has no batching rule" in text
     assert "run 5 trains alone: optim = 'muon' does not stack" in text
     assert "run 7 trains alone: dropout = 0.1" in text

@@ -1134,8 +1134,8 @@ class CounterNoise(TorchNoise):
     """The masks of one training call from ``counter_keep_mask``: ``site`` numbers the model's dropouts in
     forward order (0 the embedding; for block i: 3i + 1 attention, 3i + 2 residual after attention,
     3i + 3 after the MLP); the mask is applied as torch's (x times keep / (1 - p), in x's dtype). key and
-    call are the model's 0-d buffers, read by the op ``keep_mask``, which torch.func.vmap runs for a stack
-    of models (stacking.py) as one mask per member, each its solo run's."""
+    call are the model's 0-d buffers, read by the op ``dropout_noise``, which torch.func.vmap runs for a
+    stack of models (stacking.py) as one noise per member, each its solo run's."""
 
     own_blocks = True
 
@@ -1149,37 +1149,40 @@ class CounterNoise(TorchNoise):
         if p == 0:
             return x
         start, stop, _ = rows.indices(full_shape[dim])
-        keep = keep_mask(self.key, self.call, site, list(full_shape), dim, start, stop, 1 - p)
-        return x * keep.to(device=x.device, dtype=x.dtype).div_(1 - p)
+        noise = dropout_noise(self.key, self.call, site, list(full_shape), dim, start, stop, 1 - p, x.dtype)
+        return x * noise.to(x.device)
 
 
-@torch.library.custom_op("reasoning_lab::keep_mask", mutates_args=())
-def keep_mask(key: torch.Tensor, call: torch.Tensor, site: int, shape: list[int], dim: int, start: int, stop: int,
-              keep: float) -> torch.Tensor:
-    """``counter_keep_mask`` of the 0-d tensors key and call (rows start..stop-1 along dim), contiguous."""
-    return counter_keep_mask(int(key), int(call), site, tuple(shape), dim, slice(start, stop), keep).contiguous()
+@torch.library.custom_op("reasoning_lab::dropout_noise", mutates_args=())
+def dropout_noise(key: torch.Tensor, call: torch.Tensor, site: int, shape: list[int], dim: int, start: int, stop: int,
+                  keep: float, dtype: torch.dtype) -> torch.Tensor:
+    """torch's dropout noise (1 / keep in ``dtype``, rounded as torch's ``noise.div_(keep)`` rounds it, where
+    kept; 0 elsewhere) for ``counter_keep_mask``'s mask of the 0-d tensors key and call (rows start..stop-1
+    along dim)."""
+    return counter_keep_mask(int(key), int(call), site, tuple(shape), dim, slice(start, stop), keep, dtype)
 
 
-@keep_mask.register_fake
-def _(key, call, site, shape, dim, start, stop, keep):
-    return key.new_empty([*shape[:dim], stop - start, *shape[dim + 1:]], dtype=torch.bool)
+@dropout_noise.register_fake
+def _(key, call, site, shape, dim, start, stop, keep, dtype):
+    return key.new_empty([*shape[:dim], stop - start, *shape[dim + 1:]], dtype=dtype)
 
 
-def _keep_mask_batched(info, in_dims, key, call, site, shape, dim, start, stop, keep):
+def _dropout_noise_batched(info, in_dims, key, call, site, shape, dim, start, stop, keep, dtype):
     members = info.batch_size
     keys = key.expand(members) if in_dims[0] is None else key.movedim(in_dims[0], 0)
     calls = call.expand(members) if in_dims[1] is None else call.movedim(in_dims[1], 0)
-    return torch.stack([keep_mask(k, c, site, shape, dim, start, stop, keep) for k, c in zip(keys, calls)]), 0
+    return torch.stack([dropout_noise(k, c, site, shape, dim, start, stop, keep, dtype) for k, c in zip(keys, calls)]), 0
 
 
-keep_mask.register_vmap(_keep_mask_batched)
+dropout_noise.register_vmap(_dropout_noise_batched)
 
 
 _NOISE_PIECE = 1 << 16  # fewest mask elements worth a thread of their own
 _noise_pool = None
 
 
-def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, rows: slice, keep: float) -> torch.Tensor:
+def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, rows: slice, keep: float,
+                      dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """A dropout keep-mask (bool, True with probability ``keep``) for the part ``rows`` along ``dim`` of a
     tensor of ``shape``: a pure function of (key, call, site) and of each element's place in the whole
     tensor, so the part's mask is the whole mask's part, whatever else is computed and on however
@@ -1191,7 +1194,12 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
     first) is below round(keep * 2^32). PCG64 jumps ahead in O(log n) steps (``advance``): any range
     is drawn without the words before it, so the range is split over torch's thread count and drawn
     in parallel (numpy releases the GIL), with the same result on one thread or many. numpy keeps
-    PCG64's and SeedSequence's streams fixed across versions."""
+    PCG64's and SeedSequence's streams fixed across versions.
+
+    With a floating ``dtype`` it returns dropout's noise instead of the mask: 1 / keep in that dtype
+    (rounded as torch's ``noise.div_(keep)`` rounds it) where kept, 0 elsewhere, written by the same
+    threads as the bit patterns of those two values (torch's own bool-to-bfloat16 conversion alone
+    took longer than drawing the mask)."""
     import numpy as np
 
     length = shape[dim]
@@ -1203,17 +1211,31 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
     first, count = start * per_row, (stop - start) * per_row
     threshold = np.uint32(min(round(keep * 2 ** 32), 2 ** 32 - 1))
     seed = np.random.SeedSequence([key, call, site])
-    out = np.empty(count, dtype=bool)
+    part = (*shape[:dim], stop - start, *shape[dim + 1:])
+    if dtype == torch.bool:
+        out = np.empty(part, dtype=bool)
+    else:  # the bit pattern of the kept value, as unsigned integers of the dtype's width
+        value = torch.ones((), dtype=dtype).div_(keep)
+        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}[value.element_size()]
+        kept = bits(value.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[value.element_size()]).item()
+                    % (1 << 8 * value.element_size()))
+        out = np.empty(part, dtype=bits)
+    by_row = np.moveaxis(out, dim, 0)  # the part in position-major order, written in place in the tensor's layout
 
-    def fill(a: int, b: int) -> None:
-        word, skip = divmod(first + a, 2)
+    def fill(r0: int, r1: int) -> None:  # rows r0..r1-1 of the part
+        word, skip = divmod(first + r0 * per_row, 2)
         stream = np.random.PCG64(seed)
         stream.advance(word)
-        words = stream.random_raw((skip + b - a + 1) // 2).astype("<u8", copy=False).view("<u4")
-        np.less(words[skip:skip + b - a], threshold, out=out[a:b])
+        words = stream.random_raw((skip + (r1 - r0) * per_row + 1) // 2).astype("<u8", copy=False).view("<u4")
+        words = words[skip:skip + (r1 - r0) * per_row].reshape(r1 - r0, *others)
+        if dtype == torch.bool:
+            np.less(words, threshold, out=by_row[r0:r1])
+        else:
+            np.multiply(np.less(words, threshold), kept, out=by_row[r0:r1])
 
-    pieces = max(1, min(torch.get_num_threads(), count // _NOISE_PIECE))
-    bounds = [count * i // pieces for i in range(pieces + 1)]
+    rows_n = stop - start
+    pieces = max(1, min(torch.get_num_threads(), rows_n, count // _NOISE_PIECE))
+    bounds = [rows_n * i // pieces for i in range(pieces + 1)]
     if pieces > 1:
         global _noise_pool
         if _noise_pool is None or _noise_pool._max_workers < pieces - 1:
@@ -1223,7 +1245,8 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
     fill(0, bounds[1])  # the first piece on this thread, the others on the pool's
     for job in jobs if pieces > 1 else ():
         job.result()
-    return torch.from_numpy(out).view(stop - start, *others).movedim(0, dim)
+    mask = torch.from_numpy(out)
+    return mask if dtype == torch.bool else mask.view(dtype)
 
 
 def _conv1d_columns(conv: nn.Module, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -1297,10 +1320,13 @@ def _gpt2_block(block: nn.Module, hidden: torch.Tensor, rows: slice, noise: Torc
     p = attention.attn_dropout.p if training else 0.0
     heads = lambda t: t.view(*t.shape[:2], -1, attention.head_dim).transpose(1, 2)  # noqa: E731
     if p > 0 and length > 1:  # sdpa's math kernel (CPU with dropout): the selected query rows alone
-        if x.dtype == torch.float32 and not whole:  # c_attn is [q | k | v]: the queries of those rows alone
+        # c_attn is [q | k | v]: the queries of those rows alone. In half types the input gradient of two
+        # products is rounded twice more than one product's: TorchNoise, whose numbers are the full
+        # forward's, keeps one product there; the counter noise's written-out model takes the two
+        if (x.dtype == torch.float32 or noise.own_blocks) and not whole:
             query = _conv1d_columns(attention.c_attn, x[:, rows], 0, width)
             key, value = _conv1d_columns(attention.c_attn, x, width, 3 * width).split(width, dim=2)
-        else:  # in half types the input gradient of two products would be rounded twice: one product
+        else:
             query, key, value = attention.c_attn(x).split(width, dim=2)
             query = query[:, rows]
         out = _causal_attention_rows(heads(query), heads(key), heads(value), rows, attention.scaling, p, noise, site)

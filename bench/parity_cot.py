@@ -6,15 +6,17 @@
 1. The machine's matmul rate per precision (float32 and bfloat16 1024^3 torch.mm, best of timed batches,
    on the run's threads, measured again after each throughput run and the best kept): the yardstick.
 2. Throughput: n=20, k=6 with CoT (27 tokens), GPT-2 1 layer x 1 head, batch 512, fresh samples, evaluated
-   every 2048 samples as the original (2048 validation samples), with and without the attention entropy,
-   in float32 and with the whole model cast to bfloat16 (the original's), at each width (--steps steps at
+   every 2048 samples as the original (2048 validation samples), with and without the attention entropy, in
+   float32 and with the whole model cast to bfloat16 (the original's), at each width (--steps steps at
    widths up to 256, a quarter of them wider). Printed: training samples/s (train time only), samples/s
-   with one evaluation of 2048 validation samples per 2048 training samples (timed on 512 and scaled),
-   and the fraction of the matmul rate of that precision that the training FLOPs reach.
-   FLOPs counted: a training sample costs 3 x its forward FLOPs (backward = 2 x forward); the forward is,
-   per layer, 2 T (4 d^2 + 8 d^2) for the attention projections and the MLP plus 2 x 2 T^2 d for the
-   attention scores and their product with the values (the full T x T square sdpa computes), plus 2 T d V
-   for the LM head (V = 2); embeddings, norms, softmax and the element-wise ops are not counted.
+   with one evaluation of 2048 validation samples per 2048 training samples (timed on 512 and scaled), and
+   the fraction of the matmul rate of that precision that the training FLOPs the task computes reach (those
+   of the 7 labelled predictions: labelled_forward_flops; the whole model's would count work that is not
+   done). FLOPs counted: a training sample costs 3 x its forward FLOPs (backward = 2 x forward); the whole
+   model's forward is, per layer, 2 T (4 d^2 + 8 d^2) for the attention projections and the MLP plus 2 x 2
+   T^2 d for the attention scores and their product with the values (the full T x T square sdpa computes),
+   plus 2 T d V for the LM head (V = 2); embeddings, norms, softmax and the element-wise ops are not
+   counted.
 3. The reference job (issue 12): n=20, k=6, CoT, GPT-2 1L1H width 128, lr 1e-4, batch 512, a fixed set of
    10^4 training samples reused until 200k samples, evaluated every 20 steps; run as `python main.py` in a
    subprocess, timed from launch to exit (Python start-up, imports, data, training, evaluations, summary),
@@ -131,7 +133,8 @@ def main(argv=None):
                         # on a shared machine the rate swings: re-measure after each run, keep the best seen
                         peaks[dtype, args.threads] = max(peaks[dtype, args.threads], matmul_peak(
                             args.threads, torch.float32 if dtype == "float32" else torch.bfloat16, size=1024))
-                        fraction = 3 * forward_flops(27, width, 1) * rate / 1e9 / peaks[dtype, args.threads]
+                        computed = 3 * labelled_forward_flops(27, width, 7, dtype == "float32")
+                        fraction = computed * rate / 1e9 / peaks[dtype, args.threads]
                         print(f"{width:>5} {dtype:>9} {str(entropy):>7} {rate:>15.0f} {with_evals:>10.0f} "
                               f"{fraction:>14.1%}", flush=True)
             print("best matmul rates seen: " + ", ".join(f"{n} {t} thread(s) {v:.1f} GFLOP/s"

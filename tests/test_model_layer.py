@@ -333,6 +333,10 @@ def test_counter_noise_is_the_same_function_of_place_and_call_for_any_rows_and_t
         assert not torch.equal(decoders.counter_keep_mask(*other, shape, dim, slice(None), 0.9), whole)
     big = decoders.counter_keep_mask(1, 0, 0, (100, 1000), 1, slice(None), 0.75)
     assert abs(big.float().mean().item() - 0.75) < 0.005  # 12 standard deviations of a fair coin's mean
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):  # the noise as torch's dropout has it
+        noise = decoders.counter_keep_mask(7, 3, 2, shape, dim, slice(1, 4), 0.9, dtype)
+        kept = whole[(slice(None),) * dim + (slice(1, 4),)]
+        assert noise.dtype == dtype and torch.equal(noise, kept.to(dtype).div_(0.9))
 
 
 def test_counter_noise_selected_positions_are_the_full_forwards_and_resume_exactly():

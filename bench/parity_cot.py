@@ -59,8 +59,8 @@ def forward_flops(T, d, layers, vocab=2):
 def labelled_forward_flops(T, d, rows, query_rows_only, vocab=2):
     """Matmul FLOPs of one sample's forward in a 1-layer model that computes the logits of `rows` positions
     only (tasks/parity_cot: the 7 labelled predictions of 27): keys and values at every position, the
-    queries at `rows` positions (fp32) or at all T (bf16), attention, output projection, MLP and head at
-    `rows` positions."""
+    queries at `rows` positions (fp32; bf16 with the counter dropout noise) or at all T (bf16 with
+    torch's noise), attention, output projection, MLP and head at `rows` positions."""
     queries = rows if query_rows_only else T
     return 2 * T * 2 * d * d + 2 * queries * d * d + 4 * rows * T * d + 2 * rows * 9 * d * d + 2 * rows * d * vocab
 
@@ -133,7 +133,7 @@ def main(argv=None):
                         # on a shared machine the rate swings: re-measure after each run, keep the best seen
                         peaks[dtype, args.threads] = max(peaks[dtype, args.threads], matmul_peak(
                             args.threads, torch.float32 if dtype == "float32" else torch.bfloat16, size=1024))
-                        computed = 3 * labelled_forward_flops(27, width, 7, dtype == "float32")
+                        computed = 3 * labelled_forward_flops(27, width, 7, True)  # counter noise: query rows
                         fraction = computed * rate / 1e9 / peaks[dtype, args.threads]
                         print(f"{width:>5} {dtype:>9} {str(entropy):>7} {rate:>15.0f} {with_evals:>10.0f} "
                               f"{fraction:>14.1%}", flush=True)
@@ -141,11 +141,12 @@ def main(argv=None):
                                                           for (n, t), v in peaks.items()))
         if not args.skip_reference:
             flops = 3 * forward_flops(27, 128, 1) * REFERENCE["n_samples"] / 1e12
-            computed = {dtype: 3 * labelled_forward_flops(27, 128, 7, dtype == "float32") * REFERENCE["n_samples"] / 1e12
-                        for dtype in ("float32", "bfloat16")}
+            computed = {rows: 3 * labelled_forward_flops(27, 128, 7, rows) * REFERENCE["n_samples"] / 1e12
+                        for rows in (True, False)}
             print(f"\nreference job ({args.reference_threads} thread(s); {flops:.1f} TFLOP of training matmuls in the "
-                  f"whole model, of which the labelled predictions need {computed['float32']:.1f} in float32 and "
-                  f"{computed['bfloat16']:.1f} in bfloat16): start to summary, samples at exact match 1.0")
+                  f"whole model, of which the labelled predictions need {computed[True]:.1f} (queries of their "
+                  f"rows alone: float32, and bfloat16 with the counter noise) or {computed[False]:.1f} (bfloat16 "
+                  f"with torch's noise)): start to summary, samples at exact match 1.0")
             noises = ("torch", "counter") if args.dropout_noise == "both" else (args.dropout_noise,)
             for dtype, noise in ((d, n) for d in ("float32", "bfloat16") for n in noises):
                 wall, cpu, summary = reference(dtype, args.reference_threads, workdir, noise)

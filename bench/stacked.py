@@ -50,15 +50,18 @@ CASES = {
 
 
 def training_flops(name, s, summary):
-    """Matmul FLOPs of a run's training steps (forward + backward = 3 x forward)."""
+    """Matmul FLOPs of a run's training steps (forward + backward = 3 x forward); parity's 1-layer model
+    counts what it computes (bench/parity_cot.labelled_forward_flops)."""
     if name == "assoc_memory":
         from assoc_memory import train_flops_per_sample
         return train_flops_per_sample(s) * summary["samples"]
     if name == "group_arithmetic":
         from group_arithmetic import flops_per_step
         return flops_per_step(summary["data_facts"]["n_train"], 23, s.hidden_size, False) * summary["steps"]
-    from parity_cot import forward_flops
-    T = s.n_bits + (s.k if s.cot else 1)
+    from parity_cot import forward_flops, labelled_forward_flops
+    T = s.n_bits + (s.k if s.cot else 0) + 1
+    if s.n_layer == 1:  # what the task computes: the logits of the labelled positions alone
+        return 3 * labelled_forward_flops(T, s.n_embd, T - s.n_bits, True) * summary["samples"]
     return 3 * forward_flops(T, s.n_embd, s.n_layer) * summary["samples"]
 
 

@@ -1263,16 +1263,20 @@ def _causal_attention_rows(query, key, value, rows: slice, scale: float, p: floa
     torch's sdpa computes it on CPU when dropout is on (its math kernel: half types upcast to float;
     q and k^T each scaled by sqrt(scale); -inf above the diagonal; softmax; dropout noise for the
     [batch, heads, T, T] map; times v): with TorchNoise the same values and random stream as the full
-    call (tests/test_model_layer.py)."""
+    call (tests/test_model_layer.py). The counter noise's written-out model keeps half types in the two
+    products (accumulated in float by the matmul kernel) and computes the softmax in float, as GPU
+    attention kernels do, instead of upcasting everything (a bf16 step of the parity reference model
+    spent ~15% on the float products and the casts)."""
     dtype = query.dtype
-    if dtype in (torch.float16, torch.bfloat16):
+    half = dtype in (torch.float16, torch.bfloat16)
+    if half and not noise.own_blocks:
         query, key, value = query.float(), key.float(), value.float()
     length = key.shape[-2]
     factor = math.sqrt(scale)
-    scores = (query * factor) @ (key.transpose(-2, -1) * factor)
+    scores = ((query * factor) @ (key.transpose(-2, -1) * factor)).float()
     causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
     mask = torch.where(causal.logical_not(), -math.inf, torch.scalar_tensor(0.0, dtype=scores.dtype, device=query.device))
-    probs = torch.softmax(scores + mask[rows], dim=-1)
+    probs = torch.softmax(scores + mask[rows], dim=-1).to(value.dtype)
     probs = noise(probs, (*probs.shape[:2], length, length), 2, rows, p, site)
     return (probs @ value).to(dtype)
 

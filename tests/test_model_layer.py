@@ -293,11 +293,17 @@ def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dro
     if dropout:  # the masks differ between two draws, so the equality above compared the same masks
         torch.manual_seed(2)
         assert not torch.equal(model(ids, positions=rows), full)
-    weights = torch.randn(5, 6, 11)
+    assert_selected_gradients_are_the_full_forwards(model, ids, rows, dtype, lambda: torch.manual_seed(1))
+
+
+def assert_selected_gradients_are_the_full_forwards(model, ids, rows, dtype, same_masks):
+    """The gradients through the selected rows equal those through the full forward's rows (same_masks()
+    before each call makes them draw the same dropout masks) to float summation order."""
+    weights = torch.randn(len(ids), rows.stop - rows.start, 11)
     params = list(model.parameters())
-    torch.manual_seed(1)
+    same_masks()
     ours = torch.autograd.grad((model(ids, positions=rows) * weights).sum(), params)
-    torch.manual_seed(1)
+    same_masks()
     theirs = torch.autograd.grad((model(ids)[:, rows] * weights).sum(), params)
     assert all(g.abs().sum() > 0 for g in ours)
     for a, b in zip(ours, theirs):
@@ -307,7 +313,7 @@ def test_selected_positions_are_the_full_forwards_and_only_they_are_computed(dro
             torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
 
 
-def _philox_mask_by_definition(key, call, site, shape, dim, keep):
+def _pcg64_mask_by_definition(key, call, site, shape, dim, keep):
     """counter_keep_mask's documented rule, written out: the whole tensor's mask in position-major order
     from one PCG64 stream from its start, each 64-bit output's low 32-bit word first."""
     n = math.prod(shape)
@@ -320,7 +326,7 @@ def _philox_mask_by_definition(key, call, site, shape, dim, keep):
 
 @pytest.mark.parametrize("shape, dim", [((5, 27, 13), 1), ((6, 2, 9, 9), 2)])
 def test_counter_noise_is_the_same_function_of_place_and_call_for_any_rows_and_threads(shape, dim, monkeypatch):
-    whole = _philox_mask_by_definition(7, 3, 2, shape, dim, 0.9)
+    whole = _pcg64_mask_by_definition(7, 3, 2, shape, dim, 0.9)
     assert whole.shape == shape
     monkeypatch.setattr(decoders, "_NOISE_PIECE", 7)  # split even these small tensors over the threads
     for threads in (1, 3):
@@ -369,18 +375,7 @@ def test_counter_noise_selected_positions_are_the_full_forwards_and_resume_exact
     restored.load_state_dict(model.state_dict())
     assert int(restored.dropout_key) == 5 and int(restored.dropout_calls) == 2
     assert torch.equal(restored(ids, positions=rows), model(ids, positions=rows))
-    weights = torch.randn(5, 6, 11)
-    params = list(model.parameters())
-    model.dropout_calls.fill_(7)
-    ours = torch.autograd.grad((model(ids, positions=rows) * weights).sum(), params)
-    model.dropout_calls.fill_(7)
-    theirs = torch.autograd.grad((model(ids)[:, rows] * weights).sum(), params)
-    assert all(g.abs().sum() > 0 for g in ours)
-    for a, b in zip(ours, theirs):
-        if dtype == torch.float32:
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        else:  # bf16 gradients: 8 significant bits
-            torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -6 * b.abs().max().item())
+    assert_selected_gradients_are_the_full_forwards(model, ids, rows, dtype, lambda: model.dropout_calls.fill_(7))
 
 
 def test_counter_noise_without_dropout_or_on_other_models_is_refused_or_absent():

@@ -81,8 +81,8 @@ class Settings(CommonSettings):
     n_embd: int = setting(720, "width (the paper's 720; 64-128 at CPU scale)", low=1)
     dropout: float = setting(0.1, "GPT-2's residual, embedding and attention dropout", low=0.0, high=1.0)
     dropout_noise: str = setting("counter", "where dropout's masks come from in training on CPU: counter = a "
-                                 "function of the seed, the step and the element's place (Philox, drawn in "
-                                 "parallel, only for the positions computed; resumes exactly); torch = "
+                                 "function of the seed, the step and the element's place (numpy's PCG64, drawn "
+                                 "in parallel, only for the positions computed; resumes exactly; stacks); torch = "
                                  "nn.Dropout's, torch's global generator (the numbers of runs made before "
                                  "2026-12-02). On a GPU both are the model's own dropout",
                                  choices=("counter", "torch"))

@@ -18,8 +18,11 @@ where it hits a validation input), `n_train = N` fixes a set of N distinct input
 Model: GPT-2 causal LM from scratch through the model layer (learned positions, tied embeddings, MLP
 4 * n_embd, dropout). Loss and metrics read only the predictions of the labelled positions, and the model
 is asked for those alone (CausalLM positions=...: on CPU its last block computes nothing else, which
-halves a 1-layer model's work; the same logits). `model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did;
-`mixed_precision = 'bf16'` is autocast with fp32 weights instead; fp32 is the default.
+halves a 1-layer model's work; the same logits). Dropout's masks come from the counter noise by default
+(`dropout_noise = 'counter'`: decoders.counter_keep_mask, a function of the seed, the training step and the
+element's place, so only the computed rows' masks are drawn, in parallel; `'torch'`: nn.Dropout's).
+`model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did; `mixed_precision = 'bf16'` is
+autocast with fp32 weights instead; fp32 is the default.
 Optimiser: AdamW (0.9, 0.999, 1e-8), weight decay 0, linear decay from lr to 0 over the planned samples,
 no warmup, clip 1.0, batch 512, seed 42.
 

@@ -1055,10 +1055,10 @@ class CausalLM(nn.Module):
     the loop seeds before building) and by the number of training calls made before this one (the
     buffer ``dropout_calls``, which checkpoints save: a resumed run draws the masks the uninterrupted one
     would). The masks do not depend on how much of each tensor is computed, so each block asks for the
-    noise of the rows it computes only; they are drawn in parallel
-    on the run's torch threads, about 4x less time than torch's serial Mersenne twister needs for the
-    whole tensors (a third of a training step of the parity reference model). With an attention
-    mask, or on a GPU, the model's own forward runs, with torch's dropout.
+    noise of the rows it computes only; they are drawn in parallel on the run's torch threads, about 4x
+    less time than torch's serial Mersenne twister needs for the whole tensors (a third of a training
+    step of the parity reference model). With an attention mask, or on a GPU, the model's own forward
+    runs, with torch's dropout.
 
     PyTorch's sdpa kernel computes no weights to return (transformers then silently returns none), so
     a call that asks for them runs the eager implementation, the same function written out, and
@@ -1181,7 +1181,15 @@ dropout_noise.register_vmap(_dropout_noise_batched)
 
 
 _NOISE_PIECE = 1 << 16  # fewest mask elements worth a thread of their own
-_noise_pool = None
+_noise_pool = None  # the threads that draw counter noise beside the caller's; none in a forked child
+
+
+def _forget_noise_pool() -> None:
+    global _noise_pool
+    _noise_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_noise_pool)  # a pool's threads do not survive a fork
 
 
 def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, rows: slice, keep: float,
@@ -1243,6 +1251,8 @@ def counter_keep_mask(key: int, call: int, site: int, shape: tuple, dim: int, ro
         global _noise_pool
         if _noise_pool is None or _noise_pool._max_workers < pieces - 1:
             import concurrent.futures
+            if _noise_pool is not None:
+                _noise_pool.shutdown(wait=False)
             _noise_pool = concurrent.futures.ThreadPoolExecutor(max_workers=pieces - 1, thread_name_prefix="dropout-noise")
         jobs = [_noise_pool.submit(fill, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
     fill(0, bounds[1])  # the first piece on this thread, the others on the pool's

@@ -7,7 +7,10 @@ attention recomputed from GPT-2's weights, GPT-2's parameter formula, transforme
 never from the code under test.
 """
 import math
+import os
 import pickle
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -343,6 +346,32 @@ def test_counter_noise_is_the_same_function_of_place_and_call_for_any_rows_and_t
         noise = decoders.counter_keep_mask(7, 3, 2, shape, dim, slice(1, 4), 0.9, dtype)
         kept = whole[(slice(None),) * dim + (slice(1, 4),)]
         assert noise.dtype == dtype and torch.equal(noise, kept.to(dtype).div_(0.9))
+
+
+def test_counter_noise_draws_in_a_forked_child_as_in_its_parent(monkeypatch):
+    """The threads that draw the noise do not survive a fork: a child (a worker forked after a run drew
+    noise) gets its own, and the same masks, instead of waiting for threads that are gone."""
+    monkeypatch.setattr(decoders, "_NOISE_PIECE", 7)
+    torch.set_num_threads(2)
+    try:
+        parent = decoders.counter_keep_mask(1, 2, 3, (4, 27, 8), 1, slice(None), 0.9)
+        assert decoders._noise_pool is not None
+        pid = os.fork()
+        if pid == 0:  # the child: exit status 0 when its mask is the parent's
+            same = torch.equal(decoders.counter_keep_mask(1, 2, 3, (4, 27, 8), 1, slice(None), 0.9), parent)
+            os._exit(0 if same else 1)
+        for _ in range(600):  # up to 60 s
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung drawing dropout noise")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -244,11 +244,7 @@ def _build_member(m, accelerator):
     m.data = dataloaders.build_data(m.task, accelerator.device)
     m.data_time = time.time() - t0
     data = m.data
-    train_size = "a fresh batch every step" if data.train_size is None else f"{data.train_size} training examples"
-    log.info(f"data: {train_size}; evaluation splits: "
-             + ", ".join(f"{name} {data.size(name)}" for name in data.splits) + f" (made in {m.data_time:.2f}s)")
-    for key, value in data.facts.items():
-        log.info(f"data fact {key}: {value}")
+    training.log_data(log, data, m.data_time)
     training.set_seed(s.seed)
     m.model = m.task.build_model(data).to(accelerator.device)
     m.total, m.trainable = models.count_parameters(m.model)
@@ -257,21 +253,12 @@ def _build_member(m, accelerator):
     m.plan = training.plan(s, m.source)
     m.optimizer, m.scheduler = m.task.configure_optimizer(m.model, m.plan.total_steps, m.source.steps_per_epoch)
     m.optimizer._opt_called = True  # its schedule is stepped, the optimiser never is: the stack's one steps
-    per_epoch = f"{m.source.steps_per_epoch} steps per epoch of " if m.source.steps_per_epoch else "fresh batches of "
-    log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
-             f"{per_epoch}batch {m.source.batch_size}, {m.plan.total_steps} steps")
-    m.step, m.samples, m.train_time, history = 0, 0, 0.0, []
+    training.log_run_shape(log, accelerator, m.source, m.plan)
     m.checkpoint = m.run_dir.file(training.CHECKPOINT)
-    if m.plan.checkpoint_interval and m.checkpoint.exists():
-        state = torch.load(m.checkpoint, map_location=accelerator.device, weights_only=False)
-        m.model.load_state_dict(state["model"])
-        m.optimizer.load_state_dict(state["optimizer"])
-        m.scheduler.load_state_dict(state["scheduler"])
-        m.source.load_state_dict(state["source"])
-        m.task.load_state_dict(state["task"])
-        m.step, m.samples = state["step"], state["samples"]
-        m.train_time, history = state["train_time"], state["history"]
-        log.info(f"resumed from checkpoint at step {m.step}, {m.samples} samples")
+    # torch's random states stay as they are: a stack's members share one process's generator
+    m.step, m.samples, m.train_time, history = training.resume(
+        m.checkpoint, m.plan, accelerator.device, log, m.model, m.optimizer, m.scheduler, m.source, m.task,
+        rng=False)
     m.metrics = MetricsWriter(m.run_dir, history)
 
 

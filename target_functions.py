@@ -390,12 +390,7 @@ def fixed_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ..
     there. original_positions gives those sets without touching the global generator; make_split records
     the positions it used in the split's facts, so a run is reproducible from its metadata either way.
     """
-    for label, value in (("L", L), ("k", k), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"fixed_positions: {label} must be an integer, got {value!r}")
-    L, k, seed = int(L), int(k), int(seed)
-    if not 1 <= k <= L:
-        raise DataError(f"fixed_positions: need 1 <= k <= L to choose k distinct positions, got k={k}, L={L}")
+    L, k, seed = _position_arguments("fixed_positions", L, k, seed)
     state = int.from_bytes(hashlib.sha256(f"fixed_positions:{seed}:{L}".encode()).digest()[:8], "big")
     perm = list(range(L))
     for i in range(k):
@@ -410,6 +405,17 @@ def fixed_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ..
     return tuple(sorted(perm[:k]))
 
 
+def _position_arguments(name, L, k, seed):
+    """(L, k, seed) as ints for name(L, k, seed), or the error that names the wrong one."""
+    for label, value in (("L", L), ("k", k), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: {label} must be an integer, got {value!r}")
+    L, k, seed = int(L), int(k), int(seed)
+    if not 1 <= k <= L:
+        raise DataError(f"{name}: need 1 <= k <= L to choose k distinct positions, got k={k}, L={L}")
+    return L, k, seed
+
+
 @lru_cache(maxsize=None)
 def original_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int, ...]:
     """The positions the original code read: the first k entries of torch.randperm(L) drawn right after
@@ -420,12 +426,7 @@ def original_positions(L: int, k: int, seed: int = POSITIONS_SEED) -> tuple[int,
     randperm algorithm: a torch release that changed it would change these sets (the original's
     published ones, S3(100) = {42, 62, 96}, S3(20) = {2, 14, 18}, are checked by the tests).
     """
-    for label, value in (("L", L), ("k", k), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"original_positions: {label} must be an integer, got {value!r}")
-    L, k, seed = int(L), int(k), int(seed)
-    if not 1 <= k <= L:
-        raise DataError(f"original_positions: need 1 <= k <= L to choose k distinct positions, got k={k}, L={L}")
+    L, k, seed = _position_arguments("original_positions", L, k, seed)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return tuple(sorted(torch.randperm(L, generator=generator)[:k].tolist()))
 

@@ -271,6 +271,40 @@ def finish(run_dir, log, summary, checkpoint_path):
                                      for k, v in summary["final"].items()) + f", wall time {summary['wall_time']:.1f}s")
 
 
+def log_data(log, data, data_time):
+    """The data lines of logs.log: the training set's size, the evaluation splits, the task's facts."""
+    train_size = "a fresh batch every step" if data.train_size is None else f"{data.train_size} training examples"
+    log.info(f"data: {train_size}; evaluation splits: "
+             + ", ".join(f"{name} {data.size(name)}" for name in data.splits) + f" (made in {data_time:.2f}s)")
+    for key, value in data.facts.items():
+        log.info(f"data fact {key}: {value}")
+
+
+def log_run_shape(log, accelerator, source, run_plan):
+    """The logs.log line on where and how the run trains: device, precision, batches, steps, threads."""
+    per_epoch = f"{source.steps_per_epoch} steps per epoch of " if source.steps_per_epoch else "fresh batches of "
+    log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
+             f"{per_epoch}batch {source.batch_size}, {run_plan.total_steps} steps, "
+             f"{torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}")
+
+
+def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, source, task, rng=True):
+    """(step, samples, train_time, history) of the run's checkpoint, loaded into model, optimizer, scheduler,
+    source and task (and torch's random states with rng), or a fresh start's where there is none."""
+    if not (run_plan.checkpoint_interval and checkpoint_path.exists()):
+        return 0, 0, 0.0, []
+    state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    source.load_state_dict(state["source"])
+    task.load_state_dict(state["task"])
+    if rng:
+        _set_rng_states(state["rng"])
+    log.info(f"resumed from checkpoint at step {state['step']}, {state['samples']} samples")
+    return state["step"], state["samples"], state["train_time"], state["history"]
+
+
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
     started = time.time() if started is None else started
@@ -285,11 +319,7 @@ def train(settings, run_dir, log, started=None):
     t0 = time.time()
     data = dataloaders.build_data(task, accelerator.device)
     data_time = time.time() - t0
-    train_size = "a fresh batch every step" if data.train_size is None else f"{data.train_size} training examples"
-    log.info(f"data: {train_size}; evaluation splits: "
-             + ", ".join(f"{name} {data.size(name)}" for name in data.splits) + f" (made in {data_time:.2f}s)")
-    for key, value in data.facts.items():
-        log.info(f"data fact {key}: {value}")
+    log_data(log, data, data_time)
 
     set_seed(settings.seed)  # model init independent of how much randomness data generation drew
     model = task.build_model(data)
@@ -304,23 +334,11 @@ def train(settings, run_dir, log, started=None):
     # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.
     stepper = optimizer.optimizer if accelerator.scaler is None and accelerator.gradient_accumulation_steps == 1 \
         else optimizer
-    per_epoch = f"{source.steps_per_epoch} steps per epoch of " if source.steps_per_epoch else "fresh batches of "
-    log.info(f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
-             f"{per_epoch}batch {source.batch_size}, {run_plan.total_steps} steps, "
-             f"{torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}")
+    log_run_shape(log, accelerator, source, run_plan)
 
-    step, samples, train_time, history = 0, 0, 0.0, []
     checkpoint_path = run_dir.file(CHECKPOINT)
-    if run_plan.checkpoint_interval and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=accelerator.device, weights_only=False)
-        accelerator.unwrap_model(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        source.load_state_dict(state["source"])
-        task.load_state_dict(state["task"])
-        _set_rng_states(state["rng"])
-        step, samples, train_time, history = state["step"], state["samples"], state["train_time"], state["history"]
-        log.info(f"resumed from checkpoint at step {step}, {samples} samples")
+    step, samples, train_time, history = resume(checkpoint_path, run_plan, accelerator.device, log,
+                                                accelerator.unwrap_model(model), optimizer, scheduler, source, task)
     metrics = MetricsWriter(run_dir, history)
 
     def record_eval():

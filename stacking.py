@@ -20,8 +20,10 @@ stackable, settings that differ in a value that may change a shape or the comput
 draw other random numbers than the solo run), an optimiser other than adam/adamw/sgd, members resuming from
 different steps, or tensors of different shapes.
 
-The trainer mirrors training.train (the one loop) step for step; the numbers of a member equal its solo run's
-within floating-point reordering (batched kernels sum in another order): tests/test_stacking.py states the
+Each member is built by training.build_run, as a solo run is, and the stack is trained by training.loop,
+the one loop: `Stack` supplies its step (one forward and backward for all members), evaluations and
+checkpoints, as training.Solo does for one run. The numbers of a member equal its solo run's within
+floating-point reordering (batched kernels sum in another order): tests/test_stacking.py states the
 tolerance it checks.
 """
 import contextlib
@@ -34,11 +36,10 @@ import torch
 from torch.utils import _pytree as pytree
 
 import dataloaders
-import models
 import settings as settings_module
 import tasks
 import training
-from results import MetricsWriter, ResultsError, RunDir, close_logger, run_logger
+from results import ResultsError, RunDir, close_logger, run_logger
 
 # torch 2.13's sdpa CPU kernel has no vmap batching rule: vmap runs it member by member (measured and said
 # in the README), and would warn about it once per run
@@ -221,46 +222,7 @@ def run_folders(paths, echo=False):
     return outcome
 
 
-# ---------------------------------------------------------------- the stacked loop
-
-class Member:
-    """One run of the stack: what its solo run would hold (settings, task, data, model, optimiser, schedule,
-    training source, plan, metrics) plus its folder and log."""
-
-    def __init__(self, settings, run_dir, log):
-        self.settings, self.run_dir, self.log = settings, run_dir, log
-        self.failed = None
-
-
-def _build_member(m, accelerator):
-    """Everything training.train builds before its first step, in the same order and from the same seeds."""
-    s, log = m.settings, m.log
-    training.set_seed(s.seed)
-    m.task = tasks.get(s.task)(s, log)
-    m.notes = s.notes()
-    for note in m.notes:
-        log.warning(f"note: {note}")
-    t0 = time.time()
-    m.data = dataloaders.build_data(m.task, accelerator.device)
-    m.data_time = time.time() - t0
-    data = m.data
-    training.log_data(log, data, m.data_time)
-    training.set_seed(s.seed)
-    m.model = m.task.build_model(data).to(accelerator.device)
-    m.total, m.trainable = models.count_parameters(m.model)
-    log.info(f"model: {type(m.model).__name__}, {m.total:,} parameters ({m.trainable:,} trainable)")
-    m.source = dataloaders.make_source(data.train, s.batch_size, s.seed, accelerator.device)
-    m.plan = training.plan(s, m.source)
-    m.optimizer, m.scheduler = m.task.configure_optimizer(m.model, m.plan.total_steps, m.source.steps_per_epoch)
-    m.optimizer._opt_called = True  # its schedule is stepped, the optimiser never is: the stack's one steps
-    training.log_run_shape(log, accelerator, m.source, m.plan)
-    m.checkpoint = m.run_dir.file(training.CHECKPOINT)
-    # torch's random states stay as they are: a stack's members share one process's generator
-    m.step, m.samples, m.train_time, history = training.resume(
-        m.checkpoint, m.plan, accelerator.device, log, m.model, m.optimizer, m.scheduler, m.source, m.task,
-        rng=False)
-    m.metrics = MetricsWriter(m.run_dir, history)
-
+# ---------------------------------------------------------------- the stack (what training.loop steps for K members)
 
 def _check_alike(members):
     """NotStackable unless every member trains the same number of steps on sources of the same shapes."""
@@ -579,17 +541,24 @@ def train_stack(settings_list, run_dirs, logs, started=None):
     started = time.time() if started is None else started
     training.prepare_process(settings_list[0])  # threads is every member's: not a setting a stack may vary
     accelerator = training.make_accelerator(settings_list[0])
-    members = [Member(s, r, log) for s, r, log in zip(settings_list, run_dirs, logs)]
-    for m in members:
-        _build_member(m, accelerator)
+    members = [training.build_run(s, r, log, accelerator, stacked=True)
+               for s, r, log in zip(settings_list, run_dirs, logs)]
     _check_alike(members)
-    trainer = Stack(members, accelerator, started)
-    return trainer.train()
+    stack = Stack(members, accelerator, started)
+    training.loop(stack, f"{members[0].settings.task} x{len(members)}")
+    for k, m in enumerate(stack.runs):
+        stack.task_state.sync(k, m.task)
+        stack.results[str(m.run_dir.path)] = m.finish(accelerator, started)
+    return stack.results
 
 
 class Stack:
+    """What training.loop steps for the members of a stack (training.Solo's methods, for K runs at once): the
+    members' models stacked into one (torch.func.stack_module_state), run by vmap over the template module."""
+
     def __init__(self, members, accelerator, started):
-        self.members, self.accelerator, self.started = members, accelerator, started
+        self.runs, self.accelerator, self.started = members, accelerator, started
+        self.results = {}  # run folder -> the exception of a member that failed (the loop goes on without it)
         self.base = copy.deepcopy(members[0].model)
         for module in self.base.modules():
             if hasattr(module, "stacked"):  # a model's vmap-friendly path (group_mlp: a gather, not embedding_bag)
@@ -605,7 +574,7 @@ class Stack:
         self.eval_splits = {name: {k: torch.stack([m.data.splits[name][k] for m in members]) for k in split}
                             for name, split in members[0].data.splits.items()}
         self.diagnose = type(members[0].task).diagnostics is not tasks.base.Task.diagnostics
-        self._specs = None
+        self.trainable = [n for n, p in params.items() if p.requires_grad]
 
     # ---- vmap of a task method with the members' parameters, buffers and task tensors
     def _vmapped(self, method, batch, convert=None):
@@ -628,7 +597,7 @@ class Stack:
 
     # ---- evaluation (training.evaluate, for all members at once)
     def evaluate(self):
-        ms = self.members
+        ms = self.runs
         self.base.eval()
         outs = [{} for _ in ms]
         batch_size = ms[0].settings.eval_batch_size
@@ -674,114 +643,65 @@ class Stack:
         t = time.time()
         outs = self.evaluate()
         spent = round(time.time() - t, 4)
-        for m, out in zip(self.members, outs):
-            record = training.eval_record(m.plan, m.step, m.samples, out, m.scheduler.get_last_lr()[0],
-                                          self.started, spent)
-            m.metrics.append(record)
-            m.log.info(training._format_eval(record))
+        return [m.record(out, self.started, spent) for m, out in zip(self.runs, outs)]
 
     def checkpoint(self):
-        for k, m in enumerate(self.members):
+        for k, m in enumerate(self.runs):
             self.task_state.sync(k, m.task)
             self._unstack_model(k, m)
             self.optimizer.member_state(k, m)
-            m.metrics.flush()
-            training._save_checkpoint(m.checkpoint, self.accelerator, m.model, m.optimizer, m.scheduler, m.source,
-                                      m.task, m.step, m.samples, m.train_time, m.metrics.records)
+            m.save_checkpoint(self.accelerator)
+
+    # ---- one step of every member (the loop, training.loop, counts and evaluates)
+    def step(self):
+        """One forward, backward and optimiser step of the stack; returns (examples in a member's batch,
+        {position: failure} of the members whose loss turned non-finite: their losses count as 0 in this step,
+        and training.loop drops them after it)."""
+        batch, size = self.source.next()
+        with self.accelerator.autocast():
+            losses = self._vmapped(lambda task, model, b: task.training_loss(model, b), batch)
+        finite = torch.isfinite(losses)
+        failed = {}
+        if not bool(finite.all()):
+            values = losses.tolist()
+            for k, ok in enumerate(finite.tolist()):
+                if not ok:
+                    m = self.runs[k]
+                    failed[k] = m.failed = FloatingPointError(
+                        f"training loss became {values[k]} at step {m.step + 1} ({m.samples} samples seen); "
+                        "try a smaller lr")
+            losses = torch.where(finite, losses, torch.zeros_like(losses))
+        losses.sum().backward()
+        max_norms = [m.settings.max_grad_norm for m in self.runs]
+        if any(max_norms):
+            clip_members([self.params[n] for n in self.trainable], max_norms)
+        self.optimizer.step(self.runs)
+        for m in self.runs:
+            m.scheduler.step()
+        for n in self.trainable:
+            self.params[n].grad = None
+        return size, failed
 
     # ---- members that fail
-    def drop(self, failed, results):
-        keep = [k for k in range(len(self.members)) if k not in failed]
+    def drop(self, failed):
+        """The members at the positions `failed` leave the stack (their metrics kept, their failure in
+        results); the others go on."""
+        keep = [k for k in range(len(self.runs)) if k not in failed]
         for k in failed:
-            m = self.members[k]
+            m = self.runs[k]
             m.metrics.flush()
-            results[str(m.run_dir.path)] = m.failed
+            self.results[str(m.run_dir.path)] = m.failed
         index = torch.tensor(keep, device=self.params[next(iter(self.params))].device)
         self.params = {n: p.detach()[index].requires_grad_(p.requires_grad) for n, p in self.params.items()}
         self.buffers = {n: b[index] for n, b in self.buffers.items()}
-        self.members = [self.members[k] for k in keep]
-        if not self.members:
+        self.runs = [self.runs[k] for k in keep]
+        if not self.runs:
             return
         self.optimizer.params = self.params
-        self.optimizer.keep(index, self.members)
+        self.optimizer.keep(index, self.runs)
         self.task_state.keep(index)
         self.eval_splits = {s: {k: v[index] for k, v in t.items()} for s, t in self.eval_splits.items()}
-        self.source.keep(index, [m.source for m in self.members])
-
-    # ---- the loop (training.train's, for every member at once)
-    def train(self):
-        ms, results = self.members, {}
-        plan = ms[0].plan
-        if ms[0].step == 0:
-            self.record_eval()
-        show = any(training._show_progress(m.settings) for m in ms)
-        bar = training.tqdm(total=plan.total_steps, initial=ms[0].step, disable=not show,
-                            desc=f"{ms[0].settings.task} x{len(ms)}", unit="step", dynamic_ncols=True)
-        step, samples = ms[0].step, ms[0].samples
-        trainable = [n for n, p in self.params.items() if p.requires_grad]
-        try:
-            t = time.time()
-            while step < plan.total_steps and self.members:
-                batch, size = self.source.next()
-                with self.accelerator.autocast():
-                    losses = self._vmapped(lambda task, model, b: task.training_loss(model, b), batch)
-                finite = torch.isfinite(losses)
-                failed = []
-                if not bool(finite.all()):
-                    values = losses.tolist()
-                    for k, ok in enumerate(finite.tolist()):
-                        if not ok:
-                            failed.append(k)
-                            self.members[k].failed = FloatingPointError(
-                                f"training loss became {values[k]} at step {step + 1} ({samples} samples seen); "
-                                "try a smaller lr")
-                    losses = torch.where(finite, losses, torch.zeros_like(losses))
-                losses.sum().backward()
-                max_norms = [m.settings.max_grad_norm for m in self.members]
-                if any(max_norms):
-                    clip_members([self.params[n] for n in trainable], max_norms)
-                self.optimizer.step(self.members)
-                for m in self.members:
-                    m.scheduler.step()
-                for n in trainable:
-                    self.params[n].grad = None
-                step += 1
-                samples, before = samples + size, samples
-                for m in self.members:
-                    m.step, m.samples = step, samples
-                bar.update(1)
-                if failed:
-                    self.drop(failed, results)
-                    if not self.members:
-                        break
-                last = step == plan.total_steps
-                if last or training.due(plan.eval_interval, step, before, samples):
-                    spent = time.time() - t
-                    for m in self.members:
-                        m.train_time += spent
-                    self.record_eval()
-                    t = time.time()
-                if not last and training.due(plan.checkpoint_interval, step, before, samples):
-                    spent = time.time() - t
-                    for m in self.members:
-                        m.train_time += spent
-                    self.checkpoint()
-                    t = time.time()
-        finally:
-            bar.close()
-            for m in self.members:
-                m.metrics.flush()
-        for k, m in enumerate(self.members):
-            self.task_state.sync(k, m.task)
-            results[str(m.run_dir.path)] = self.summarise(m)
-        return results
-
-    def summarise(self, m):
-        summary = training.summarise(m.settings, m.task, m.data, m.plan, m.metrics.records, m.step, m.samples,
-                                     (m.total, m.trainable), self.accelerator, m.data_time, m.train_time,
-                                     self.started, m.notes)
-        training.finish(m.run_dir, m.log, summary, m.checkpoint)
-        return summary
+        self.source.keep(index, [m.source for m in self.runs])
 
 
 def _as_tensors(out):

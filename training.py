@@ -9,6 +9,10 @@ Accelerate places the run (CPU here, GPU with bf16 autocast where there is one).
 interval the run saves a resumable checkpoint (model, optimiser, schedule, the training source's
 position and generator, RNG states, the task's own training state, the metrics so far); a resumed run
 writes the same metrics.jsonl as one that was never stopped.
+
+`loop` is that one loop for every way a run trains: `train` builds one run (`build_run`) and hands it to
+the loop as a `Solo`; a stack of replicates (stacking.py) builds each member with `build_run` and hands the
+loop a `stacking.Stack`, whose step trains all members at once.
 """
 import dataclasses
 import math
@@ -305,93 +309,174 @@ def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, 
     return state["step"], state["samples"], state["train_time"], state["history"]
 
 
+class Run:
+    """One run as the loop holds it: its settings, folder and log; what build_run made for it (task, notes,
+    data, model, optimiser, schedule, training source, plan, checkpoint path); where it stands (step,
+    samples, train_time) and its metrics. `failed`: the exception that ended it, for a member of a stack."""
+
+    def __init__(self, settings, run_dir, log):
+        self.settings, self.run_dir, self.log = settings, run_dir, log
+        self.failed = None
+
+    def record(self, values, started, eval_time):
+        """Append one evaluation's record to metrics.jsonl and its line to logs.log; returns the record."""
+        record = eval_record(self.plan, self.step, self.samples, values, self.scheduler.get_last_lr()[0], started,
+                             eval_time)
+        self.metrics.append(record)
+        self.log.info(_format_eval(record))
+        return record
+
+    def save_checkpoint(self, accelerator):
+        self.metrics.flush()
+        _save_checkpoint(self.checkpoint, accelerator, self.model, self.optimizer, self.scheduler, self.source,
+                         self.task, self.step, self.samples, self.train_time, self.metrics.records)
+
+    def finish(self, accelerator, started):
+        """summary.json (and the summary line) of the finished run, its checkpoint removed; returns the summary."""
+        summary = summarise(self.settings, self.task, self.data, self.plan, self.metrics.records, self.step,
+                            self.samples, (self.total, self.trainable), accelerator, self.data_time,
+                            self.train_time, started, self.notes)
+        finish(self.run_dir, self.log, summary, self.checkpoint)
+        return summary
+
+
+def build_run(settings, run_dir, log, accelerator, stacked=False):
+    """Everything a run needs before its first step, from its seed: task, data, model, training source, plan,
+    optimiser and schedule, and its checkpoint's state where it resumes. stacked: a member of a stack
+    (stacking.py), whose optimiser the stack's replaces (never stepped, never wrapped by Accelerate) and whose
+    resume leaves torch's random states alone (the members share one process's generator)."""
+    run = Run(settings, run_dir, log)
+    set_seed(settings.seed)
+    run.task = tasks.get(settings.task)(settings, log)
+    run.notes = settings.notes()
+    for note in run.notes:
+        log.warning(f"note: {note}")
+
+    t0 = time.time()
+    run.data = dataloaders.build_data(run.task, accelerator.device)
+    run.data_time = time.time() - t0
+    log_data(log, run.data, run.data_time)
+
+    set_seed(settings.seed)  # model init independent of how much randomness data generation drew
+    model = run.task.build_model(run.data)
+    if stacked:
+        model = model.to(accelerator.device)
+    run.total, run.trainable = models.count_parameters(model)
+    log.info(f"model: {type(model).__name__}, {run.total:,} parameters ({run.trainable:,} trainable)")
+
+    run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device)
+    run.plan = plan(settings, run.source)
+    optimizer, run.scheduler = run.task.configure_optimizer(model, run.plan.total_steps, run.source.steps_per_epoch)
+    if stacked:
+        optimizer._opt_called = True  # its schedule is stepped, the optimiser never is: the stack's one steps
+        run.stepper = None
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        # Accelerate's optimizer wrapper costs ~0.3 ms a step (import look-ups, signature inspection), which
+        # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.
+        run.stepper = optimizer.optimizer if accelerator.scaler is None and \
+            accelerator.gradient_accumulation_steps == 1 else optimizer
+    run.model, run.optimizer = model, optimizer
+    log_run_shape(log, accelerator, run.source, run.plan)
+
+    run.checkpoint = run_dir.file(CHECKPOINT)
+    run.step, run.samples, run.train_time, history = resume(
+        run.checkpoint, run.plan, accelerator.device, log, accelerator.unwrap_model(model), optimizer,
+        run.scheduler, run.source, run.task, rng=not stacked)
+    run.metrics = MetricsWriter(run_dir, history)
+    return run
+
+
+class Solo:
+    """What the loop steps for one run: its batch, loss, backward, clipping, optimiser and schedule steps,
+    its evaluations and checkpoints. (stacking.Stack steps the members of a stack with the same methods.)"""
+
+    def __init__(self, run, accelerator, started):
+        self.runs, self.accelerator, self.started = [run], accelerator, started
+
+    def step(self):
+        """One optimiser step; returns (examples in its batch, {position in runs: failure}). A solo run's
+        non-finite loss fails it here, before the step."""
+        run, accelerator = self.runs[0], self.accelerator
+        batch, size = run.source.next()
+        loss = run.task.training_loss(run.model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {run.step + 1} "
+                                     f"({run.samples} samples seen); try a smaller lr")
+        accelerator.backward(loss)
+        if run.settings.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(run.model.parameters(), run.settings.max_grad_norm)
+        run.stepper.step()
+        run.scheduler.step()
+        run.stepper.zero_grad(set_to_none=True)
+        return size, {}
+
+    def record_eval(self):
+        run = self.runs[0]
+        t = time.time()
+        values = evaluate(run.task, run.model, run.data, run.settings.eval_batch_size, self.accelerator)
+        return [run.record(values, self.started, round(time.time() - t, 4))]
+
+    def checkpoint(self):
+        self.runs[0].save_checkpoint(self.accelerator)
+
+
+def loop(trainer, desc):
+    """The one training loop, over the runs `trainer` holds: one (Solo) or the members of a stack
+    (stacking.Stack), which share one plan. It counts steps and samples, evaluates before the first step, at
+    the plan's interval and after the last, checkpoints at the plan's interval, accounts training time
+    (evaluations and checkpoints excluded) and shows progress. A member whose step failed (trainer.step
+    names it) is dropped by trainer.drop; the others go on."""
+    first = trainer.runs[0]
+    run_plan, step, samples = first.plan, first.step, first.samples
+    if step == 0:
+        trainer.record_eval()
+    bar = tqdm(total=run_plan.total_steps, initial=step, disable=not any(_show_progress(r.settings)
+                                                                        for r in trainer.runs),
+               desc=desc, unit="step", dynamic_ncols=True)
+    for run in trainer.runs:
+        run.model.train()
+    try:
+        t = time.time()
+        while step < run_plan.total_steps and trainer.runs:
+            size, failed = trainer.step()
+            step += 1
+            samples, before = samples + size, samples
+            for run in trainer.runs:
+                run.step, run.samples = step, samples
+            bar.update(1)
+            if failed:
+                trainer.drop(failed)
+                if not trainer.runs:
+                    break
+            last = step == run_plan.total_steps
+            if last or due(run_plan.eval_interval, step, before, samples):
+                spent = time.time() - t
+                for run in trainer.runs:
+                    run.train_time += spent
+                records = trainer.record_eval()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in records[0].items() if k.endswith(("_accuracy", "_loss"))})
+                t = time.time()
+            if not last and due(run_plan.checkpoint_interval, step, before, samples):
+                spent = time.time() - t
+                for run in trainer.runs:
+                    run.train_time += spent
+                trainer.checkpoint()
+                t = time.time()
+    finally:
+        bar.close()
+        for run in trainer.runs:
+            run.metrics.flush()
+
+
 def train(settings, run_dir, log, started=None):
     """Train one run into run_dir and return its summary (also written to summary.json)."""
     started = time.time() if started is None else started
     prepare_process(settings)
     accelerator = make_accelerator(settings)
-    set_seed(settings.seed)
-    task = tasks.get(settings.task)(settings, log)
-    notes = settings.notes()
-    for note in notes:
-        log.warning(f"note: {note}")
-
-    t0 = time.time()
-    data = dataloaders.build_data(task, accelerator.device)
-    data_time = time.time() - t0
-    log_data(log, data, data_time)
-
-    set_seed(settings.seed)  # model init independent of how much randomness data generation drew
-    model = task.build_model(data)
-    total, trainable = models.count_parameters(model)
-    log.info(f"model: {type(model).__name__}, {total:,} parameters ({trainable:,} trainable)")
-
-    source = dataloaders.make_source(data.train, settings.batch_size, settings.seed, accelerator.device)
-    run_plan = plan(settings, source)
-    optimizer, scheduler = task.configure_optimizer(model, run_plan.total_steps, source.steps_per_epoch)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # Accelerate's optimizer wrapper costs ~0.3 ms a step (import look-ups, signature inspection), which
-    # is most of a tiny model's step; it only matters for fp16 loss scaling and gradient accumulation.
-    stepper = optimizer.optimizer if accelerator.scaler is None and accelerator.gradient_accumulation_steps == 1 \
-        else optimizer
-    log_run_shape(log, accelerator, source, run_plan)
-
-    checkpoint_path = run_dir.file(CHECKPOINT)
-    step, samples, train_time, history = resume(checkpoint_path, run_plan, accelerator.device, log,
-                                                accelerator.unwrap_model(model), optimizer, scheduler, source, task)
-    metrics = MetricsWriter(run_dir, history)
-
-    def record_eval():
-        t = time.time()
-        values = evaluate(task, model, data, settings.eval_batch_size, accelerator)
-        record = eval_record(run_plan, step, samples, values, scheduler.get_last_lr()[0], started,
-                             round(time.time() - t, 4))
-        metrics.append(record)
-        log.info(_format_eval(record))
-        return record
-
-    if step == 0:
-        record_eval()
-    bar = tqdm(total=run_plan.total_steps, initial=step, disable=not _show_progress(settings),
-               desc=f"{settings.task}", unit="step", dynamic_ncols=True)
-    model.train()
-    try:
-        t = time.time()
-        while step < run_plan.total_steps:
-            batch, size = source.next()
-            loss = task.training_loss(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1} "
-                                         f"({samples} samples seen); try a smaller lr")
-            accelerator.backward(loss)
-            if settings.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            stepper.step()
-            scheduler.step()
-            stepper.zero_grad(set_to_none=True)
-            step += 1
-            samples, before = samples + size, samples
-            bar.update(1)
-            last = step == run_plan.total_steps
-            if last or due(run_plan.eval_interval, step, before, samples):
-                train_time += time.time() - t
-                bar.set_postfix({k: f"{v:.3f}" for k, v in record_eval().items()
-                                 if k.endswith(("_accuracy", "_loss"))})
-                t = time.time()
-            if not last and due(run_plan.checkpoint_interval, step, before, samples):
-                train_time += time.time() - t
-                metrics.flush()
-                _save_checkpoint(checkpoint_path, accelerator, model, optimizer, scheduler, source, task,
-                                 step, samples, train_time, metrics.records)
-                t = time.time()
-    finally:
-        bar.close()
-        metrics.flush()
-
-    summary = summarise(settings, task, data, run_plan, metrics.records, step, samples, (total, trainable),
-                        accelerator, data_time, train_time, started, notes)
-    finish(run_dir, log, summary, checkpoint_path)
-    return summary
+    run = build_run(settings, run_dir, log, accelerator)
+    loop(Solo(run, accelerator, started), settings.task)
+    return run.finish(accelerator, started)
 
 
 def summarise(settings, task, data, run_plan, history, step, samples, parameters, accelerator, data_time,

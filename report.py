@@ -129,7 +129,11 @@ def task_notes(folder):
         config = RunDir(path).config()
         if config:
             name = tasks.TASK_MODULES.get(config.get("task", "target_functions"))
-            module = importlib.import_module(name) if name else None
+            try:
+                module = importlib.import_module(name) if name else None
+            except ImportError as exc:  # the table needs no torch; the programme's notes do
+                return [f"(the {config.get('task')} notes below the table need {exc.name or 'a module'}, "
+                        f"which this Python cannot import: {exc}; run report.py with the project's environment)"]
             return list(module.report_notes(folder)) if hasattr(module, "report_notes") else []
     return []
 

@@ -190,6 +190,25 @@ def test_plot_and_report_refuse_an_unwritable_output_in_one_line(tmp_path, unwri
     assert err.count("error: cannot write") == 2 and "Traceback" not in err
 
 
+def test_report_prints_its_table_where_the_programme_module_cannot_be_imported(tmp_path, monkeypatch, capsys):
+    # report.py run by a Python without torch (not the project's environment): the table needs none, the
+    # programme's notes do; one line says so instead of a traceback after the table
+    import importlib
+    import report
+    _fake_run(tmp_path / "5" / "0", {"state": "done"}, 0.75)
+    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "group_arithmetic", "seed": 0}')
+    real = importlib.import_module
+
+    def no_torch(name, *args):
+        if name.startswith("tasks."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real(name, *args)
+    monkeypatch.setattr(importlib, "import_module", no_torch)
+    assert report.main([str(tmp_path / "5")]) == 0
+    out = capsys.readouterr().out
+    assert "0.7500" in out and "notes below the table need torch" in out
+
+
 def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_leaves_no_temporary_file(
         tmp_path, monkeypatch, capsys):
     import errno

@@ -151,6 +151,66 @@ def _rows_sum_batched(info, in_dims, columns, index):
 rows_sum.register_vmap(_rows_sum_batched)
 
 
+@torch.library.custom_op("reasoning_lab::linear_rows", mutates_args=())
+def linear_rows(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight^T (F.linear without bias) for a stacked model under vmap: its batching rule below runs the K
+    members' products in the layouts that are fastest for a narrow output (the group's n classes), where
+    vmap's own rule for F.linear, one bmm of x with weight^T, ran 2-2.5x slower per member than a solo
+    run's mm (Z_23, hidden 512: 2.8 ms for 8 members against 1.1 ms)."""
+    return F.linear(x, weight)
+
+
+@linear_rows.register_fake
+def _(x, weight):
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
+def _linear_rows_batched(info, in_dims, x, weight):
+    K = info.batch_size
+    x = x.expand(K, *x.shape) if in_dims[0] is None else x.movedim(in_dims[0], 0)
+    weight = weight.expand(K, *weight.shape) if in_dims[1] is None else weight.movedim(in_dims[1], 0)
+    shape = x.shape
+    out = stacked_linear(x.reshape(K, -1, shape[-1]), weight)
+    return out.view(*shape[:-1], weight.shape[1]), 0
+
+
+linear_rows.register_vmap(_linear_rows_batched)
+
+
+@torch.library.custom_op("reasoning_lab::stacked_linear", mutates_args=())
+def stacked_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Member k's x[k] @ weight[k]^T for x (K, n, h) and weight (K, c, h), computed as (weight[k] @ x[k]^T)^T:
+    with c small that product runs at the matmul's speed where x @ weight^T does not. (On the CPUs measured
+    both layouts give the same bits; a BLAS may order the sums differently elsewhere.)"""
+    return torch.bmm(weight, x.transpose(1, 2)).transpose(1, 2).contiguous()
+
+
+@stacked_linear.register_fake
+def _(x, weight):
+    return x.new_empty(x.shape[0], x.shape[1], weight.shape[1])
+
+
+def _stacked_linear_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _stacked_linear_backward(ctx, grad):
+    """grad x: one mm per member into one output (a bmm of this narrow inner size ran ~1.8x slower than K
+    solo mm); grad weight: one bmm (as fast as K mm)."""
+    x, weight = ctx.saved_tensors
+    grad_x = grad_weight = None
+    if ctx.needs_input_grad[0]:
+        grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
+        for k in range(len(weight)):
+            torch.mm(grad[k], weight[k], out=grad_x[k])
+    if ctx.needs_input_grad[1]:
+        grad_weight = torch.bmm(grad.transpose(1, 2), x)
+    return grad_x, grad_weight
+
+
+stacked_linear.register_autograd(_stacked_linear_backward, setup_context=_stacked_linear_setup)
+
+
 def activate(h, name, inplace=False):
     """The hidden activation; inplace (for evaluations, where no graph is kept) saves a pass over memory."""
     if name == "sqr":
@@ -279,7 +339,7 @@ class GroupMLP(nn.Module):
             with torch.no_grad():
                 self.V.weight.copy_(ridge_solution(h, centred_one_hot(ridge_labels, self.n_classes),
                                                    self.ridge_lambda).t())
-        out = self.V(h)
+        out = linear_rows(h, self.V.weight) if self.stacked and not h.is_complex() else self.V(h)
         if out.is_complex():
             out = out.real
         return out * self.output_multiplier if self.output_multiplier != 1.0 else out

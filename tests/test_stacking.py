@@ -218,3 +218,18 @@ def test_a_stack_too_large_for_the_memory_trains_its_runs_one_by_one(tmp_path, c
     assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
     assert "trained one by one: these 2 stacked runs need at least" in capsys.readouterr().out
     assert need == 0  # group arithmetic declares no floor of its own (its table size is capped at validation)
+
+
+def test_solo_runs_and_stacks_are_trained_by_the_one_loop(tmp_path, monkeypatch):
+    # training.loop is the one loop (DESIGN.md): a solo run hands it a training.Solo, a stack a stacking.Stack
+    # holding every member; a second loop in stacking.py would bypass it
+    seen, real = [], training.loop
+
+    def spy(trainer, desc):
+        seen.append((type(trainer).__name__, [r.run_dir.path.name for r in trainer.runs], desc))
+        return real(trainer, desc)
+    monkeypatch.setattr(training, "loop", spy)
+    main.run(settings.build(dict(GA, n_epochs=2)), tmp_path / "solo")
+    paths = queue(tmp_path / "stack", [dict(GA, n_epochs=2, seed=s) for s in range(2)])
+    assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
+    assert seen == [("Solo", ["solo"], "group_arithmetic"), ("Stack", ["0", "1"], "group_arithmetic x2")]

@@ -66,10 +66,16 @@ def refusal(settings):
     if settings.optim not in STACKABLE_OPTIMIZERS:
         return f"optim = {settings.optim!r} does not stack (stacked optimisers: {', '.join(STACKABLE_OPTIMIZERS)})"
     why = task.stack_refusal(settings)
-    if why is None and getattr(settings, "dropout", 0) and getattr(settings, "dropout_noise", "torch") != "counter":
-        why = (f"dropout = {settings.dropout} draws random masks from torch's generator, which a stacked member would "
-               "draw differently from its solo run; set dropout = 0 (or dropout_noise = 'counter', where the task "
-               "has it) to stack")
+    if why is None and getattr(settings, "dropout", 0):
+        if getattr(settings, "dropout_noise", "torch") != "counter":
+            why = (f"dropout = {settings.dropout} draws random masks from torch's generator, which a stacked member "
+                   "would draw differently from its solo run; set dropout = 0 (or dropout_noise = 'counter', where "
+                   "the task has it) to stack")
+        elif settings.device != "cpu" and torch.cuda.is_available():
+            # the counter noise is the CPU forward's; on a GPU the model's own nn.Dropout draws (and vmap refuses)
+            why = (f"dropout = {settings.dropout} on a GPU draws torch's masks (the counter noise is drawn on CPU "
+                   "only), which a stacked member would draw differently from its solo run; set dropout = 0 or "
+                   "device = 'cpu' to stack")
     return why
 
 

@@ -172,6 +172,13 @@ def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tm
     assert "run 2 trains alone: no other run shares its shapes (it differs from run 0 in hidden_size)" in text
     assert "run 3 trains alone: dropout = 0.1 draws random masks" in text
     assert stacking.refusal(settings.build(dict(PC, seed=0, dropout=0.1, dropout_noise="counter"))) is None
+    # on a GPU the model's own dropout runs (the counter noise is the CPU forward's): refused there
+    with monkeypatch.context() as patch:
+        patch.setattr(stacking.torch.cuda, "is_available", lambda: True)
+        assert "on a GPU draws torch's masks" in stacking.refusal(
+            settings.build(dict(PC, seed=0, dropout=0.1, dropout_noise="counter")))
+        assert stacking.refusal(settings.build(dict(PC, seed=0, dropout=0.1, dropout_noise="counter",
+                                                    device="cpu"))) is None
     assert "run 4 trains alone: task kg_reasoning's model does not stack: its model has no batching rule" in text
     assert "run 5 trains alone: optim = 'muon' does not stack" in text
     assert "run 7 trains alone: dropout = 0.1" in text

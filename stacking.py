@@ -16,8 +16,9 @@ checkpoint resumes alone or in a stack. A member whose loss turns non-finite fai
 as a solo run's would) and is dropped from the stack; the others go on.
 
 What stops a stack is said in one line, and the runs are then trained one by one: a task whose model is not
-stackable, settings that differ in a value that may change a shape or the computation, dropout (vmap would
-draw other random numbers than the solo run), an optimiser other than adam/adamw/sgd, members resuming from
+stackable, settings that differ in a value that may change a shape or the computation, dropout from torch's
+generator (vmap would draw other random numbers than the solo run: any dropout on a GPU; on a CPU, all but
+parity's counter noise), an optimiser other than adam/adamw/sgd, members resuming from
 different steps, or tensors of different shapes.
 
 Each member is built by training.build_run, as a solo run is, and the stack is trained by training.loop,

@@ -568,7 +568,7 @@ class Stack:
         self.results = {}  # run folder -> the exception of a member that failed (the loop goes on without it)
         self.base = copy.deepcopy(members[0].model)
         for module in self.base.modules():
-            if hasattr(module, "stacked"):  # a model's vmap path (group_mlp: rows_sum and linear_rows, ops with batching rules)
+            if hasattr(module, "stacked"):  # a model's vmap path (group_mlp: its ops with batching rules)
                 module.stacked = True
         try:
             params, buffers = torch.func.stack_module_state([m.model for m in members])

@@ -454,8 +454,7 @@ def loop(trainer, desc):
                 spent = time.time() - t
                 for run in trainer.runs:
                     run.train_time += spent
-                records = trainer.record_eval()
-                bar.set_postfix({k: f"{v:.3f}" for k, v in records[0].items() if k.endswith(("_accuracy", "_loss"))})
+                bar.set_postfix(_progress_postfix(trainer.record_eval()))
                 t = time.time()
             if not last and due(run_plan.checkpoint_interval, step, before, samples):
                 spent = time.time() - t
@@ -467,6 +466,17 @@ def loop(trainer, desc):
         bar.close()
         for run in trainer.runs:
             run.metrics.flush()
+
+
+def _progress_postfix(records):
+    """The progress bar's losses and accuracies: one run's values, or a stack's lowest-highest over members."""
+    out = {}
+    for key in records[0]:
+        if key.endswith(("_accuracy", "_loss")):
+            values = [r[key] for r in records]
+            low, high = min(values), max(values)
+            out[key] = f"{low:.3f}" if low == high else f"{low:.3f}-{high:.3f}"
+    return out
 
 
 def train(settings, run_dir, log, started=None):

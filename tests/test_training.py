@@ -246,3 +246,10 @@ def test_an_evaluation_split_can_be_a_seeded_subsample_of_the_training_set():
     assert torch.equal(a["y"], b["y"]) and len(set(a["y"].tolist())) == 30
     assert torch.equal(a["x"], a["y"] * 10)  # rows stay whole
     assert subsample(train, 500, torch.Generator()) is train
+
+
+def test_the_progress_bar_shows_a_run_s_values_and_a_stack_s_range_over_members():
+    one = [{"step": 5, "train_loss": 0.25, "test_accuracy": 0.5, "lr": 0.1}]
+    assert training._progress_postfix(one) == {"train_loss": "0.250", "test_accuracy": "0.500"}
+    stack = one + [{"step": 5, "train_loss": 0.125, "test_accuracy": 0.5, "lr": 0.1}]
+    assert training._progress_postfix(stack) == {"train_loss": "0.125-0.250", "test_accuracy": "0.500"}

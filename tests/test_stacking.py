@@ -240,3 +240,22 @@ def test_solo_runs_and_stacks_are_trained_by_the_one_loop(tmp_path, monkeypatch)
     paths = queue(tmp_path / "stack", [dict(GA, n_epochs=2, seed=s) for s in range(2)])
     assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
     assert seen == [("Solo", ["solo"], "group_arithmetic"), ("Stack", ["0", "1"], "group_arithmetic x2")]
+
+
+def test_a_slurm_sweep_submits_one_array_task_per_stack(tmp_path, monkeypatch):
+    # --stack with --executor slurm: each array task trains whole stacks (runs_per_job units), never a split one
+    import os
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 7'\n")
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
+    for tool in ("sbatch", "srun"):
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    base = write_settings(tmp_path / "base.py", dict(GA, n_epochs=4))
+    assert sweep.main(["--base", str(base), "--vary", "seed=0x5", "--executor", "slurm", "--stack", "2",
+                       "--yes"]) == 0
+    submission = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())["submissions"][0]
+    assert submission["stacks"] == [["0", "1"], ["2", "3"]]  # 5 runs, K = 2: two stacks and run 4 alone
+    assert any("run 4 trains alone" in line for line in submission["trained_alone"])
+    assert "#SBATCH --array=0-2" in (fake / "submitted.sh").read_text()  # 3 units: 2 stacks and one run

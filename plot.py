@@ -97,7 +97,8 @@ def task_of(folder):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("folder")
     p.add_argument("--out", help="folder for the PNG files (default: the folder itself)")
     args = p.parse_args(argv)

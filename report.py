@@ -139,7 +139,8 @@ def task_notes(folder):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("folder", help="a sweep folder results_new/<id> or one run folder")
     p.add_argument("--csv", metavar="FILE", help="write the rows as CSV to FILE ('-': standard output)")
     p.add_argument("--group", action="store_true", help="aggregate runs that differ only in seed")

@@ -656,7 +656,8 @@ def _alive_runs(folder, run_names):
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # an abbreviation such as --set would be read as --setup
     p.add_argument("--base", help="base settings file (instead of the first question)")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=AxB,AxB",
                    help="a varied setting and its values (repeatable, in grid order)")
@@ -689,7 +690,11 @@ def parse_args(argv):
     g.add_argument("--setup", action="append", help="shell line run before the job (e.g. conda activate)")
     g.add_argument("--runs-per-job", type=int, default=1, help="runs trained by each array task")
     g.add_argument("--job-name", default="reasoning-lab")
+    p.add_argument("--set", action="append", help=argparse.SUPPRESS)  # main.py's option, named in an error
     args = p.parse_args(argv)
+    if args.set:
+        p.error(f"sweep.py has no --set ({' '.join(args.set)}): put fixed values in the base settings file, or "
+                "give a setting one value with --vary (e.g. --vary n_epochs=1)")
     # the options typed on this command line (a resume takes the others from the recorded submission)
     args.given = {action.dest for action in p._actions for opt in action.option_strings
                   if any(a == opt or a.startswith(opt + "=") for a in argv)}
@@ -697,6 +702,12 @@ def parse_args(argv):
         p.error("--max-parallel must be at least 1")
     if args.stack < 1:
         p.error("--stack must be at least 1 (1: no stacking)")
+    for name, low in (("time", 1), ("cpus", 1), ("runs_per_job", 1), ("gpus_per_node", 0)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be at least {low}")
+    if args.resume and (args.base or args.vary or args.answers):
+        p.error("--resume re-queues a sweep's own runs with their recorded settings; --base, --vary and "
+                "--answers cannot change them (start a new sweep for other settings)")
     if args.max_parallel is None and args.executor != "slurm":
         args.max_parallel = os.cpu_count() or 1
     return args

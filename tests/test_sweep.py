@@ -364,3 +364,16 @@ def test_resume_treats_a_killed_unreaped_worker_as_gone(tiny_base):
         assert todo == ["1"]
     finally:
         child.wait()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--vary", "seed=0", "--set", "n_epochs=1"], "sweep.py has no --set (n_epochs=1)"),  # was read as --setup
+    (["--vary", "seed=0", "--time", "0"], "--time must be at least 1"),
+    (["--vary", "seed=0", "--runs-per-job", "0"], "--runs-per-job must be at least 1"),
+    (["--resume", "0", "--vary", "seed=5"], "--resume re-queues a sweep's own runs"),
+])
+def test_sweep_options_that_would_be_misread_or_cannot_work_are_refused(argv, words, tiny_base, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--base", str(tiny_base), *argv, "--executor", "inprocess", "--yes"])
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
+    assert not (Path("results_new") / "0").exists()

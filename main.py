@@ -7,13 +7,15 @@ any work; a mistake is reported as a message naming the setting, never as a trac
 import argparse
 import gc
 import contextlib
+import json
 import signal
 import sys
 import time
 import traceback
 
 import settings as settings_module
-from results import RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable, run_logger
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
+                     holder_alive, run_logger)
 
 
 class RunFailed(RuntimeError):
@@ -114,6 +116,33 @@ def run_folder(path, echo=False):
     return run(settings, run_dir, echo=echo)
 
 
+def _check_earlier_run(run_dir, settings):
+    """A --results-path folder that already holds a run: a finished one, one that a live process on this
+    machine is training, or an unfinished one with other settings (its checkpoint would be resumed under
+    them, or its evaluations overwritten) is refused (ResultsError); an unfinished one with the same
+    settings is resumed (from its checkpoint, if any)."""
+    status = run_dir.status()
+    where = run_dir.path
+    if status.get("state") == "done":
+        raise ResultsError(f"{where} already holds a finished run; choose another --results-path")
+    if status.get("state") == "running" and holder_alive(status):
+        raise ResultsError(f"{where} holds a run that process {status.get('pid')} on this machine is training "
+                           "now; wait for it, stop it, or choose another --results-path")
+    earlier = run_dir.config()
+    if earlier is None or not (run_dir.file("checkpoint.pt").exists() or run_dir.file("metrics.jsonl").exists()):
+        return
+    mine = json.loads(json.dumps(settings_module.as_dict(settings)))  # as config.json holds it (lists, not tuples)
+    changed = [name for name in sorted(set(mine) | set(earlier))
+               if name != "progress" and mine.get(name, None) != earlier.get(name, None)]
+    if changed:
+        shown = ", ".join(f"{name} {earlier.get(name)!r} there, {mine.get(name)!r} now" for name in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise ResultsError(f"{where} holds an unfinished run ({status.get('state', 'no status')}) with other "
+                           f"settings ({shown}{more}): resuming it with these would mix two runs. Resume it "
+                           f"with its own settings (python main.py --config {run_dir.file('config.py')} "
+                           f"--results-path {where}), or choose another --results-path")
+
+
 def _check_device(settings):
     """device = 'cuda' on a machine without one is refused before anything is written (a sweep cannot
     check this where it submits: SLURM jobs run elsewhere)."""
@@ -165,8 +194,7 @@ def _main(argv):
         if args.results_path:
             ensure_writable(args.results_path, "choose another --results-path or fix its permissions")
             run_dir = RunDir(args.results_path)
-            if run_dir.status().get("state") == "done":
-                raise ResultsError(f"{run_dir.path} already holds a finished run; choose another --results-path")
+            _check_earlier_run(run_dir, settings)
         else:
             ensure_writable(args.results_root, "choose another --results-root or fix its permissions")
             _, experiment = allocate_dir(args.results_root)

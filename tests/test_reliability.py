@@ -507,3 +507,28 @@ def test_a_sweep_run_too_large_for_its_machine_fails_alone_in_one_line(tmp_path)
     assert Worker(tmp_path, ["0", "1"], "token")() == {"0": "failed", "1": "done"}
     status = json.loads((tmp_path / "0" / "status.json").read_text())
     assert status["state"] == "failed" and "this run needs at least" in status["error"]
+
+
+def test_an_unfinished_run_is_resumed_only_with_its_own_settings(tmp_path, capsys):
+    # an interrupted run folder given again with other settings would continue its checkpoint under them (or
+    # overwrite its evaluations) while config.py claimed the new ones: refused, naming the settings
+    import json
+    import main
+    from results import RunDir
+    run = tmp_path / "run"
+    base = ["--set", "n_epochs=2", "--set", "eval_every=1", "--set", "data_cache=False", "--results-path", str(run)]
+    assert main.main(base) == 0
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(dict(status, state="interrupted")))  # as a stop leaves it
+    before = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main.main(["--set", "lr=0.1", "--set", "target_func='func7'", *base]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished run (interrupted) with other settings" in err and "lr 0.001 there, 0.1 now" in err
+    assert "target_func 'func10' there, 'func7' now" in err and f"--config {run / 'config.py'}" in err
+    assert (run / "metrics.jsonl").read_text() == before and RunDir(run).config()["lr"] == 0.001
+    # the same settings resume it; a live process training it is refused
+    assert main.main(base) == 0 and RunDir(run).status()["state"] == "done"
+    (run / "status.json").write_text(json.dumps(dict(status, state="running", pid=1)))  # pid 1: alive, not us
+    assert main.main(base) == 2
+    assert "process 1 on this machine is training" in capsys.readouterr().err

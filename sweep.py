@@ -365,6 +365,18 @@ def default_executor():
     return "slurm" if shutil.which("sbatch") else "local"
 
 
+def _missing_slurm_tools():
+    """The SLURM commands a slurm submission needs that this machine lacks ('' when none)."""
+    return " and ".join(tool for tool in ("sbatch", "srun") if not shutil.which(tool))
+
+
+def resume_command(folder):
+    """The command that resumes the sweep in `folder` (naming its --results-root unless it is the default)."""
+    folder = Path(folder)
+    return f"python sweep.py --resume {folder.name}" + (
+        f" --results-root {folder.parent}" if folder.parent != RESULTS_ROOT else "")
+
+
 def make_executor(args, folder, array_size=1):
     """The submitit executor; array_size: tasks of a slurm array (its parallelism when none is asked for)."""
     import submitit
@@ -375,6 +387,11 @@ def make_executor(args, folder, array_size=1):
         executor = submitit.LocalExecutor(folder=logs)
         executor.update_parameters(timeout_min=args.time)
         return executor
+    missing = _missing_slurm_tools()
+    if missing:
+        raise SweepError(f"--executor slurm needs SLURM's {missing} on this machine's PATH (not found): run the "
+                         f"sweep on the cluster's login node (it is queued: {resume_command(folder)} there), or "
+                         "resume it here with --executor local")
     executor = submitit.SlurmExecutor(folder=logs)
     params = dict(time=args.time, cpus_per_task=args.cpus, job_name=args.job_name,
                   array_parallelism=args.max_parallel or max(1, array_size))  # no limit unless asked
@@ -555,8 +572,7 @@ def final_report(folder, run_names, out=sys.stdout):
         print(f"  run {name} failed: {status.get('error')}  (see {folder / name / 'logs.log'})", file=out)
     print(f"table: python report.py {folder}", file=out)
     if counts["done"] < len(run_names):
-        print(f"re-run what is not done: python sweep.py --resume {folder.name}"
-              + (f" --results-root {folder.parent}" if folder.parent != RESULTS_ROOT else ""), file=out)
+        print(f"re-run what is not done: {resume_command(folder)}", file=out)
     return 0 if counts["done"] == len(run_names) else 1
 
 
@@ -705,6 +721,9 @@ def parse_args(argv):
     for name, low in (("time", 1), ("cpus", 1), ("runs_per_job", 1), ("gpus_per_node", 0)):
         if getattr(args, name) < low:
             p.error(f"--{name.replace('_', '-')} must be at least {low}")
+    if args.executor == "slurm" and "executor" in args.given and _missing_slurm_tools():
+        p.error(f"--executor slurm needs SLURM's {_missing_slurm_tools()} on this machine's PATH (not found): run "
+                "the sweep on the cluster's login node, or use --executor local")
     if args.resume and (args.base or args.vary or args.answers):
         p.error("--resume re-queues a sweep's own runs with their recorded settings; --base, --vary and "
                 "--answers cannot change them (start a new sweep for other settings)")
@@ -780,7 +799,7 @@ def _main(argv):
             _wait_for(lambda: all(_finished(job) for job in jobs), 10)
             print(f"\ninterrupted: finished runs are kept in {folder}; "
                   + (f"workers {left} would not stop: stop them with kill -9 {left}; " if left else "")
-                  + f"resume with: python sweep.py --resume {folder.name}", file=sys.stderr)
+                  + f"resume with: {resume_command(folder)}", file=sys.stderr)
             return exit_code(stop)
         return final_report(folder, run_names)
     except Cancelled:

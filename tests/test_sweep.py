@@ -377,3 +377,18 @@ def test_sweep_options_that_would_be_misread_or_cannot_work_are_refused(argv, wo
         sweep.main(["--base", str(tiny_base), *argv, "--executor", "inprocess", "--yes"])
     assert exit_.value.code == 2 and words in capsys.readouterr().err
     assert not (Path("results_new") / "0").exists()
+
+
+def test_a_slurm_sweep_where_there_is_no_slurm_is_refused_before_anything_is_queued(tiny_base, monkeypatch, capsys):
+    monkeypatch.setattr(sweep.shutil, "which", lambda tool: None)
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "slurm", "--yes"])
+    assert exit_.value.code == 2
+    assert "--executor slurm needs SLURM's sbatch and srun" in capsys.readouterr().err
+    assert not Path("results_new").exists()
+
+
+def test_the_resume_command_names_a_results_root_other_than_the_default():
+    # printed after an interrupted or unfinished sweep: without --results-root it would resume another sweep
+    assert sweep.resume_command(Path("results_new") / "3") == "python sweep.py --resume 3"
+    assert sweep.resume_command(Path("/data/sweeps") / "3") == "python sweep.py --resume 3 --results-root /data/sweeps"

@@ -149,6 +149,16 @@ def main(argv=None):
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
+    if not (folder / "sweep.json").exists() and not (folder / "status.json").exists():
+        sweeps = [p.name for p in run_folders(folder) if (p / "sweep.json").exists()]
+        if sweeps:  # the results root itself
+            print(f"error: {folder} holds sweeps ({', '.join(sweeps[:10])}{', ...' if len(sweeps) > 10 else ''}), "
+                  f"not runs; give one: python report.py {folder / sweeps[-1]}", file=sys.stderr)
+            return 2
+        if not run_folders(folder):
+            print(f"error: {folder} holds no run folders (numbered folders with a status.json); give a sweep "
+                  "folder results_new/<id> or one run's folder", file=sys.stderr)
+            return 2
     table = rows(folder)
     if args.group:
         table = group_rows(table, varied_names(folder))

@@ -532,3 +532,18 @@ def test_an_unfinished_run_is_resumed_only_with_its_own_settings(tmp_path, capsy
     (run / "status.json").write_text(json.dumps(dict(status, state="running", pid=1)))  # pid 1: alive, not us
     assert main.main(base) == 2
     assert "process 1 on this machine is training" in capsys.readouterr().err
+
+
+def test_report_on_the_results_root_or_an_empty_folder_says_what_to_give(tmp_path, capsys):
+    import report
+    from results import atomic_write_json
+    for sweep_id in ("0", "1"):
+        _fake_run(tmp_path / "root" / sweep_id / "0", {"state": "done"}, 0.5)
+        atomic_write_json(tmp_path / "root" / sweep_id / "sweep.json", {"vary": [], "runs": []})
+    assert report.main([str(tmp_path / "root")]) == 2
+    assert f"holds sweeps (0, 1), not runs; give one: python report.py {tmp_path / 'root' / '1'}" in \
+        capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty")]) == 2
+    assert "holds no run folders" in capsys.readouterr().err
+    assert report.main([str(tmp_path / "root" / "1")]) == 0  # a sweep folder still reports

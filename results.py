@@ -227,10 +227,28 @@ class RunDir:
         atomic_write_json(self.file("config.json"), settings_module.as_dict(settings))
 
     def read_metrics(self):
+        """The evaluation records of metrics.jsonl; a line that is not a JSON object (a file damaged outside
+        this program: the writer replaces it atomically) is skipped, with a warning naming the file."""
         path = self.file("metrics.jsonl")
-        if not path.exists():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records, bad = [], 0
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict):
+                    records.append(record)
+                else:
+                    bad += 1
+        if bad:
+            print(f"warning: {path}: {bad} line{'s' * (bad > 1)} that {'are' if bad > 1 else 'is'} not a JSON "
+                  "record skipped (the file was damaged outside this program)", file=sys.stderr)
+        return records
 
     def write_summary(self, summary):
         atomic_write_json(self.file("summary.json"), summary)

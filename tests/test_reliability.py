@@ -547,3 +547,19 @@ def test_report_on_the_results_root_or_an_empty_folder_says_what_to_give(tmp_pat
     assert report.main([str(tmp_path / "empty")]) == 2
     assert "holds no run folders" in capsys.readouterr().err
     assert report.main([str(tmp_path / "root" / "1")]) == 0  # a sweep folder still reports
+
+
+def test_report_and_plot_skip_a_damaged_metrics_line_with_a_warning(tmp_path, capsys):
+    import json
+    import plot
+    import report
+    run = tmp_path / "5" / "0"
+    _fake_run(run, {"state": "interrupted"}, None)
+    (run / "config.json").write_text('{"task": "group_arithmetic", "seed": 0}')
+    records = [{"epoch": e, "step": e, "samples": e, "train_accuracy": 0.5, "test_accuracy": 0.25 * e} for e in (0, 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"epoch": 2, "ste')
+    assert report.main([str(tmp_path / "5")]) == 0
+    out = capsys.readouterr()
+    assert "0.2500" in out.out and "1 line that is not a JSON record skipped" in out.err
+    assert plot.main([str(tmp_path / "5"), "--out", str(tmp_path / "plots")]) == 0
+    assert "Traceback" not in capsys.readouterr().err and list((tmp_path / "plots").glob("*.png"))

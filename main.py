@@ -205,7 +205,7 @@ def _main(argv):
         print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
         return 2
     except RunFailed as exc:
-        print(f"error: the run failed: {exc}\n(traceback in {run_dir.file('logs.log')})", file=sys.stderr)
+        print(f"error: the run failed: {exc}\n(its log: {run_dir.file('logs.log')})", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
         where = f"what was written is in {run_dir.path}" if run_dir else "before the run started; nothing was written"

@@ -90,6 +90,24 @@ def disk_full(exc, folder):
     return False
 
 
+def _rewrite_in_place(path, text):
+    """On a full disk, where no new file can be made: text written over the existing file (within the block
+    it already holds, so no new space is needed), truncated and synced. False where that fails too, or the
+    text would need more room than the old file's first block."""
+    data = text.encode("utf-8")
+    if not path.exists() or len(data) > 4096:
+        return False
+    try:
+        with open(path, "r+b") as f:
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
+
+
 def atomic_write(path, text):
     """Write text to path atomically (atomic_replace)."""
     atomic_replace(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -194,7 +212,12 @@ class RunDir:
             for key in ("error", "started", "host", "pid"):
                 record.pop(key, None)
         record.pop("state_before", None)
-        atomic_write_json(self.file("status.json"), record)
+        path = self.file("status.json")
+        try:
+            atomic_write_json(path, record)
+        except ResultsError:
+            if not _rewrite_in_place(path, json.dumps(record, default=str) + "\n"):
+                raise
 
     # ---- claims: which worker runs this run (an exclusive link, so no half-written claim is ever seen)
     def claim(self, token):
@@ -326,5 +349,8 @@ def run_logger(run_dir, echo=False):
 
 def close_logger(logger):
     for handler in list(logger.handlers):
-        handler.close()
+        try:
+            handler.close()
+        except OSError:  # the last bytes of logs.log on a disk that has just filled: the run already said so
+            pass
         logger.removeHandler(handler)

@@ -563,3 +563,32 @@ def test_report_and_plot_skip_a_damaged_metrics_line_with_a_warning(tmp_path, ca
     assert "0.2500" in out.out and "1 line that is not a JSON record skipped" in out.err
     assert plot.main([str(tmp_path / "5"), "--out", str(tmp_path / "plots")]) == 0
     assert "Traceback" not in capsys.readouterr().err and list((tmp_path / "plots").glob("*.png"))
+
+
+def test_a_disk_full_to_new_files_still_records_the_failure_and_closes_the_log_quietly(tmp_path, monkeypatch):
+    # a disk so full that no temporary file can be made: status.json is rewritten in place (it fits in the
+    # block it holds) instead of staying 'running'; closing logs.log, whose last bytes the disk refuses, raises
+    # nothing (it printed chained tracebacks after the one-line message)
+    import errno
+    import json
+    import logging
+
+    import results
+    run = results.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.set_status("running")
+
+    def full(path, write):
+        raise results.ResultsError(f"disk full while writing {path}")
+    monkeypatch.setattr(results, "atomic_replace", full)
+    run.set_status("failed", error="ResultsError: disk full")
+    status = json.loads((run.path / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == "ResultsError: disk full"
+
+    class FullHandler(logging.Handler):
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    log = logging.getLogger("run.full-disk-test")
+    log.addHandler(FullHandler())
+    results.close_logger(log)
+    assert not log.handlers

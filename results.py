@@ -224,14 +224,14 @@ class RunDir:
         """True if this worker now owns the run (or already did, e.g. after a requeue)."""
         target = self.file("claim.json")
         fd, tmp = tempfile.mkstemp(prefix=".claim.", dir=self.path)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"token": token, "host": socket.gethostname(), "pid": os.getpid(), "time": now()}, f)
         try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"token": token, "host": socket.gethostname(), "pid": os.getpid(), "time": now()}, f)
             os.link(tmp, target)
             return True
         except FileExistsError:
             return (read_json(target) or {}).get("token") == token
-        finally:
+        finally:  # also when the claim could not be written (a full disk): no temporary file left behind
             os.unlink(tmp)
 
     def claim_owner(self):

@@ -11,6 +11,7 @@ holds (the run's checkpoint.pt where a checkpoint interval is set, otherwise fro
 """
 import os
 import signal
+import sys
 
 from results import RunDir
 
@@ -45,9 +46,17 @@ class Worker:
         return outcome
 
     def _take(self, name):
-        """Whether this worker trains the run now: not done, and claimed by this worker."""
+        """Whether this worker trains the run now: not done, and claimed by this worker. A claim the disk
+        refuses (full, read-only) leaves the run queued, said in one line, for a resume once it is fixed."""
         run_dir = RunDir(os.path.join(self.experiment_dir, name))
-        return run_dir.status().get("state") != "done" and run_dir.claim(self.token)
+        if run_dir.status().get("state") == "done":
+            return False
+        try:
+            return run_dir.claim(self.token)
+        except OSError as exc:
+            print(f"worker: cannot claim run {name} in {self.experiment_dir} ({exc.strerror or exc}); it stays "
+                  "queued: free space or fix the folder, then resume the sweep", file=sys.stderr, flush=True)
+            return False
 
     def _train_alone(self, main, name):
         run_dir = RunDir(os.path.join(self.experiment_dir, name))

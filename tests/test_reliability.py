@@ -592,3 +592,28 @@ def test_a_disk_full_to_new_files_still_records_the_failure_and_closes_the_log_q
     log.addHandler(FullHandler())
     results.close_logger(log)
     assert not log.handlers
+
+
+def test_a_sweep_whose_disk_refuses_the_claims_leaves_its_runs_queued_in_one_line_each(tiny_base, tmp_path,
+                                                                                     monkeypatch, capsys):
+    # the in-process executor (submitit's DebugExecutor) opened pdb on any exception a worker let out: a claim
+    # the full disk refused was one; the claim's temporary file stayed behind
+    import errno
+    import json as json_module
+
+    import results
+    import sweep
+    real_dump = json_module.dump
+
+    def full_disk(obj, f, *args, **kwargs):
+        if "token" in obj:  # the claim's content
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_dump(obj, f, *args, **kwargs)
+    monkeypatch.setattr(results.json, "dump", full_disk)
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("cannot claim run") == 2 and "No space left on device" in captured.err
+    assert "re-run what is not done: python sweep.py --resume 0" in captured.out
+    folder = tmp_path / "results_new" / "0"
+    assert [results.RunDir(folder / n).status()["state"] for n in "01"] == ["queued", "queued"]
+    assert not list(folder.rglob(".claim.*"))

@@ -563,7 +563,8 @@ def tally(folder, run_names):
     return counts
 
 
-def final_report(folder, run_names, out=sys.stdout):
+def final_report(folder, run_names, out=None):
+    out = out or sys.stdout  # looked up now: bound at import, a later redirection of stdout was missed
     counts = tally(folder, run_names)
     failed = [n for n in run_names if RunDir(folder / n).status().get("state") == "failed"]
     print(f"sweep {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=out)

@@ -603,6 +603,12 @@ def prepare_resume(folder, grace=10.0):
     held_names = {name for name, _ in held}
     todo = [name for name in names
             if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
+    damaged = [name for name in todo if RunDir(folder / name).config() is None]
+    for name in damaged:  # deleted or damaged outside the program: the others resume
+        print(f"run {name} left out: {folder / name} " + ("has no readable config.json" if (folder / name).is_dir()
+              else "is missing") + f"; restore it to resume it (its overrides: "
+              f"{next(r.get('overrides') for r in manifest['runs'] if r['run'] == name)})", file=sys.stderr)
+    todo = [name for name in todo if name not in damaged]
     for name in todo:
         run_dir = RunDir(folder / name)
         attempts = run_dir.status().get("attempts", 0) + 1
@@ -749,7 +755,10 @@ def _main(argv):
             folder = given if (given / "sweep.json").exists() else root / str(args.resume)
             manifest, run_names = prepare_resume(folder)
             reuse_submission_options(args, manifest)
+            left_out = [r["run"] for r in manifest["runs"] if RunDir(folder / r["run"]).config() is None]
             if not run_names:
+                if left_out:
+                    return 1  # each said why above
                 print(f"every run of {folder} is done; nothing to resume")
                 return 0
             print(f"resuming {len(run_names)} runs of {folder}: {', '.join(run_names)}", file=sys.stderr)
@@ -802,7 +811,8 @@ def _main(argv):
                   + (f"workers {left} would not stop: stop them with kill -9 {left}; " if left else "")
                   + f"resume with: {resume_command(folder)}", file=sys.stderr)
             return exit_code(stop)
-        return final_report(folder, run_names)
+        code = final_report(folder, run_names)
+        return 1 if args.resume and left_out else code
     except Cancelled:
         print("nothing queued")
         return 0

@@ -392,3 +392,19 @@ def test_the_resume_command_names_a_results_root_other_than_the_default():
     # printed after an interrupted or unfinished sweep: without --results-root it would resume another sweep
     assert sweep.resume_command(Path("results_new") / "3") == "python sweep.py --resume 3"
     assert sweep.resume_command(Path("/data/sweeps") / "3") == "python sweep.py --resume 3 --results-root /data/sweeps"
+
+
+def test_a_resume_leaves_out_run_folders_deleted_or_damaged_and_resumes_the_others(tiny_base, tmp_path, capsys):
+    import shutil
+    from results import RunDir
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes",
+                       "--no-wait"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    shutil.rmtree(folder / "1")
+    (folder / "2" / "config.json").unlink()
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0", "--executor", "inprocess", "--stack", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "run 1 left out: results_new/0/1 is missing" in err and "{'seed': 1}" in err
+    assert "run 2 left out: results_new/0/2 has no readable config.json" in err and "Traceback" not in err
+    assert RunDir(folder / "0").status()["state"] == "done"

@@ -536,8 +536,12 @@ def _settle(job, worker, folder, out=sys.stderr):
     except Exception as exc:  # submitit could not even read the outcome
         error = exc
     if error is not None:
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        error = lines[-1] if lines else repr(error)  # submitit's error is its whole log: its last line says it
+        # submitit's error is its whole log: its last line says what failed, unless the worker was killed
+        # (kill -9, the out-of-memory killer) before it could say anything: then the log ends with
+        # submitit's own INFO lines, which name no cause
+        lines = [line for line in str(error).strip().splitlines()
+                 if line.strip() and not line.lstrip().startswith(("submitit INFO", "submitit WARNING"))]
+        error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
         print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
     for name in worker.run_names:

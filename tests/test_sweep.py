@@ -408,3 +408,24 @@ def test_a_resume_leaves_out_run_folders_deleted_or_damaged_and_resumes_the_othe
     assert "run 1 left out: results_new/0/1 is missing" in err and "{'seed': 1}" in err
     assert "run 2 left out: results_new/0/2 has no readable config.json" in err and "Traceback" not in err
     assert RunDir(folder / "0").status()["state"] == "done"
+
+
+def test_a_worker_killed_without_a_word_is_said_to_be_killed_not_named_by_submitit_s_last_log_line(tmp_path):
+    # kill -9 / the out-of-memory killer: submitit's error is its log, whose last line is its own INFO line
+    import io
+    from types import SimpleNamespace
+
+    from results import RunDir
+    run = RunDir(tmp_path / "0")
+    run.path.mkdir()
+    run.claim("token-1")
+    run.set_status("running")
+    log = ("submitit INFO (2026-12-02 05:00:00,000) - Starting with JobEnvironment(job_id=42)\n"
+           "submitit INFO (2026-12-02 05:00:00,001) - Loading pickle: /x/42_submitted.pkl\n")
+    job = SimpleNamespace(exception=lambda: RuntimeError(log), job_id="42", paths=SimpleNamespace(stderr="42.err"))
+    out = io.StringIO()
+    sweep._settle(job, SimpleNamespace(run_names=["0"], token="token-1"), tmp_path, out=out)
+    assert "Loading pickle" not in out.getvalue() and "killed? out of memory?" in out.getvalue()
+    status = run.status()
+    assert status["state"] == "failed" and "killed? out of memory?" in status["error"]
+    assert "Loading pickle" not in status["error"]

@@ -235,7 +235,8 @@ def load_file(path):
     if not path.is_file():
         raise SettingsError(f"settings file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8").translate(CURLY_QUOTES)
+        # utf-8-sig: a byte-order mark some editors write at the start is not part of the first line
+        text = path.read_text(encoding="utf-8-sig").translate(CURLY_QUOTES)
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"cannot read settings file {path}: {exc}")
     if path.suffix == ".json":
@@ -250,13 +251,18 @@ def load_file(path):
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
         raise SettingsError(f"{path}, line {exc.lineno}: not a `name = value` line: {exc.msg}")
-    values, problems = {}, []
+    values, problems, lines = {}, [], {}
     for stmt in tree.body:
         if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)):
+            name = stmt.targets[0].id
+            if name in lines:  # the last would win unseen: say which line the user meant
+                problems.append(f"{path}, line {stmt.lineno}: {name} is set a second time (first on line "
+                                f"{lines[name]}); keep one of the two")
+            lines.setdefault(name, stmt.lineno)
             try:
-                values[stmt.targets[0].id] = _literal(stmt.value)
+                values[name] = _literal(stmt.value)
             except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-                problems.append(f"{path}, line {stmt.lineno}: the value of {stmt.targets[0].id} is not a "
+                problems.append(f"{path}, line {stmt.lineno}: the value of {name} is not a "
                                 "literal (numbers, quoted strings, True/False/None, lists, dicts)")
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             continue  # a docstring

@@ -95,3 +95,13 @@ def test_main_reports_a_mistake_without_traceback(tmp_path):
     assert "did you mean 'batch_size'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results_new").exists()  # refused before any work
+
+
+def test_a_settings_file_setting_a_name_twice_is_refused_and_a_byte_order_mark_is_read_past(tmp_path):
+    doubled = tmp_path / "doubled.py"
+    doubled.write_text("task = 'group_arithmetic'\nlr = 0.01\nn_epochs = 2\nlr = 0.02\n")
+    with pytest.raises(settings.SettingsError, match=r"line 4: lr is set a second time \(first on line 2\)"):
+        settings.load_file(doubled)
+    marked = tmp_path / "marked.py"
+    marked.write_bytes(b"\xef\xbb\xbftask = 'group_arithmetic'\nn_epochs = 2\n")  # what some editors save
+    assert settings.load_file(marked) == {"task": "group_arithmetic", "n_epochs": 2}

@@ -123,7 +123,7 @@ def _check_earlier_run(run_dir, settings):
     settings is resumed (from its checkpoint, if any)."""
     status = run_dir.status()
     where = run_dir.path
-    if status.get("state") == "done":
+    if status.get("state") == "done" or run_dir.summary() is not None:  # a summary is written when a run ends
         raise ResultsError(f"{where} already holds a finished run; choose another --results-path")
     if status.get("state") == "running" and holder_alive(status):
         raise ResultsError(f"{where} holds a run that process {status.get('pid')} on this machine is training "

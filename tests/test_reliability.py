@@ -520,6 +520,7 @@ def test_an_unfinished_run_is_resumed_only_with_its_own_settings(tmp_path, capsy
     assert main.main(base) == 0
     status = json.loads((run / "status.json").read_text())
     (run / "status.json").write_text(json.dumps(dict(status, state="interrupted")))  # as a stop leaves it
+    (run / "summary.json").unlink()
     before = (run / "metrics.jsonl").read_text()
     capsys.readouterr()
     assert main.main(["--set", "lr=0.1", "--set", "target_func='func7'", *base]) == 2
@@ -529,7 +530,10 @@ def test_an_unfinished_run_is_resumed_only_with_its_own_settings(tmp_path, capsy
     assert (run / "metrics.jsonl").read_text() == before and RunDir(run).config()["lr"] == 0.001
     # the same settings resume it; a live process training it is refused
     assert main.main(base) == 0 and RunDir(run).status()["state"] == "done"
+    (run / "status.json").write_text("{")  # a finished run whose status was damaged: its summary says finished
+    assert main.main(base) == 2 and "already holds a finished run" in capsys.readouterr().err
     (run / "status.json").write_text(json.dumps(dict(status, state="running", pid=1)))  # pid 1: alive, not us
+    (run / "summary.json").rename(run / "summary.kept")
     assert main.main(base) == 2
     assert "process 1 on this machine is training" in capsys.readouterr().err
 

@@ -365,6 +365,9 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
     log.info(f"model: {type(model).__name__}, {run.total:,} parameters ({run.trainable:,} trainable)")
 
     run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device)
+    if settings.batch_size > run.source.batch_size:  # a fixed set smaller than the batch asked for
+        log.warning(f"note: batch_size = {settings.batch_size} is more than the {run.source.n} training examples: "
+                    f"every step takes all {run.source.n} (full batch)")
     run.plan = plan(settings, run.source)
     optimizer, run.scheduler = run.task.configure_optimizer(model, run.plan.total_steps, run.source.steps_per_epoch)
     if stacked:

@@ -155,6 +155,9 @@ def ensure_writable(folder, hint):
     """Create folder if needed and prove that a file can be written in it, so that a read-only or
     misplaced folder is refused before any work; ResultsError naming the folder and `hint` otherwise."""
     folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ResultsError(f"cannot write into {folder}: {blocker} is a file, not a folder; {hint}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=folder)

@@ -170,6 +170,7 @@ def test_main_refuses_an_unwritable_results_folder_in_one_line(flag, unwritable,
     assert main.main(["--set", "n_epochs=1", flag, str(unwritable)]) == 2
     err = capsys.readouterr().err
     assert f"cannot write into {unwritable}" in err and flag in err and "Traceback" not in err
+    assert f"{unwritable.parent} is a file, not a folder" in err  # (the system's words: 'Not a directory')
 
 
 def test_sweep_refuses_an_unwritable_results_root_before_the_questions(tiny_base, unwritable, capsys):

@@ -82,7 +82,8 @@ def group_rows(table, names):
             values = [r[metric] for r in done if isinstance(r.get(metric), (int, float))]
             if values:
                 row[f"{metric}_mean"] = statistics.fmean(values)
-                row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                # one run has no spread: blank, not 0 (which would read as replicates agreeing exactly)
+                row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         out.append(row)
     return out
 

@@ -622,3 +622,12 @@ def test_a_sweep_whose_disk_refuses_the_claims_leaves_its_runs_queued_in_one_lin
     folder = tmp_path / "results_new" / "0"
     assert [results.RunDir(folder / n).status()["state"] for n in "01"] == ["queued", "queued"]
     assert not list(folder.rglob(".claim.*"))
+
+
+def test_grouped_report_leaves_the_spread_of_a_single_run_blank():
+    import report
+    table = [{"run": "0", "lr": 0.1, "seed": 0, "status": "done", "test_accuracy": 0.5},
+             {"run": "1", "lr": 0.1, "seed": 1, "status": "done", "test_accuracy": 0.7},
+             {"run": "2", "lr": 0.2, "seed": 0, "status": "done", "test_accuracy": 0.9}]
+    one, two = sorted(report.group_rows(table, ["lr", "seed"]), key=lambda r: -r["runs"])
+    assert one["test_accuracy_std"] > 0.1 and two["test_accuracy_std"] is None and two["test_accuracy_mean"] == 0.9

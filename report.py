@@ -41,6 +41,9 @@ def rows(folder):
         row = {"run": path.name}
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
+        if row["status"] == "missing" and run.file("status.json").exists():  # there, but damaged
+            # a summary is written when a run finishes: then it most likely did
+            row["status"] = "done?" if summary.get("final") else "unreadable"
         if row["status"] == "running" and status.get("host") == socket.gethostname() and not holder_alive(status):
             # killed without a word (the OOM killer, kill -9): its status still says running
             row["status"] = "dead"

@@ -631,3 +631,13 @@ def test_grouped_report_leaves_the_spread_of_a_single_run_blank():
              {"run": "2", "lr": 0.2, "seed": 0, "status": "done", "test_accuracy": 0.9}]
     one, two = sorted(report.group_rows(table, ["lr", "seed"]), key=lambda r: -r["runs"])
     assert one["test_accuracy_std"] > 0.1 and two["test_accuracy_std"] is None and two["test_accuracy_mean"] == 0.9
+
+
+def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path):
+    import report
+    _fake_run(tmp_path / "5" / "0", {"state": "running"}, None)
+    (tmp_path / "5" / "0" / "status.json").write_text("{")
+    _fake_run(tmp_path / "5" / "1", {"state": "done"}, 0.5)
+    (tmp_path / "5" / "1" / "status.json").write_text("{")  # finished: its summary says so
+    (tmp_path / "5" / "2").mkdir()
+    assert [r["status"] for r in report.rows(tmp_path / "5")] == ["unreadable", "done?", "missing"]

@@ -373,10 +373,17 @@ def build(values, settings_class=None):
     for group in EXCLUSIVE:  # a budget or interval given in one unit: the defaults of the others step aside
         if any(values.get(name) for name in group):
             clean.update({name: _unset(name) for name in group if name not in values and name in fields})
+    unknown = [name for name in values if name not in fields]
+    task = values.get("task", CommonSettings.task)
+    owner = _owner_of(unknown, task) if len(unknown) > 1 else None
+    if owner:  # another programme's settings file with its task changed: one line, not one per setting
+        problems.append(f"settings {', '.join(unknown)} belong to task '{owner}', not to task '{task}': a "
+                        f"settings file serves one task; start from a file of task '{task}' (see conf/), or list "
+                        f"its settings with: python main.py --help-settings --set task={task}")
     for name, value in values.items():
         if name not in fields:
-            problems.append(f"unknown setting '{name}' for task '{values.get('task', CommonSettings.task)}'; "
-                            + suggest(name, list(fields)))
+            if not owner:
+                problems.append(f"unknown setting '{name}' for task '{task}'; " + suggest(name, list(fields)))
             continue
         try:
             clean[name] = check_value(fields[name], value)
@@ -389,6 +396,16 @@ def build(values, settings_class=None):
     if problems:
         raise SettingsError(problems)
     return result
+
+
+def _owner_of(names, task):
+    """The one other task whose settings include every name in `names`, or None."""
+    import tasks
+    owners = []
+    for other in tasks.TASK_MODULES:
+        if other != task and all(name in fields_of(tasks.get(other).Settings) for name in names):
+            owners.append(other)
+    return owners[0] if len(owners) == 1 else None
 
 
 def _unset(name):

@@ -105,3 +105,15 @@ def test_a_settings_file_setting_a_name_twice_is_refused_and_a_byte_order_mark_i
     marked = tmp_path / "marked.py"
     marked.write_bytes(b"\xef\xbb\xbftask = 'group_arithmetic'\nn_epochs = 2\n")  # what some editors save
     assert settings.load_file(marked) == {"task": "group_arithmetic", "n_epochs": 2}
+
+
+def test_another_task_s_settings_under_a_changed_task_are_named_in_one_line():
+    values = {"task": "group_arithmetic", "target_func": "func7", "sequence_length": 8, "n_embd": 16}
+    with pytest.raises(settings.SettingsError) as error:
+        settings.build(values)
+    assert len(error.value.problems) == 1
+    assert ("settings target_func, sequence_length, n_embd belong to task 'target_functions', not to task "
+            "'group_arithmetic'") in error.value.problems[0]
+    with pytest.raises(settings.SettingsError) as error:  # a lone misspelling keeps its suggestion
+        settings.build({"task": "group_arithmetic", "lrr": 0.1})
+    assert "did you mean 'lr'?" in error.value.problems[0]

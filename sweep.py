@@ -103,6 +103,7 @@ class ScriptedAsker:
         answer = self.answers.pop(0)
         problem = validate(answer)
         if problem is not True:
+            problem = str(problem).removeprefix(f"{answer!r}: ")  # said once, not twice
             raise SweepError(f"{message} {answer!r}: {problem}")
         return answer
 

@@ -429,3 +429,9 @@ def test_a_worker_killed_without_a_word_is_said_to_be_killed_not_named_by_submit
     status = run.status()
     assert status["state"] == "failed" and "killed? out of memory?" in status["error"]
     assert "Loading pickle" not in status["error"]
+
+
+def test_a_bad_grid_value_is_quoted_once_in_its_error(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x0", "--executor", "inprocess", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "'0x0': the count after 'x' must be at least 1" in err and err.count("'0x0'") == 1

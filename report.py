@@ -23,7 +23,12 @@ def run_folders(folder):
 
 
 def varied_names(folder):
-    manifest = read_json(Path(folder) / "sweep.json") or {}
+    path = Path(folder) / "sweep.json"
+    manifest = read_json(path)
+    if manifest is None and path.exists():
+        print(f"warning: {path} is unreadable (damaged): the columns of the varied settings are left out",
+              file=sys.stderr)
+    manifest = manifest or {}
     names = [v["name"] for v in manifest.get("vary", [])]
     if any("seed" in r.get("overrides", {}) for r in manifest.get("runs", [])) and "seed" not in names:
         names.append("seed")

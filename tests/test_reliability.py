@@ -641,3 +641,12 @@ def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path):
     (tmp_path / "5" / "1" / "status.json").write_text("{")  # finished: its summary says so
     (tmp_path / "5" / "2").mkdir()
     assert [r["status"] for r in report.rows(tmp_path / "5")] == ["unreadable", "done?", "missing"]
+
+
+def test_report_warns_that_a_damaged_sweep_json_drops_the_varied_columns(tmp_path, capsys):
+    import report
+    _fake_run(tmp_path / "5" / "0", {"state": "done"}, 0.5)
+    (tmp_path / "5" / "sweep.json").write_text('{"vary": [{"name": "lr"')
+    assert report.main([str(tmp_path / "5")]) == 0
+    assert "sweep.json is unreadable (damaged): the columns of the varied settings are left out" in \
+        capsys.readouterr().err

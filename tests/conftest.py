@@ -19,6 +19,21 @@ def write_settings(path, values):
     return path
 
 
+
+def fake_slurm(tmp_path, monkeypatch, job=777, listed=""):
+    """SLURM's commands on PATH as stand-ins: sbatch keeps the script it was given (bin/submitted.sh) and
+    answers job `job`; srun exists (submitit checks for it); squeue lists `listed`. Returns the bin folder."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\n"
+                                 f"echo 'Submitted batch job {job}'\n")
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "squeue").write_text(f"#!/bin/sh\nprintf '{listed}'\n")
+    for tool in ("sbatch", "srun", "squeue"):
+        (fake / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    return fake
+
 @pytest.fixture
 def tiny_base(tmp_path):
     return write_settings(tmp_path / "base.py", TINY)

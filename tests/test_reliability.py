@@ -3,6 +3,7 @@ import pytest
 
 import main
 import settings
+from conftest import fake_slurm
 
 
 @pytest.mark.parametrize("stop, code", [(KeyboardInterrupt(), 130), (main.Terminated(), 143)])
@@ -40,13 +41,7 @@ def test_a_slurm_array_has_no_parallelism_limit_unless_asked(flags, throttle, ti
     import os
 
     import sweep
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 7'\n")
-    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
-    for tool in ("sbatch", "srun"):
-        (fake / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    fake = fake_slurm(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # a 2-core login node must not throttle the array to 2
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x4", "--executor", "slurm", "--yes", *flags]) == 0
     assert f"#SBATCH --array=0-3{throttle}\n" in (fake / "submitted.sh").read_text()
@@ -313,27 +308,13 @@ def test_a_multi_line_error_is_one_line_in_the_report(tmp_path):
     assert len(report.format_table(table).splitlines()) == 3
 
 
-def _fake_slurm(tmp_path, monkeypatch, listed=""):
-    """sbatch that keeps the script it was given, srun, and squeue listing `listed`."""
-    import os
-    fake = tmp_path / "bin"
-    fake.mkdir(exist_ok=True)
-    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 777'\n")
-    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (fake / "squeue").write_text(f"#!/bin/sh\nprintf '{listed}'\n")
-    for tool in ("sbatch", "srun", "squeue"):
-        (fake / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    return fake
-
-
 def test_a_slurm_resume_reuses_the_submission_and_leaves_runs_slurm_still_holds(tiny_base, tmp_path, monkeypatch,
                                                                                   capsys):
     import json
 
     import sweep
     from results import RunDir
-    fake = _fake_slurm(tmp_path, monkeypatch, listed="777_1\\n")
+    fake = fake_slurm(tmp_path, monkeypatch, listed="777_1\\n")
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x3", "--executor", "slurm", "--yes",
                        "--partition", "long", "--time", "90", "--cpus", "2", "--qos", "low",
                        "--setup", "conda activate lab", "--runs-per-job", "1", "--max-parallel", "2"]) == 0

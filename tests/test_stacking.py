@@ -19,7 +19,7 @@ import settings
 import stacking
 import sweep
 import training
-from conftest import write_settings
+from conftest import fake_slurm, write_settings
 from results import RunDir
 
 REL, ABS = 1e-4, 1e-5
@@ -244,14 +244,7 @@ def test_solo_runs_and_stacks_are_trained_by_the_one_loop(tmp_path, monkeypatch)
 
 def test_a_slurm_sweep_submits_one_array_task_per_stack(tmp_path, monkeypatch):
     # --stack with --executor slurm: each array task trains whole stacks (runs_per_job units), never a split one
-    import os
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 7'\n")
-    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
-    for tool in ("sbatch", "srun"):
-        (fake / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    fake = fake_slurm(tmp_path, monkeypatch)
     base = write_settings(tmp_path / "base.py", dict(GA, n_epochs=4))
     assert sweep.main(["--base", str(base), "--vary", "seed=0x5", "--executor", "slurm", "--stack", "2",
                        "--yes"]) == 0

@@ -15,7 +15,7 @@ import main
 import report
 import settings
 import sweep
-from conftest import ROOT, TINY, write_settings
+from conftest import ROOT, TINY, fake_slurm, write_settings
 from results import RunDir
 
 RUN_FILES = {"config.py", "config.json", "status.json", "logs.log", "metrics.jsonl", "summary.json", "claim.json"}
@@ -271,13 +271,7 @@ def test_report_csv(tiny_base, tmp_path):
 
 
 def test_slurm_script_has_an_array_and_no_gpu_line(tiny_base, tmp_path, monkeypatch):
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "sbatch").write_text("#!/bin/sh\ncp \"$1\" \"$(dirname \"$0\")/submitted.sh\"\necho 'Submitted batch job 4242'\n")
-    (fake / "sbatch").chmod(0o755)
-    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit checks that srun exists
-    (fake / "srun").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    fake = fake_slurm(tmp_path, monkeypatch, job=4242)
     code = sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "slurm",
                        "--partition", "gpu", "--yes"])
     assert code == 0

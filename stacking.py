@@ -207,9 +207,7 @@ def run_folders(paths, echo=False):
         else:
             for (run_dir, _), log in zip(members, logs):
                 result = results[str(run_dir.path)]
-                if isinstance(result, BaseException):
-                    log.error("run failed:\n" + "".join(traceback.format_exception(result)))
-                    run_dir.set_status("failed", error=f"{type(result).__name__}: {result}")
+                if isinstance(result, BaseException):  # marked failed when it left the stack (Stack.drop)
                     outcome[str(run_dir.path)] = "failed"
                 else:
                     run_dir.set_status("done", wall_time=result["wall_time"])
@@ -698,6 +696,10 @@ class Stack:
             m = self.runs[k]
             m.metrics.flush()
             self.results[str(m.run_dir.path)] = m.failed
+            # failed now, as its solo run would be, not when the stack ends (a stop before then would have
+            # marked it interrupted, its error lost)
+            m.log.error("run failed:\n" + "".join(traceback.format_exception(m.failed)))
+            m.run_dir.set_status("failed", error=f"{type(m.failed).__name__}: {m.failed}")
         index = torch.tensor(keep, device=self.params[next(iter(self.params))].device)
         self.params = {n: p.detach()[index].requires_grad_(p.requires_grad) for n, p in self.params.items()}
         self.buffers = {n: b[index] for n, b in self.buffers.items()}

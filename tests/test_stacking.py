@@ -106,15 +106,22 @@ def test_every_member_of_a_stack_of_three_gives_its_solo_run_s_metrics(name, tmp
         assert "stacked with runs 0, 1, 2" in log and "summary:" in log
 
 
-def test_a_member_whose_loss_turns_non_finite_fails_alone(tmp_path):
+def test_a_member_whose_loss_turns_non_finite_fails_alone(tmp_path, monkeypatch):
     values_list = [dict(GA, seed=0, optim="sgd", lr=0.5), dict(GA, seed=1, optim="sgd", lr=1e30),
                    dict(GA, seed=2, optim="sgd", lr=0.2)]
     with pytest.raises(main.RunFailed) as solo_error:
         main.run(settings.build(values_list[1]), tmp_path / "solo_1")
     main.run(settings.build(values_list[2]), tmp_path / "solo_2")
     paths = queue(tmp_path / "stack", values_list)
+    seen, record_eval = [], stacking.Stack.record_eval
+
+    def record_and_look(stack):  # the failed member's status while the others still train
+        seen.append(RunDir(paths[1]).status()["state"])
+        return record_eval(stack)
+    monkeypatch.setattr(stacking.Stack, "record_eval", record_and_look)
     outcome = stacking.run_folders(paths)
     assert [outcome[str(p)] for p in paths] == ["done", "failed", "done"]
+    assert seen[0] == "running" and seen[-1] == "failed"  # marked when it left the stack, not at the end
     failed = RunDir(paths[1])
     assert failed.status()["error"] == str(solo_error.value)  # the solo run's message, word for word
     assert "FloatingPointError: training loss became" in failed.status()["error"]

@@ -460,6 +460,9 @@ class StackedOptimizer:
                                           "exp_avg_sq": torch.zeros_like(param)})
         state["step"] += 1
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        if param.is_complex():  # as real views from here: a per-member (K, 1, ..., 1) value fits their shape,
+            # and a real factor on (a, b) gives exactly what it gives on a + bi (the state stays complex)
+            grad, exp_avg, exp_avg_sq, param = (torch.view_as_real(t) for t in (grad, exp_avg, exp_avg_sq, param))
         if _nonzero(wd):
             if decoupled:
                 param.mul_(1 - lr * wd)
@@ -467,8 +470,6 @@ class StackedOptimizer:
                 grad = grad + param * wd
             else:
                 grad = grad.add(param, alpha=wd)
-        if param.is_complex():
-            grad, exp_avg, exp_avg_sq, param = (torch.view_as_real(t) for t in (grad, exp_avg, exp_avg_sq, param))
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step = state["step"]
@@ -483,16 +484,18 @@ class StackedOptimizer:
 
     def _sgd(self, n, param, v):
         lr, wd, momentum = v("lr"), v("weight_decay"), v("momentum")
-        grad = param.grad
+        complex_ = param.is_complex()  # real views, as in _adam; the momentum buffer is kept complex
+        real = torch.view_as_real if complex_ else (lambda t: t)
+        grad, param = real(param.grad), real(param)
         if _nonzero(wd):
             grad = grad + param * wd if isinstance(wd, torch.Tensor) else grad.add(param, alpha=wd)
         if _nonzero(momentum):
             state = self.state.get(n)
             if state is None:
                 buf = torch.clone(grad).detach()
-                self.state[n] = {"momentum_buffer": buf}
+                self.state[n] = {"momentum_buffer": torch.view_as_complex(buf) if complex_ else buf}
             else:
-                buf = state["momentum_buffer"]
+                buf = real(state["momentum_buffer"])
                 buf.mul_(momentum).add_(grad)  # dampening 0 (refused otherwise)
             grad = buf
         if isinstance(lr, torch.Tensor):

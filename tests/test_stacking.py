@@ -45,6 +45,12 @@ MEMBERS = {
                                        dict(GA, seed=2, optim="adamw", max_grad_norm=0.1)],
     "group_arithmetic sgd": [dict(GA, seed=0, optim="sgd", lr=0.5), dict(GA, seed=1, optim="sgd", lr=0.2),
                              dict(GA, seed=2, optim="sgd", lr=0.5, weight_decay=1e-3)],
+    # complex weights with per-member weight decay and lr (the stacked optimiser works on their real views)
+    "group_arithmetic complex": [dict(GA, use_complex_weights=True, seed=0),
+                                 dict(GA, use_complex_weights=True, seed=1, weight_decay=0.1, lr=0.003),
+                                 dict(GA, use_complex_weights=True, seed=2, weight_decay=0.01)],
+    "group_arithmetic complex sgd": [dict(GA, use_complex_weights=True, optim="sgd", lr=0.5 - 0.1 * s, seed=s,
+                                          weight_decay=1e-3 * s, sgd_momentum=0.9) for s in range(3)],
     "assoc_memory": [dict(AM, seed=0), dict(AM, seed=1, data_seed=5, lr=1e-2), dict(AM, seed=2, lr_end=3e-3)],
     "parity_cot stream": [dict(PC, seed=0), dict(PC, seed=1, lr=3e-3), dict(PC, seed=2, weight_decay=0.1,
                                                                               max_grad_norm=0.0)],

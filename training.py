@@ -22,6 +22,7 @@ import time
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -71,6 +72,9 @@ def make_accelerator(settings):
     precision = settings.mixed_precision
     if precision == "auto":
         precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
+    # Accelerate keeps one state per process and refuses another precision or device in it: a worker's next
+    # run (a sweep varying mixed_precision or device) sets its own
+    AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=on_cpu, mixed_precision=precision)
 
 

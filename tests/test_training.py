@@ -262,3 +262,13 @@ def test_a_batch_larger_than_the_training_set_is_noted_in_the_log(tmp_path):
              tmp_path / "run")
     log = (tmp_path / "run" / "logs.log").read_text()
     assert "note: batch_size = 5000 is more than the 159 training examples: every step takes all 159" in log
+
+
+def test_runs_of_different_precisions_follow_each_other_in_one_process(tmp_path):
+    # a sweep worker trains many runs in one process; Accelerate refused a second precision in it
+    import main
+    import settings as settings_module
+    for i, precision in enumerate(("no", "bf16", "no")):
+        summary = main.run(settings_module.build(dict(task="group_arithmetic", n_epochs=1, progress="off",
+                                                      mixed_precision=precision)), tmp_path / str(i))
+        assert summary["mixed_precision"] == precision

@@ -198,13 +198,17 @@ def _stacked_linear_backward(ctx, grad):
     """grad x: one mm per member into one output (a bmm of this narrow inner size ran ~1.8x slower than K
     solo mm); grad weight: one bmm (as fast as K mm)."""
     x, weight = ctx.saved_tensors
+    # under autocast (mixed_precision bf16) the forward ran in grad's dtype; so do the products here, and
+    # each gradient is returned in its input's dtype, as autocast's own backward does
+    x_, weight_ = x.to(grad.dtype), weight.to(grad.dtype)
     grad_x = grad_weight = None
     if ctx.needs_input_grad[0]:
         grad_x = torch.empty(x.shape, dtype=grad.dtype, device=grad.device)
-        for k in range(len(weight)):
-            torch.mm(grad[k], weight[k], out=grad_x[k])
+        for k in range(len(weight_)):
+            torch.mm(grad[k], weight_[k], out=grad_x[k])
+        grad_x = grad_x.to(x.dtype)
     if ctx.needs_input_grad[1]:
-        grad_weight = torch.bmm(grad.transpose(1, 2), x)
+        grad_weight = torch.bmm(grad.transpose(1, 2), x_).to(weight.dtype)
     return grad_x, grad_weight
 
 

@@ -51,6 +51,8 @@ MEMBERS = {
                                  dict(GA, use_complex_weights=True, seed=2, weight_decay=0.01)],
     "group_arithmetic complex sgd": [dict(GA, use_complex_weights=True, optim="sgd", lr=0.5 - 0.1 * s, seed=s,
                                           weight_decay=1e-3 * s, sgd_momentum=0.9) for s in range(3)],
+    # bf16 autocast: the stacked output layer's backward in the forward's dtype, gradients in the weights'
+    "group_arithmetic bf16": [dict(GA, mixed_precision="bf16", seed=s, lr=0.01 * (s + 1)) for s in range(3)],
     "assoc_memory": [dict(AM, seed=0), dict(AM, seed=1, data_seed=5, lr=1e-2), dict(AM, seed=2, lr_end=3e-3)],
     "parity_cot stream": [dict(PC, seed=0), dict(PC, seed=1, lr=3e-3), dict(PC, seed=2, weight_decay=0.1,
                                                                               max_grad_norm=0.0)],

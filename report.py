@@ -159,12 +159,13 @@ def main(argv=None):
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
     if not (folder / "sweep.json").exists() and not (folder / "status.json").exists():
-        sweeps = [p.name for p in run_folders(folder) if (p / "sweep.json").exists()]
+        numbered = run_folders(folder)
+        sweeps = [p.name for p in numbered if (p / "sweep.json").exists()]
         if sweeps:  # the results root itself
             print(f"error: {folder} holds sweeps ({', '.join(sweeps[:10])}{', ...' if len(sweeps) > 10 else ''}), "
                   f"not runs; give one: python report.py {folder / sweeps[-1]}", file=sys.stderr)
             return 2
-        if not run_folders(folder):
+        if not numbered:
             print(f"error: {folder} holds no run folders (numbered folders with a status.json); give a sweep "
                   "folder results_new/<id> or one run's folder", file=sys.stderr)
             return 2

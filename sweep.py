@@ -366,9 +366,16 @@ def default_executor():
     return "slurm" if shutil.which("sbatch") else "local"
 
 
-def _missing_slurm_tools():
-    """The SLURM commands a slurm submission needs that this machine lacks ('' when none)."""
-    return " and ".join(tool for tool in ("sbatch", "srun") if not shutil.which(tool))
+def _no_slurm(folder=None):
+    """Why a slurm submission cannot be made from this machine (SLURM's commands are not on its PATH), or
+    None. folder: the sweep already queued, whose resume command the message gives."""
+    missing = " and ".join(tool for tool in ("sbatch", "srun") if not shutil.which(tool))
+    if not missing:
+        return None
+    where = (f" (it is queued: {resume_command(folder)} there), or resume it here with --executor local"
+             if folder else ", or use --executor local")
+    return (f"--executor slurm needs SLURM's {missing} on this machine's PATH (not found): run the sweep on the "
+            f"cluster's login node{where}")
 
 
 def resume_command(folder):
@@ -388,11 +395,9 @@ def make_executor(args, folder, array_size=1):
         executor = submitit.LocalExecutor(folder=logs)
         executor.update_parameters(timeout_min=args.time)
         return executor
-    missing = _missing_slurm_tools()
-    if missing:
-        raise SweepError(f"--executor slurm needs SLURM's {missing} on this machine's PATH (not found): run the "
-                         f"sweep on the cluster's login node (it is queued: {resume_command(folder)} there), or "
-                         "resume it here with --executor local")
+    why = _no_slurm(folder)
+    if why:
+        raise SweepError(why)
     executor = submitit.SlurmExecutor(folder=logs)
     params = dict(time=args.time, cpus_per_task=args.cpus, job_name=args.job_name,
                   array_parallelism=args.max_parallel or max(1, array_size))  # no limit unless asked
@@ -733,9 +738,8 @@ def parse_args(argv):
     for name, low in (("time", 1), ("cpus", 1), ("runs_per_job", 1), ("gpus_per_node", 0)):
         if getattr(args, name) < low:
             p.error(f"--{name.replace('_', '-')} must be at least {low}")
-    if args.executor == "slurm" and "executor" in args.given and _missing_slurm_tools():
-        p.error(f"--executor slurm needs SLURM's {_missing_slurm_tools()} on this machine's PATH (not found): run "
-                "the sweep on the cluster's login node, or use --executor local")
+    if args.executor == "slurm" and "executor" in args.given and (why := _no_slurm()):
+        p.error(why)
     if args.resume and (args.base or args.vary or args.answers):
         p.error("--resume re-queues a sweep's own runs with their recorded settings; --base, --vary and "
                 "--answers cannot change them (start a new sweep for other settings)")

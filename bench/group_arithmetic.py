@@ -81,7 +81,8 @@ def ours(M, H, test_size, epochs, eval_every, seed=1):
     import settings
     s = settings.build(dict(task="group_arithmetic", M=M, hidden_size=H, test_size=test_size, n_epochs=epochs,
                             eval_every=eval_every, optim="adam", lr=0.01, weight_decay=1e-4, loss_func="mse",
-                            activation="sqr", seed=seed, progress="off"))
+                            activation="sqr", seed=seed, progress="off",
+                            threads=torch.get_num_threads()))  # the plain loop's threads (a run sets its own)
     with tempfile.TemporaryDirectory() as tmp:
         summary = main.run(s, Path(tmp) / "run")
     return summary

@@ -65,13 +65,13 @@ def training_flops(name, s, summary):
     return 3 * forward_flops(T, s.n_embd, s.n_layer) * summary["samples"]
 
 
-def one_case(name, values, replicates, workdir):
+def one_case(name, values, replicates, workdir, threads):
     import main
     import settings
     import stacking
     from results import RunDir
 
-    runs = [settings.build(dict(values, seed=seed, progress="off")) for seed in range(replicates)]
+    runs = [settings.build(dict(values, seed=seed, progress="off", threads=threads)) for seed in range(replicates)]
     solo_dir, stack_dir = Path(workdir) / name / "solo", Path(workdir) / name / "stack"
     shutil.rmtree(Path(workdir) / name, ignore_errors=True)
     t, cpu = time.perf_counter(), time.process_time()
@@ -102,7 +102,8 @@ def main_():
     parser.add_argument("--replicates", type=int, default=8)
     parser.add_argument("--cases", default="assoc_memory,group_arithmetic,parity_cot")
     parser.add_argument("--parity-samples", type=int, default=200000)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of every run, one by one and stacked (the runs' threads setting)")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(args.threads)
@@ -116,7 +117,7 @@ def main_():
             if name == "parity_cot":
                 values["n_samples"] = args.parity_samples
             (solo, solo_cpu), (stacked, stack_cpu), worst, flops, states = one_case(name, values, args.replicates,
-                                                                                   workdir)
+                                                                                   workdir, args.threads)
             print(f"{name:<17} {args.replicates} replicates: one by one {solo:7.1f} s wall, {solo_cpu:7.1f} s CPU "
                   f"({flops / solo / 1e9:5.2f} GFLOP/s, {flops / solo / 1e9 / peak:6.2%} of matmul) | stacked "
                   f"{stacked:7.1f} s wall, {stack_cpu:7.1f} s CPU ({flops / stacked / 1e9:5.2f} GFLOP/s, "

@@ -1,6 +1,6 @@
 """How fast a stacked group-arithmetic step could be on this machine: a hand-written step against ours.
 
-    python bench/stacked_floor.py [--members 1,2,4,8] [--steps 300] [--threads 1]
+    python bench/stacked_floor.py [--members 1,2,4,8] [--steps 1000] [--threads 1]
 
 The issue asking for stacked runs (issue 14) expects replicates trained together to be >= 3x faster than one
 by one on a CPU, on the premise that these tiny models' steps are mostly per-step overhead. This bench
@@ -102,7 +102,7 @@ def ours_step_time(K, steps, threads, workdir):
 def main_():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", default="1,2,4,8")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -18,8 +18,8 @@ as a solo run's would) and is dropped from the stack; the others go on.
 What stops a stack is said in one line, and the runs are then trained one by one: a task whose model is not
 stackable, settings that differ in a value that may change a shape or the computation, dropout from torch's
 generator (vmap would draw other random numbers than the solo run: any dropout on a GPU; on a CPU, all but
-parity's counter noise), an optimiser other than adam/adamw/sgd, members resuming from
-different steps, or tensors of different shapes.
+parity's counter noise), an optimiser other than adam/adamw/sgd, or tensors of different shapes. Members
+that resume from different steps (a member that failed early keeps an older checkpoint) stack by step.
 
 Each member is built by training.build_run, as a solo run is, and the stack is trained by training.loop,
 the one loop: `Stack` supplies its step (one forward and backward for all members), evaluations and
@@ -139,9 +139,8 @@ def plan_stacks(runs, k):
 
 def run_folders(paths, echo=False):
     """Train the runs in folders `paths` (configs already written, as a sweep writes them) as one stack and
-    return {path: 'done' | 'failed'}. A refused stack trains its runs one by one (main.run_folder)."""
-    import main
-
+    return {path: 'done' | 'failed'}. A refused stack trains its runs one by one (main.run_folder); runs that
+    resume from different steps stack by step."""
     started = time.time()
     members, outcome = [], {}
     for path in paths:
@@ -165,6 +164,18 @@ def run_folders(paths, echo=False):
             if odd:
                 why = (f"run {odd[0].path.name} differs from run {members[0][0].path.name} in "
                        f"{', '.join(differences(odd[1], members[0][1]))}")
+    if why is None:
+        by_step = {}
+        for run_dir, _ in members:
+            by_step.setdefault(_resumed_step(run_dir), []).append(run_dir.path)
+        if len(by_step) > 1:  # e.g. a member that failed early kept an older checkpoint than the others
+            print(f"runs {', '.join(r.path.name for r, _ in members)} resume from different steps ("
+                  + "; ".join(f"{'an unreadable checkpoint' if step is None else f'step {step}'}: runs "
+                              f"{', '.join(p.name for p in group)}" for step, group in by_step.items())
+                  + "): the runs of each step stack apart", flush=True)
+            for group in by_step.values():
+                outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(group, echo))
+            return outcome
     if why is None:
         try:  # K models and K batches at once, on the machine that trains
             training.check_memory(members[0][1], copies=len(members))
@@ -218,13 +229,34 @@ def run_folders(paths, echo=False):
         if why is None:
             return outcome
     print(f"stack of runs {', '.join(r.path.name for r, _ in members)} trained one by one: {why}", flush=True)
-    for run_dir, _ in members:
-        try:
-            main.run_folder(run_dir.path, echo=echo)
-            outcome[str(run_dir.path)] = "done"
-        except main.RunFailed:
-            outcome[str(run_dir.path)] = "failed"
+    outcome.update(_one_by_one([run_dir.path for run_dir, _ in members], echo))
     return outcome
+
+
+def _one_by_one(paths, echo):
+    """Train the runs in `paths` alone, one after another (main.run_folder); {path: 'done' | 'failed'}."""
+    import main
+
+    outcome = {}
+    for path in paths:
+        try:
+            main.run_folder(path, echo=echo)
+            outcome[str(path)] = "done"
+        except main.RunFailed:
+            outcome[str(path)] = "failed"
+    return outcome
+
+
+def _resumed_step(run_dir):
+    """The step a run resumes from: its checkpoint's (0 without one; None where it cannot be read, which its own
+    resume then reports)."""
+    path = run_dir.file(training.CHECKPOINT)
+    if not path.exists():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["step"])
+    except Exception:  # noqa: BLE001
+        return None
 
 
 # ---------------------------------------------------------------- the stack (what training.loop steps for K members)

@@ -174,6 +174,38 @@ def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
         assert_same_metrics(tmp_path / "solo" / name, run.path)  # as if never stopped, and as if alone
 
 
+def test_members_resuming_from_different_steps_stack_by_step(tmp_path, capsys, monkeypatch):
+    # (lr 1e-2: at AM's 3e-2 seed 3's losses are chaotic enough that a stack's reordered sums move its loss
+    # by 4e-3 relative by step 64, resumed or not)
+    values = [dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=s, lr=1e-2) for s in range(4)]
+    paths = queue(tmp_path / "stack", values)
+    # stopped while saving the second round of checkpoints, after members 0 and 1 saved theirs (step 64)
+    saved, real = [], training._save_checkpoint
+
+    def stop_in_second_round(path, *args):
+        if len(saved) == 6:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real(path, *args)
+
+    monkeypatch.setattr(training, "_save_checkpoint", stop_in_second_round)
+    with pytest.raises(KeyboardInterrupt):
+        stacking.run_folders(paths)
+    monkeypatch.setattr(training, "_save_checkpoint", real)
+    capsys.readouterr()
+
+    outcome = stacking.run_folders(paths)
+    assert outcome == {str(p): "done" for p in paths}
+    out = capsys.readouterr().out
+    assert "runs 0, 1, 2, 3 resume from different steps (step 64: runs 0, 1; step 32: runs 2, 3)" in out
+    for i, path in enumerate(paths):
+        log = (path / "logs.log").read_text()
+        assert ("stacked with runs 0, 1 (2 members" if i < 2 else "stacked with runs 2, 3 (2 members") in log
+        assert f"resumed from checkpoint at step {64 if i < 2 else 32}" in log
+        main.run(settings.build(values[i]), tmp_path / "solo" / str(i))
+        assert_same_metrics(tmp_path / "solo" / str(i), path)  # as if never stopped, and as if alone
+
+
 def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tmp_path, capsys, monkeypatch):
     import tasks.kg_reasoning
     monkeypatch.setattr(tasks.kg_reasoning.Task, "stackable", False)  # what a task whose model cannot stack says

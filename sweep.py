@@ -445,7 +445,11 @@ def plan_stacks(folder, run_names, k, out=None):
         runs.append((name, settings_module.build(values)))
     units, lines = stacking.plan_stacks(runs, k)
     stacks = [u for u in units if len(u) > 1]
+    # what keeps stacks apart beyond their size (a width, a group, a data seed that changes the data's shapes)
+    of = dict(runs)
+    apart = sorted({name for u in stacks[1:] for name in stacking.differences(of[stacks[0][0]], of[u[0]])})
     print(f"--stack {k}: {len(stacks)} stacks (" + " | ".join(",".join(u) for u in stacks) + ")"
+          + (f"; runs stack apart where they differ in {', '.join(apart)}" if apart else "")
           if stacks else f"--stack {k}: no runs stack", file=out)
     for line in lines:
         print(line, file=out)

@@ -237,7 +237,8 @@ def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tm
                        "--executor", "inprocess", "--stack", "3", "--yes"]) == 0
     submission = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())["submissions"][0]
     assert submission["stacks"] == [["0", "1"], ["2", "3"]] and submission["options"]["stack"] == 3
-    assert "--stack 3: 2 stacks (0,1 | 2,3)" in capsys.readouterr().err
+    assert "--stack 3: 2 stacks (0,1 | 2,3); runs stack apart where they differ in hidden_size" in \
+        capsys.readouterr().err
     assert "stacked with runs 2, 3" in (tmp_path / "results_new" / "0" / "3" / "logs.log").read_text()
 
     # runs handed to one stack that turn out not to stack are trained alone, with the reason

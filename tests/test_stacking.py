@@ -138,6 +138,22 @@ def test_a_member_whose_loss_turns_non_finite_fails_alone(tmp_path, monkeypatch)
     assert_same_metrics(tmp_path / "solo_2", paths[2])  # the others went on, unaffected
 
 
+def interrupt_at_checkpoint(count, paths, monkeypatch):
+    """Train the stack of `paths`, stopped (KeyboardInterrupt) when it saves its checkpoint number count + 1."""
+    saved, real = [], training._save_checkpoint
+
+    def stop(path, *args):
+        if len(saved) == count:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real(path, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_save_checkpoint", stop)
+        with pytest.raises(KeyboardInterrupt):
+            stacking.run_folders(paths)
+
+
 def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
     base = write_settings(tmp_path / "base.py", dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4))
     assert sweep.main(["--base", str(base), "--vary", "seed=0x3", "--executor", "inprocess", "--stack", "3",
@@ -146,20 +162,9 @@ def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
     manifest = json.loads((folder / "sweep.json").read_text())
     assert manifest["submissions"][0]["stacks"] == [["0", "1", "2"]]
     # interrupted while saving the second round of checkpoints (epoch 8): each member has epoch 4's
-    saved, real = [], training._save_checkpoint
-
-    def stop_at_second_round(path, *args):
-        if len(saved) == 3:
-            raise KeyboardInterrupt
-        saved.append(path)
-        real(path, *args)
-
-    monkeypatch.setattr(training, "_save_checkpoint", stop_at_second_round)
-    with pytest.raises(KeyboardInterrupt):
-        stacking.run_folders([folder / n for n in "012"])
+    interrupt_at_checkpoint(3, [folder / n for n in "012"], monkeypatch)
     assert [RunDir(folder / n).status()["state"] for n in "012"] == ["interrupted"] * 3
     assert all((folder / n / "checkpoint.pt").exists() for n in "012")
-    monkeypatch.setattr(training, "_save_checkpoint", real)
 
     assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
     manifest = json.loads((folder / "sweep.json").read_text())
@@ -180,18 +185,7 @@ def test_members_resuming_from_different_steps_stack_by_step(tmp_path, capsys, m
     values = [dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=s, lr=1e-2) for s in range(4)]
     paths = queue(tmp_path / "stack", values)
     # stopped while saving the second round of checkpoints, after members 0 and 1 saved theirs (step 64)
-    saved, real = [], training._save_checkpoint
-
-    def stop_in_second_round(path, *args):
-        if len(saved) == 6:
-            raise KeyboardInterrupt
-        saved.append(path)
-        real(path, *args)
-
-    monkeypatch.setattr(training, "_save_checkpoint", stop_in_second_round)
-    with pytest.raises(KeyboardInterrupt):
-        stacking.run_folders(paths)
-    monkeypatch.setattr(training, "_save_checkpoint", real)
+    interrupt_at_checkpoint(6, paths, monkeypatch)
     capsys.readouterr()
 
     outcome = stacking.run_folders(paths)

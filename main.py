@@ -51,8 +51,9 @@ def exit_code(interrupt):
     return getattr(interrupt, "exit_code", 130)
 
 
-def run(settings, run_dir, echo=False):
-    """Train one run into run_dir (a RunDir or a path): status, config, logs, metrics, summary.
+def run(settings, run_dir, echo=False, note=None):
+    """Train one run into run_dir (a RunDir or a path): status, config, logs, metrics, summary. `note`: a line
+    logged after the settings.
 
     Returns the summary. A failure marks the run failed with its traceback in logs.log and raises
     RunFailed; Ctrl-C marks it interrupted and re-raises.
@@ -70,6 +71,8 @@ def run(settings, run_dir, echo=False):
         log.info(f"run {run_dir.path} started; settings:")
         for name, value in settings_module.as_dict(settings).items():
             log.info(f"  {name} = {value!r}")
+        if note:
+            log.info(note)
         summary = training.train(settings, run_dir, log, started)
         run_dir.set_status("done", wall_time=summary["wall_time"])
         return summary
@@ -100,8 +103,9 @@ def run(settings, run_dir, echo=False):
         close_logger(log)
 
 
-def run_folder(path, echo=False):
-    """Run (or resume) the run whose resolved settings are already in folder `path` (sweeps use this)."""
+def run_folder(path, echo=False, note=None):
+    """Run (or resume) the run whose resolved settings are already in folder `path` (sweeps use this); `note`:
+    a line for its logs.log (why a sweep's run trains alone)."""
     run_dir = RunDir(path)
     values = run_dir.config()
     if values is None:
@@ -113,7 +117,7 @@ def run_folder(path, echo=False):
     except training.MemoryRefused as exc:
         run_dir.set_status("failed", error=str(exc))
         raise RunFailed(str(exc)) from exc
-    return run(settings, run_dir, echo=echo)
+    return run(settings, run_dir, echo=echo, note=note)
 
 
 def _check_earlier_run(run_dir, settings):

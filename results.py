@@ -201,6 +201,8 @@ class RunDir:
         return read_json(self.file("status.json"), default={"state": "missing"})
 
     def set_status(self, state, **extra):
+        """Write status.json: `state` and `extra` fields over the fields it had (an extra field given as None
+        is removed)."""
         assert state in STATES, state
         record = {**self.status(), "state": state, "updated": now(), **extra}
         if state == "running":
@@ -211,10 +213,20 @@ class RunDir:
                 record["slurm_job"] = job  # so a resume can ask SLURM whether the job still holds the run
             else:
                 record.pop("slurm_job", None)
-        if state == "queued":
-            for key in ("error", "started", "host", "pid"):
+        if state == "queued":  # a new attempt: what the last one said of itself goes
+            for key in ("error", "started", "host", "pid", "stacked_with", "stack_refused"):
                 record.pop(key, None)
         record.pop("state_before", None)
+        self._write_status(record, extra)
+
+    def note_status(self, **extra):
+        """Add (or, given None, remove) fields of status.json, its state unchanged."""
+        self._write_status({**self.status(), **extra}, extra)
+
+    def _write_status(self, record, extra):
+        for key, value in extra.items():
+            if value is None:
+                record.pop(key, None)
         path = self.file("status.json")
         try:
             atomic_write_json(path, record)

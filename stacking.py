@@ -94,15 +94,15 @@ def differences(a, b):
 
 
 def plan_stacks(runs, k):
-    """Group runs into stacks of at most k. runs: [(name, settings)] in sweep order. Returns (units, lines):
+    """Group runs into stacks of at most k. runs: [(name, settings)] in sweep order. Returns (units, alone):
     units, each a list of run names trained together (a single name: trained alone), in the order of their
-    first run; lines, one per run trained alone, saying why."""
-    groups, order, lines = {}, [], []
+    first run; alone, {name: why} of the runs trained alone."""
+    groups, order, alone = {}, [], {}
     for name, settings in runs:
         why = refusal(settings)
         if why:
             order.append([name])
-            lines.append(f"run {name} trains alone: {why}")
+            alone[name] = why
             continue
         key = stack_key(settings)
         if key not in groups:
@@ -123,16 +123,15 @@ def plan_stacks(runs, k):
         if sizes[-1] == 1 and k > 1:
             name, mine = group[-1]
             if len(group) > 1:
-                lines.append(f"run {name} trains alone: the {len(group) - 1} other runs of its shape fill stacks "
-                             f"of at most {k}")
+                alone[name] = f"the {len(group) - 1} other runs of its shape fill stacks of at most {k}"
                 continue
             other = next(((n, s) for n, s in runs if n != name and not refusal(s)), None)
             if other is None:
-                lines.append(f"run {name} trains alone: no other run of the sweep can stack")
+                alone[name] = "no other run of the sweep can stack"
             else:
-                lines.append(f"run {name} trains alone: no other run shares its shapes (it differs from run "
-                             f"{other[0]} in {', '.join(differences(mine, other[1]))})")
-    return units, lines
+                alone[name] = (f"no other run can stack with it (it differs from run {other[0]} in "
+                               f"{', '.join(differences(mine, other[1]))})")
+    return units, alone
 
 
 # ---------------------------------------------------------------- running member folders (as main.run does)
@@ -173,8 +172,10 @@ def run_folders(paths, echo=False):
                   + "; ".join(f"{'an unreadable checkpoint' if step is None else f'step {step}'}: runs "
                               f"{', '.join(p.name for p in group)}" for step, group in by_step.items())
                   + "): the runs of each step stack apart", flush=True)
-            for group in by_step.values():
-                outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(group, echo))
+            for step, group in by_step.items():
+                outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(
+                    group, echo, f"it resumes from {'an unreadable checkpoint' if step is None else f'step {step}'}"
+                                 ", no other run of its stack from there"))
             return outcome
     if why is None:
         try:  # K models and K batches at once, on the machine that trains
@@ -193,14 +194,12 @@ def run_folders(paths, echo=False):
             log.info(f"run {run_dir.path} started; settings:")
             for name, value in settings_module.as_dict(settings).items():
                 log.info(f"  {name} = {value!r}")
-            log.info(f"stacked with runs {', '.join(r.path.name for r, _ in members)} ({len(members)} members, "
-                     "one stacked model)")
         try:
             results = train_stack([s for _, s in members], [r for r, _ in members], logs, started)
         except NotStackable as exc:
             why = str(exc)
             for log in logs:
-                log.warning(f"stacking refused: {why}; training this run alone")
+                log.warning(f"stacking refused: {why}; this run starts again alone")
         except KeyboardInterrupt:
             for (run_dir, _), log in zip(members, logs):
                 if run_dir.status().get("state") == "running":
@@ -228,19 +227,23 @@ def run_folders(paths, echo=False):
                 close_logger(log)
         if why is None:
             return outcome
-    print(f"stack of runs {', '.join(r.path.name for r, _ in members)} trained one by one: {why}", flush=True)
-    outcome.update(_one_by_one([run_dir.path for run_dir, _ in members], echo))
+    names = ', '.join(r.path.name for r, _ in members)
+    print(f"stack of runs {names} trained one by one: {why}", flush=True)
+    outcome.update(_one_by_one([run_dir.path for run_dir, _ in members], echo, f"{why} (stack of runs {names})"))
     return outcome
 
 
-def _one_by_one(paths, echo):
-    """Train the runs in `paths` alone, one after another (main.run_folder); {path: 'done' | 'failed'}."""
+def _one_by_one(paths, echo, why):
+    """Train the runs in `paths`, planned as a stack, alone, one after another (main.run_folder), `why` in each
+    one's logs.log and status.json (stack_refused, which sweep.py's last report shows); {path: 'done' |
+    'failed'}."""
     import main
 
     outcome = {}
     for path in paths:
         try:
-            main.run_folder(path, echo=echo)
+            RunDir(path).note_status(stack_refused=why, stacked_with=None)
+            main.run_folder(path, echo=echo, note=f"trained alone, not stacked: {why}")
             outcome[str(path)] = "done"
         except main.RunFailed:
             outcome[str(path)] = "failed"
@@ -585,6 +588,10 @@ def train_stack(settings_list, run_dirs, logs, started=None):
                for s, r, log in zip(settings_list, run_dirs, logs)]
     _check_alike(members)
     stack = Stack(members, accelerator, started)
+    names = [m.run_dir.path.name for m in members]
+    for m in members:
+        m.log.info(f"stacked with runs {', '.join(names)} ({len(members)} members, one stacked model)")
+        m.run_dir.note_status(stacked_with=names)
     training.loop(stack, f"{members[0].settings.task} x{len(members)}")
     for k, m in enumerate(stack.runs):
         stack.task_state.sync(k, m.task)

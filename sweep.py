@@ -434,26 +434,26 @@ def plan_workers(args, run_names, units=None):
 def plan_stacks(folder, run_names, k, out=None):
     """With --stack K > 1: the runs grouped into stacks of at most K runs that differ only in values that
     leave every tensor shape the same (stacking.plan_stacks), a line for each run trained alone and why.
-    Returns (units, lines)."""
+    Returns (units, {run trained alone: why})."""
     out = out or sys.stderr
     if k <= 1:
-        return [[name] for name in run_names], []
+        return [[name] for name in run_names], {}
     import stacking  # torch: only when stacks are asked for
     runs = []
     for name in run_names:
         values = RunDir(folder / name).config()
         runs.append((name, settings_module.build(values)))
-    units, lines = stacking.plan_stacks(runs, k)
+    units, alone = stacking.plan_stacks(runs, k)
     stacks = [u for u in units if len(u) > 1]
     # what keeps stacks apart beyond their size (a width, a group, a data seed that changes the data's shapes)
     of = dict(runs)
     apart = sorted({name for u in stacks[1:] for name in stacking.differences(of[stacks[0][0]], of[u[0]])})
-    print(f"--stack {k}: {len(stacks)} stacks (" + " | ".join(",".join(u) for u in stacks) + ")"
+    print(f"--stack {k}: {len(stacks)} stack{'s' * (len(stacks) > 1)} (" + " | ".join(",".join(u) for u in stacks) + ")"
           + (f"; runs stack apart where they differ in {', '.join(apart)}" if apart else "")
           if stacks else f"--stack {k}: no runs stack", file=out)
-    for line in lines:
-        print(line, file=out)
-    return units, lines
+    for name, why in alone.items():
+        print(f"run {name} trains alone: {why}", file=out)
+    return units, alone
 
 
 # how the jobs were submitted: recorded with each submission, reused by --resume unless given again
@@ -496,11 +496,12 @@ def submit(args, folder, run_names, manifest):
     # job processes unpickle worker.Worker: make the project importable wherever they start
     paths = [str(PROJECT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    units, stack_lines = plan_stacks(folder, run_names, getattr(args, "stack", 1) or 1)
+    units, alone = plan_stacks(folder, run_names, getattr(args, "stack", 1) or 1)
     chunks, threads = plan_workers(args, run_names, units)
     executor = make_executor(args, folder, len(chunks))
     token = uuid.uuid4().hex[:8]
-    workers = [Worker(folder, [name for unit in chunk for name in unit], f"{token}-{i}", threads, units=chunk)
+    workers = [Worker(folder, [name for unit in chunk for name in unit], f"{token}-{i}", threads, units=chunk,
+                      alone={name: alone[name] for unit in chunk for name in unit if name in alone})
                for i, chunk in enumerate(chunks)]
     quiet = _controllers_stderr_to(folder / ".submitit" / "controllers.log") if args.executor == "local" \
         else contextlib.nullcontext()
@@ -510,7 +511,8 @@ def submit(args, folder, run_names, manifest):
                                     "options": {k: getattr(args, k) for k in SUBMISSION_OPTIONS},
                                     "job_ids": [str(j.job_id) for j in jobs], "runs": run_names,
                                     # runs trained together as one stacked model (--stack), and why others not
-                                    "stacks": [u for u in units if len(u) > 1], "trained_alone": stack_lines})
+                                    "stacks": [u for u in units if len(u) > 1],
+                                    "trained_alone": [f"run {n} trains alone: {w}" for n, w in alone.items()]})
     atomic_write_json(folder / "sweep.json", manifest)
     return jobs, workers
 
@@ -585,6 +587,13 @@ def final_report(folder, run_names, out=None):
     for name in failed:
         status = RunDir(folder / name).status()
         print(f"  run {name} failed: {status.get('error')}  (see {folder / name / 'logs.log'})", file=out)
+    refused = {}  # planned stacks (--stack) that did not form when their runs started
+    for name in run_names:
+        why = RunDir(folder / name).status().get("stack_refused")
+        if why:
+            refused.setdefault(why, []).append(name)
+    for why, names in refused.items():
+        print(f"  run{'s' * (len(names) > 1)} {', '.join(names)} trained alone, not stacked: {why}", file=out)
     print(f"table: python report.py {folder}", file=out)
     if counts["done"] < len(run_names):
         print(f"re-run what is not done: {resume_command(folder)}", file=out)

@@ -17,7 +17,7 @@ from results import RunDir
 
 
 class Worker:
-    def __init__(self, experiment_dir, run_names, token, threads=None, units=None):
+    def __init__(self, experiment_dir, run_names, token, threads=None, units=None, alone=None):
         self.experiment_dir = str(experiment_dir)
         self.run_names = list(run_names)
         self.token = token
@@ -25,6 +25,7 @@ class Worker:
         # the runs in the order trained: each unit a list of runs trained together as one stacked model
         # (sweep.py --stack K), or a single run
         self.units = [list(u) for u in units] if units else [[name] for name in self.run_names]
+        self.alone = dict(alone or {})  # run -> why it trains alone though the sweep stacks (--stack)
 
     def __call__(self):
         # Ctrl-C / sweep.py's stop reach a worker as SIGINT, which a sweep started in the background by a
@@ -60,8 +61,9 @@ class Worker:
 
     def _train_alone(self, main, name):
         run_dir = RunDir(os.path.join(self.experiment_dir, name))
+        why = getattr(self, "alone", {}).get(name)  # (a worker pickled before this existed has none)
         try:
-            main.run_folder(run_dir.path)
+            main.run_folder(run_dir.path, note=f"trained alone, not stacked: {why}" if why else None)
             return "done"
         except main.RunFailed:
             return "failed"

@@ -9,6 +9,7 @@ fused kernel; over these short runs (6-160 steps) every metric of every record a
 0.01, which are differences of two nearby numbers; 2e-7 relative elsewhere). Steps, samples, epochs and the
 record keys are equal exactly.
 """
+import io
 import json
 import math
 
@@ -207,10 +208,11 @@ def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tm
     runs = [(str(i), settings.build(v)) for i, v in enumerate(
         [dict(GA, seed=0), dict(GA, seed=1), dict(GA, seed=2, hidden_size=16), dict(PC, seed=0, dropout=0.1, dropout_noise="torch"),
          dict(KG, seed=0), dict(GA, seed=3, optim="muon"), dict(GA, seed=4), dict(TF, seed=0, dropout=0.1)])]
-    units, lines = stacking.plan_stacks(runs, 2)
+    units, alone = stacking.plan_stacks(runs, 2)
+    lines = [f"run {name} trains alone: {why}" for name, why in alone.items()]
     assert units == [["0", "1"], ["6"], ["2"], ["3"], ["4"], ["5"], ["7"]]
     text = "\n".join(lines)
-    assert "run 2 trains alone: no other run shares its shapes (it differs from run 0 in hidden_size)" in text
+    assert "run 2 trains alone: no other run can stack with it (it differs from run 0 in hidden_size)" in text
     assert "run 3 trains alone: dropout = 0.1 draws random masks" in text
     assert stacking.refusal(settings.build(dict(PC, seed=0, dropout=0.1, dropout_noise="counter"))) is None
     # on a GPU the model's own dropout runs (the counter noise is the CPU forward's): refused there
@@ -229,16 +231,33 @@ def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tm
     base = write_settings(tmp_path / "base.py", dict(GA, n_epochs=4))
     assert sweep.main(["--base", str(base), "--vary", "hidden_size=16,32", "--vary", "seed=0x2",
                        "--executor", "inprocess", "--stack", "3", "--yes"]) == 0
-    submission = json.loads((tmp_path / "results_new" / "0" / "sweep.json").read_text())["submissions"][0]
+    folder = tmp_path / "results_new" / "0"
+    submission = json.loads((folder / "sweep.json").read_text())["submissions"][0]
     assert submission["stacks"] == [["0", "1"], ["2", "3"]] and submission["options"]["stack"] == 3
     assert "--stack 3: 2 stacks (0,1 | 2,3); runs stack apart where they differ in hidden_size" in \
         capsys.readouterr().err
-    assert "stacked with runs 2, 3" in (tmp_path / "results_new" / "0" / "3" / "logs.log").read_text()
+    assert "stacked with runs 2, 3" in (folder / "3" / "logs.log").read_text()
+    assert RunDir(folder / "3").status()["stacked_with"] == ["2", "3"]
+    # a run the plan leaves alone says why in its own log too
+    assert sweep.main(["--base", str(base), "--vary", "optim=adam,muon", "--vary", "seed=0x2",
+                       "--executor", "inprocess", "--stack", "2", "--yes"]) == 0
+    assert "--stack 2: 1 stack (0,1)" in capsys.readouterr().err
+    log = (tmp_path / "results_new" / "1" / "2" / "logs.log").read_text()
+    assert "trained alone, not stacked: optim = 'muon' does not stack" in log and "stacked with" not in log
 
-    # runs handed to one stack that turn out not to stack are trained alone, with the reason
+    # runs handed to one stack that turn out not to stack are trained alone, with the reason in the worker's
+    # output, their logs, their status and the sweep's last report
     paths = queue(tmp_path / "odd", [dict(GA, seed=0), dict(GA, seed=1, hidden_size=16)])
     assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
     assert "trained one by one: run 1 differs from run 0 in hidden_size" in capsys.readouterr().out
+    why = "run 1 differs from run 0 in hidden_size (stack of runs 0, 1)"
+    for path in paths:
+        log = (path / "logs.log").read_text()
+        assert f"trained alone, not stacked: {why}" in log and "stacked with" not in log
+        assert RunDir(path).status()["stack_refused"] == why and "stacked_with" not in RunDir(path).status()
+    out = io.StringIO()
+    sweep.final_report(tmp_path / "odd", ["0", "1"], out=out)
+    assert f"runs 0, 1 trained alone, not stacked: {why}" in out.getvalue()
 
 
 def test_stack_must_be_at_least_one(capsys):

@@ -149,8 +149,13 @@ def collect(asker, yes=False):
         try:
             loaded["values"], loaded["class"] = load_base(text.strip())
         except settings_module.SettingsError as exc:
+            if exc.problems[0].startswith("pretrained_path="):
+                # the base is built as it stands, before any --vary: a path a grid point overrides is no excuse
+                exc = settings_module.SettingsError(
+                    [exc.problems[0] + " The base file must itself name a checkpoint folder on this machine, "
+                     "even where --vary pretrained_path gives others: edit its pretrained_path."] + exc.problems[1:])
             if len(exc.problems) == 1:
-                raise
+                raise exc
             # a prompt shows one line: the count, the first, and how to see every one
             raise SweepError(f"{text.strip()} has {len(exc.problems)} problems; the first: {exc.problems[0]}; "
                              f"see every one with: python main.py --config {text.strip()}")

@@ -66,6 +66,15 @@ def test_scripted_mistakes_are_named(tiny_base, answers, needle):
     assert needle in str(err.value)
 
 
+def test_a_base_naming_a_missing_checkpoint_says_to_edit_it(tmp_path):
+    # a --vary of pretrained_path does not stand in for the base's own (the base is built as it stands)
+    base = write_settings(tmp_path / "base.py", {**TINY, "model": "qwen3_finetune", "n_layer": None, "n_head": None,
+                                                 "n_embd": None, "pretrained_path": str(tmp_path / "missing")})
+    with pytest.raises(sweep.SweepError) as err:
+        scripted([str(base), "pretrained_path", f"'{tmp_path}'", "END", "END"])
+    assert "is not a folder" in str(err.value) and "edit its pretrained_path" in str(err.value)
+
+
 def _interactive(keys, timeout=30):
     """Drive sweep.collect through questionary with scripted keystrokes; fail rather than hang."""
     from prompt_toolkit.application import create_app_session

@@ -169,8 +169,9 @@ def run_folders(paths, echo=False):
             by_step.setdefault(_resumed_step(run_dir), []).append(run_dir.path)
         if len(by_step) > 1:  # e.g. a member that failed early kept an older checkpoint than the others
             print(f"runs {', '.join(r.path.name for r, _ in members)} resume from different steps ("
-                  + "; ".join(f"{'an unreadable checkpoint' if step is None else f'step {step}'}: runs "
-                              f"{', '.join(p.name for p in group)}" for step, group in by_step.items())
+                  + "; ".join(f"{'an unreadable checkpoint' if step is None else f'step {step}'}: run"
+                              f"{'s' * (len(group) > 1)} {', '.join(p.name for p in group)}"
+                              for step, group in by_step.items())
                   + "): the runs of each step stack apart", flush=True)
             for step, group in by_step.items():
                 outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(

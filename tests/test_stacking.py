@@ -183,20 +183,27 @@ def test_a_stacked_sweep_resumes_after_an_interruption(tmp_path, monkeypatch):
 def test_members_resuming_from_different_steps_stack_by_step(tmp_path, capsys, monkeypatch):
     # (lr 1e-2: at AM's 3e-2 seed 3's losses are chaotic enough that a stack's reordered sums move its loss
     # by 4e-3 relative by step 64, resumed or not)
-    values = [dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=s, lr=1e-2) for s in range(4)]
+    values = [dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=s, lr=1e-2) for s in range(5)]
     paths = queue(tmp_path / "stack", values)
-    # stopped while saving the second round of checkpoints, after members 0 and 1 saved theirs (step 64)
-    interrupt_at_checkpoint(6, paths, monkeypatch)
+    # stopped while saving the second round of checkpoints, after members 0, 1 and 2 saved theirs (step 64)
+    interrupt_at_checkpoint(8, paths, monkeypatch)
     capsys.readouterr()
+    # and run 4's checkpoint gone: it starts again from step 0
+    (paths[4] / "checkpoint.pt").unlink()
 
     outcome = stacking.run_folders(paths)
     assert outcome == {str(p): "done" for p in paths}
     out = capsys.readouterr().out
-    assert "runs 0, 1, 2, 3 resume from different steps (step 64: runs 0, 1; step 32: runs 2, 3)" in out
+    assert "runs 0, 1, 2, 3, 4 resume from different steps (step 64: runs 0, 1, 2; step 32: run 3; step 0: " \
+           "run 4)" in out
     for i, path in enumerate(paths):
         log = (path / "logs.log").read_text()
-        assert ("stacked with runs 0, 1 (2 members" if i < 2 else "stacked with runs 2, 3 (2 members") in log
-        assert f"resumed from checkpoint at step {64 if i < 2 else 32}" in log
+        if i < 3:  # stacked again, from their checkpoints
+            assert "stacked with runs 0, 1, 2 (3 members" in log and "resumed from checkpoint at step 64" in log
+        else:  # each alone, run 3 from the checkpoint its stack wrote (a stacked member's is a solo run's)
+            why = f"it resumes from step {32 if i == 3 else 0}, no other run of its stack from there"
+            assert f"trained alone, not stacked: {why}" in log and RunDir(path).status()["stack_refused"] == why
+            assert ("resumed from checkpoint at step 32" in log) == (i == 3)
         main.run(settings.build(values[i]), tmp_path / "solo" / str(i))
         assert_same_metrics(tmp_path / "solo" / str(i), path)  # as if never stopped, and as if alone
 

@@ -97,7 +97,23 @@ def assert_same_metrics(solo, stacked):
 
 @pytest.mark.parametrize("name", list(MEMBERS))
 def test_every_member_of_a_stack_of_three_gives_its_solo_run_s_metrics(name, tmp_path):
-    values_list = MEMBERS[name]
+    check_stack_against_solo_runs(MEMBERS[name], tmp_path)
+
+
+@pytest.mark.parametrize("name", ["group_arithmetic adam", "group_arithmetic bf16", "group_arithmetic complex"])
+def test_the_stacked_group_mlp_off_a_cpu_uses_torch_s_ops_and_gives_the_same_metrics(name, tmp_path, monkeypatch):
+    # on a GPU the stacked group MLP leaves its own CPU kernels (rows_sum, linear_rows) for vmap's rules: that
+    # path, run here on the CPU
+    import group_mlp
+    monkeypatch.setattr(group_mlp, "CPU_KERNELS", False)
+    used = []
+    for op in ("rows_sum", "linear_rows"):
+        monkeypatch.setattr(group_mlp, op, lambda *args, op=op: used.append(op))
+    check_stack_against_solo_runs(MEMBERS[name], tmp_path)
+    assert used == []
+
+
+def check_stack_against_solo_runs(values_list, tmp_path):
     for i, values in enumerate(values_list):
         main.run(settings.build(values), tmp_path / "solo" / str(i))
     paths = queue(tmp_path / "stack", values_list)

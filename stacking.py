@@ -476,15 +476,23 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, members):
+        together = {}  # Adam's parameters whose hyper-parameters are numbers, grouped by them: one foreach each
         for n in self.names:
             p = self.params[n]
             if p.grad is None:
                 continue
             v = lambda key: self._value(members, n, key, p if not p.is_complex() else torch.view_as_real(p))  # noqa
-            if self.kind == "adam":
-                self._adam(n, p, v)
-            else:
+            if self.kind != "adam":
                 self._sgd(n, p, v)
+                continue
+            lr, wd, eps = v("lr"), v("weight_decay"), v("eps")
+            if any(isinstance(x, torch.Tensor) for x in (lr, wd, eps)):
+                self._adam(n, p, v)  # members that differ in them: (K, 1, ...) values, one parameter at a time
+            else:  # (and by step: a parameter may have had no gradient for a while)
+                step = self.state[n]["step"] if n in self.state else 0
+                together.setdefault((lr, wd, eps, self.group_of[0][n], step), []).append(n)
+        for (lr, wd, eps, _, _), names in together.items():
+            self._adam_together(names, lr, wd, eps)
 
     def _adam(self, n, param, v):
         lr, wd, eps = v("lr"), v("weight_decay"), v("eps")
@@ -492,9 +500,7 @@ class StackedOptimizer:
         beta1, beta2 = group["betas"]
         decoupled = group.get("decoupled_weight_decay", False) or self.adamw
         grad = param.grad
-        state = self.state.setdefault(n, {"step": 0, "exp_avg": torch.zeros_like(param),
-                                          "exp_avg_sq": torch.zeros_like(param)})
-        state["step"] += 1
+        state = self._adam_state(n, param)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         if param.is_complex():  # as real views from here: a per-member (K, 1, ..., 1) value fits their shape,
             # and a real factor on (a, b) gives exactly what it gives on a + bi (the state stays complex)
@@ -517,6 +523,45 @@ class StackedOptimizer:
             param.add_((exp_avg * -step_size) / denom)
         else:
             param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def _adam_state(self, n, param):
+        state = self.state.setdefault(n, {"step": 0, "exp_avg": torch.zeros_like(param),
+                                          "exp_avg_sq": torch.zeros_like(param)})
+        state["step"] += 1
+        return state
+
+    def _adam_together(self, names, lr, wd, eps):
+        """_adam's arithmetic, op for op, for parameters of one group whose hyper-parameters are numbers, as
+        torch._foreach ops: one call per op for all of them instead of one per parameter (a step of a model of
+        many small tensors, GPT-2's, is mostly those calls)."""
+        group = self.first.optimizer.param_groups[self.group_of[0][names[0]]]
+        beta1, beta2 = group["betas"]
+        decoupled = group.get("decoupled_weight_decay", False) or self.adamw
+        real = lambda t: torch.view_as_real(t) if t.is_complex() else t  # noqa: E731 (as _adam: real views)
+        params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
+        for n in names:
+            param = self.params[n]
+            state = self._adam_state(n, param)
+            step = state["step"]  # every one's (grouped by it)
+            params.append(real(param))
+            grads.append(real(param.grad))
+            exp_avgs.append(real(state["exp_avg"]))
+            exp_avg_sqs.append(real(state["exp_avg_sq"]))
+        if wd != 0:
+            if decoupled:
+                torch._foreach_mul_(params, 1 - lr * wd)
+            else:
+                grads = torch._foreach_add(grads, params, alpha=wd)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2 ** 0.5)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, value=-step_size)
 
     def _sgd(self, n, param, v):
         lr, wd, momentum = v("lr"), v("weight_decay"), v("momentum")

@@ -50,6 +50,7 @@ MEMBERS = {
     "group_arithmetic complex": [dict(GA, use_complex_weights=True, seed=0),
                                  dict(GA, use_complex_weights=True, seed=1, weight_decay=0.1, lr=0.003),
                                  dict(GA, use_complex_weights=True, seed=2, weight_decay=0.01)],
+    "group_arithmetic complex seeds": [dict(GA, use_complex_weights=True, seed=s) for s in range(3)],
     "group_arithmetic complex sgd": [dict(GA, use_complex_weights=True, optim="sgd", lr=0.5 - 0.1 * s, seed=s,
                                           weight_decay=1e-3 * s, sgd_momentum=0.9) for s in range(3)],
     # bf16 autocast: the stacked output layer's backward in the forward's dtype, gradients in the weights'

@@ -502,16 +502,16 @@ class StackedOptimizer:
         grad = param.grad
         state = self._adam_state(n, param)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        coupled = _nonzero(wd) and not decoupled
+        if coupled and not isinstance(wd, torch.Tensor):  # on the parameter as it is, complex too, as torch's
+            grad = grad.add(param, alpha=wd)  # Adam does (on real views the sum rounds otherwise)
         if param.is_complex():  # as real views from here: a per-member (K, 1, ..., 1) value fits their shape,
             # and a real factor on (a, b) gives exactly what it gives on a + bi (the state stays complex)
             grad, exp_avg, exp_avg_sq, param = (torch.view_as_real(t) for t in (grad, exp_avg, exp_avg_sq, param))
-        if _nonzero(wd):
-            if decoupled:
-                param.mul_(1 - lr * wd)
-            elif isinstance(wd, torch.Tensor):
-                grad = grad + param * wd
-            else:
-                grad = grad.add(param, alpha=wd)
+        if _nonzero(wd) and decoupled:
+            param.mul_(1 - lr * wd)
+        elif coupled and isinstance(wd, torch.Tensor):
+            grad = grad + param * wd
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step = state["step"]
@@ -543,15 +543,15 @@ class StackedOptimizer:
             param = self.params[n]
             state = self._adam_state(n, param)
             step = state["step"]  # every one's (grouped by it)
-            params.append(real(param))
-            grads.append(real(param.grad))
+            params.append(param)
+            grads.append(param.grad)
             exp_avgs.append(real(state["exp_avg"]))
             exp_avg_sqs.append(real(state["exp_avg_sq"]))
-        if wd != 0:
-            if decoupled:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            else:
-                grads = torch._foreach_add(grads, params, alpha=wd)
+        if wd != 0 and not decoupled:  # on the parameters as they are, as _adam
+            grads = torch._foreach_add(grads, params, alpha=wd)
+        params, grads = [real(t) for t in params], [real(t) for t in grads]
+        if wd != 0 and decoupled:
+            torch._foreach_mul_(params, 1 - lr * wd)
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
@@ -637,7 +637,7 @@ def train_stack(settings_list, run_dirs, logs, started=None):
     names = [m.run_dir.path.name for m in members]
     for m in members:
         m.log.info(f"stacked with runs {', '.join(names)} ({len(members)} members, one stacked model)")
-        m.run_dir.note_status(stacked_with=names)
+        m.run_dir.note_status(stacked_with=names, stack_refused=None)  # (an earlier attempt's refusal goes)
     training.loop(stack, f"{members[0].settings.task} x{len(members)}")
     for k, m in enumerate(stack.runs):
         stack.task_state.sync(k, m.task)

@@ -78,9 +78,14 @@ class Worker:
             outcomes = stacking.run_folders(list(paths))
             return {paths[path]: state for path, state in outcomes.items()}
         except Exception as exc:  # noqa: BLE001 - what run_folders could not even mark itself
-            for path in paths:
-                self._mark_failed(RunDir(path), exc)
-            return {name: "failed" for name in names}
+            outcome = {}
+            for path, name in paths.items():  # runs it finished before (a stack by step, one by one) stay done
+                if RunDir(path).status().get("state") == "done":
+                    outcome[name] = "done"
+                else:
+                    self._mark_failed(RunDir(path), exc)
+                    outcome[name] = "failed"
+            return outcome
 
     @staticmethod
     def _mark_failed(run_dir, exc):

@@ -12,8 +12,10 @@ record keys are equal exactly.
 import io
 import json
 import math
+import types
 
 import pytest
+import torch
 
 import main
 import settings
@@ -21,7 +23,7 @@ import stacking
 import sweep
 import training
 from conftest import fake_slurm, write_settings
-from results import RunDir
+from results import ResultsError, RunDir
 
 REL, ABS = 1e-4, 1e-5
 TIMINGS = ("elapsed", "eval_time")
@@ -132,6 +134,47 @@ def check_stack_against_solo_runs(values_list, tmp_path):
         assert "stacked with runs 0, 1, 2" in log and "summary:" in log
 
 
+@pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_the_stacked_adam_of_members_sharing_their_hyper_parameters_is_torch_s_bit_for_bit(kind, dtype):
+    # two parameter groups (one without weight decay), gradients missing in some steps, state resumed from
+    # solo steps: every member's parameters and state equal those of torch's own single-tensor Adam
+    shapes = {"a": (4, 5), "b": (5,), "c": (3, 2)}
+    torch.manual_seed(0)
+    members = []
+    for _ in range(3):
+        model = torch.nn.Module()
+        for name, shape in shapes.items():
+            model.register_parameter(name, torch.nn.Parameter(torch.randn(shape, dtype=dtype)))
+        groups = [{"params": [model.a, model.c]}, {"params": [model.b], "weight_decay": 0.0}]
+        members.append(types.SimpleNamespace(model=model, optimizer=kind(groups, lr=1e-2, weight_decay=0.1,
+                                                                          foreach=False)))
+    for step in range(2):  # resumed: the members' own steps first
+        for m in members:
+            for name, p in m.model.named_parameters():
+                p.grad = None if name == "c" and step else torch.randn_like(p)
+            m.optimizer.step()
+    params = {n: torch.stack([getattr(m.model, n).detach() for m in members]).clone() for n in shapes}
+    stacked = stacking.StackedOptimizer(members, params)
+    for step in range(4):
+        for name, p in params.items():
+            p.grad = None if name == "c" and step in (1, 2) else torch.randn(p.shape, dtype=dtype)
+            for k, m in enumerate(members):
+                getattr(m.model, name).grad = None if p.grad is None else p.grad[k].clone()
+        stacked.step(members)
+        for m in members:
+            m.optimizer.step()
+    for k, m in enumerate(members):
+        solo = {n: {key: value.clone() for key, value in m.optimizer.state[getattr(m.model, n)].items()} for n in shapes}
+        stacked.member_state(k, m)
+        for name in shapes:
+            assert torch.equal(params[name][k], getattr(m.model, name).detach()), (name, k)
+            mine = m.optimizer.state[getattr(m.model, name)]
+            assert float(mine["step"]) == float(solo[name]["step"])
+            assert torch.equal(mine["exp_avg"], solo[name]["exp_avg"])
+            assert torch.equal(mine["exp_avg_sq"], solo[name]["exp_avg_sq"])
+
+
 def test_a_member_whose_loss_turns_non_finite_fails_alone(tmp_path, monkeypatch):
     values_list = [dict(GA, seed=0, optim="sgd", lr=0.5), dict(GA, seed=1, optim="sgd", lr=1e30),
                    dict(GA, seed=2, optim="sgd", lr=0.2)]
@@ -223,6 +266,48 @@ def test_members_resuming_from_different_steps_stack_by_step(tmp_path, capsys, m
             assert ("resumed from checkpoint at step 32" in log) == (i == 3)
         main.run(settings.build(values[i]), tmp_path / "solo" / str(i))
         assert_same_metrics(tmp_path / "solo" / str(i), path)  # as if never stopped, and as if alone
+
+
+def test_a_refusal_of_an_earlier_attempt_goes_when_the_stack_forms(tmp_path, monkeypatch):
+    # attempt 1 (a SLURM node short of memory): the stack is refused and the first run is preempted; attempt 2
+    # (the same worker requeued, its runs not reset to queued) stacks them
+    paths = queue(tmp_path, [dict(GA, seed=0, n_epochs=4), dict(GA, seed=1, n_epochs=4)])
+
+    def short_of_memory(settings, copies=1):
+        if copies > 1:
+            raise training.MemoryRefused("these 2 stacked runs need too much")
+
+    def preempted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "check_memory", short_of_memory)
+        patch.setattr(training, "train", preempted)
+        with pytest.raises(KeyboardInterrupt):
+            stacking.run_folders(paths)
+    assert "stack_refused" in RunDir(paths[0]).status()
+    assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
+    status = RunDir(paths[0]).status()
+    assert status["stacked_with"] == ["0", "1"] and "stack_refused" not in status
+    out = io.StringIO()
+    sweep.final_report(tmp_path, ["0", "1"], out=out)
+    assert "not stacked" not in out.getvalue()
+
+
+def test_runs_a_worker_finished_stay_done_when_a_later_one_of_its_stack_breaks(tmp_path, monkeypatch):
+    import worker
+    values = [dict(AM, n_epochs=12, eval_every=4, checkpoint_every=4, seed=s, lr=1e-2) for s in range(3)]
+    paths = queue(tmp_path, values)
+    interrupt_at_checkpoint(5, paths, monkeypatch)  # runs 0 and 1 at step 64, run 2 at step 32
+
+    def disk_full(path, echo=False, note=None):  # run 2, trained alone after runs 0 and 1 stacked
+        raise ResultsError(f"{path}: no space left on the device")
+
+    monkeypatch.setattr(main, "run_folder", disk_full)
+    job = worker.Worker(tmp_path, ["0", "1", "2"], "token", units=[["0", "1", "2"]])
+    assert all(RunDir(path).claim("token") for path in paths)
+    assert job._train_stack(["0", "1", "2"]) == {"0": "done", "1": "done", "2": "failed"}
+    assert [RunDir(path).status()["state"] for path in paths] == ["done", "done", "failed"]
 
 
 def test_runs_that_cannot_stack_are_trained_one_by_one_with_a_line_saying_why(tmp_path, capsys, monkeypatch):

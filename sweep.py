@@ -149,7 +149,8 @@ def collect(asker, yes=False):
         try:
             loaded["values"], loaded["class"] = load_base(text.strip())
         except settings_module.SettingsError as exc:
-            if exc.problems[0].startswith("pretrained_path="):
+            if exc.problems[0].startswith("pretrained_path=") and ("is not a folder" in exc.problems[0]
+                                                                  or "holds no config.json" in exc.problems[0]):
                 # the base is built as it stands, before any --vary: a path a grid point overrides is no excuse
                 exc = settings_module.SettingsError(
                     [exc.problems[0] + " The base file must itself name a checkpoint folder on this machine, "

@@ -103,6 +103,11 @@ def run(settings, run_dir, echo=False, note=None):
         close_logger(log)
 
 
+def alone_note(why):
+    """The line a sweep's run that trains alone though the sweep stacks (--stack) logs: why."""
+    return f"trained alone, not stacked: {why}"
+
+
 def run_folder(path, echo=False, note=None):
     """Run (or resume) the run whose resolved settings are already in folder `path` (sweeps use this); `note`:
     a line for its logs.log (why a sweep's run trains alone)."""

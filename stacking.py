@@ -168,15 +168,14 @@ def run_folders(paths, echo=False):
         for run_dir, _ in members:
             by_step.setdefault(_resumed_step(run_dir), []).append(run_dir.path)
         if len(by_step) > 1:  # e.g. a member that failed early kept an older checkpoint than the others
+            where = {step: "an unreadable checkpoint" if step is None else f"step {step}" for step in by_step}
             print(f"runs {', '.join(r.path.name for r, _ in members)} resume from different steps ("
-                  + "; ".join(f"{'an unreadable checkpoint' if step is None else f'step {step}'}: run"
-                              f"{'s' * (len(group) > 1)} {', '.join(p.name for p in group)}"
+                  + "; ".join(f"{where[step]}: run{'s' * (len(group) > 1)} {', '.join(p.name for p in group)}"
                               for step, group in by_step.items())
                   + "): the runs of each step stack apart", flush=True)
             for step, group in by_step.items():
                 outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(
-                    group, echo, f"it resumes from {'an unreadable checkpoint' if step is None else f'step {step}'}"
-                                 ", no other run of its stack from there"))
+                    group, echo, f"it resumes from {where[step]}, no other run of its stack from there"))
             return outcome
     if why is None:
         try:  # K models and K batches at once, on the machine that trains
@@ -244,7 +243,7 @@ def _one_by_one(paths, echo, why):
     for path in paths:
         try:
             RunDir(path).note_status(stack_refused=why, stacked_with=None)
-            main.run_folder(path, echo=echo, note=f"trained alone, not stacked: {why}")
+            main.run_folder(path, echo=echo, note=main.alone_note(why))
             outcome[str(path)] = "done"
         except main.RunFailed:
             outcome[str(path)] = "failed"
@@ -494,11 +493,14 @@ class StackedOptimizer:
         for (lr, wd, eps, _, _), names in together.items():
             self._adam_together(names, lr, wd, eps)
 
+    def _adam_group(self, n):
+        """(beta1, beta2, decoupled weight decay) of parameter n's group: every member's (the first one's say)."""
+        group = self.first.optimizer.param_groups[self.group_of[0][n]]
+        return (*group["betas"], group.get("decoupled_weight_decay", False) or self.adamw)
+
     def _adam(self, n, param, v):
         lr, wd, eps = v("lr"), v("weight_decay"), v("eps")
-        group = self.first.optimizer.param_groups[self.group_of[0][n]]
-        beta1, beta2 = group["betas"]
-        decoupled = group.get("decoupled_weight_decay", False) or self.adamw
+        beta1, beta2, decoupled = self._adam_group(n)
         grad = param.grad
         state = self._adam_state(n, param)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -534,9 +536,7 @@ class StackedOptimizer:
         """_adam's arithmetic, op for op, for parameters of one group whose hyper-parameters are numbers, as
         torch._foreach ops: one call per op for all of them instead of one per parameter (a step of a model of
         many small tensors, GPT-2's, is mostly those calls)."""
-        group = self.first.optimizer.param_groups[self.group_of[0][names[0]]]
-        beta1, beta2 = group["betas"]
-        decoupled = group.get("decoupled_weight_decay", False) or self.adamw
+        beta1, beta2, decoupled = self._adam_group(names[0])
         real = lambda t: torch.view_as_real(t) if t.is_complex() else t  # noqa: E731 (as _adam: real views)
         params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
         for n in names:
@@ -759,10 +759,7 @@ class Stack:
             values = losses.tolist()
             for k, ok in enumerate(finite.tolist()):
                 if not ok:
-                    m = self.runs[k]
-                    failed[k] = m.failed = FloatingPointError(
-                        f"training loss became {values[k]} at step {m.step + 1} ({m.samples} samples seen); "
-                        "try a smaller lr")
+                    failed[k] = self.runs[k].failed = training.non_finite(self.runs[k], values[k])
             losses = torch.where(finite, losses, torch.zeros_like(losses))
         losses.sum().backward()
         max_norms = [m.settings.max_grad_norm for m in self.runs]

@@ -457,9 +457,14 @@ def plan_stacks(folder, run_names, k, out=None):
     print(f"--stack {k}: {len(stacks)} stack{'s' * (len(stacks) > 1)} (" + " | ".join(",".join(u) for u in stacks) + ")"
           + (f"; runs stack apart where they differ in {', '.join(apart)}" if apart else "")
           if stacks else f"--stack {k}: no runs stack", file=out)
-    for name, why in alone.items():
-        print(f"run {name} trains alone: {why}", file=out)
+    for line in alone_lines(alone):
+        print(line, file=out)
     return units, alone
+
+
+def alone_lines(alone):
+    """One line per run a stacked sweep trains alone, saying why (printed, and kept in the manifest)."""
+    return [f"run {name} trains alone: {why}" for name, why in alone.items()]
 
 
 # how the jobs were submitted: recorded with each submission, reused by --resume unless given again
@@ -518,7 +523,7 @@ def submit(args, folder, run_names, manifest):
                                     "job_ids": [str(j.job_id) for j in jobs], "runs": run_names,
                                     # runs trained together as one stacked model (--stack), and why others not
                                     "stacks": [u for u in units if len(u) > 1],
-                                    "trained_alone": [f"run {n} trains alone: {w}" for n, w in alone.items()]})
+                                    "trained_alone": alone_lines(alone)})
     atomic_write_json(folder / "sweep.json", manifest)
     return jobs, workers
 

@@ -408,8 +408,7 @@ class Solo:
         batch, size = run.source.next()
         loss = run.task.training_loss(run.model, batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {run.step + 1} "
-                                     f"({run.samples} samples seen); try a smaller lr")
+            raise non_finite(run, loss.item())
         accelerator.backward(loss)
         if run.settings.max_grad_norm > 0:
             accelerator.clip_grad_norm_(run.model.parameters(), run.settings.max_grad_norm)
@@ -426,6 +425,12 @@ class Solo:
 
     def checkpoint(self):
         self.runs[0].save_checkpoint(self.accelerator)
+
+
+def non_finite(run, loss):
+    """The failure of a run whose training loss turned non-finite in the step it is taking."""
+    return FloatingPointError(f"training loss became {loss} at step {run.step + 1} ({run.samples} samples seen); "
+                              "try a smaller lr")
 
 
 def loop(trainer, desc):
@@ -458,21 +463,24 @@ def loop(trainer, desc):
                     break
             last = step == run_plan.total_steps
             if last or due(run_plan.eval_interval, step, before, samples):
-                spent = time.time() - t
-                for run in trainer.runs:
-                    run.train_time += spent
+                _add_train_time(trainer, t)
                 bar.set_postfix(_progress_postfix(trainer.record_eval()))
                 t = time.time()
             if not last and due(run_plan.checkpoint_interval, step, before, samples):
-                spent = time.time() - t
-                for run in trainer.runs:
-                    run.train_time += spent
+                _add_train_time(trainer, t)
                 trainer.checkpoint()
                 t = time.time()
     finally:
         bar.close()
         for run in trainer.runs:
             run.metrics.flush()
+
+
+def _add_train_time(trainer, since):
+    """The training time since `since` (before an evaluation or a checkpoint), to each run's account."""
+    spent = time.time() - since
+    for run in trainer.runs:
+        run.train_time += spent
 
 
 def _progress_postfix(records):

@@ -63,7 +63,7 @@ class Worker:
         run_dir = RunDir(os.path.join(self.experiment_dir, name))
         why = getattr(self, "alone", {}).get(name)  # (a worker pickled before this existed has none)
         try:
-            main.run_folder(run_dir.path, note=f"trained alone, not stacked: {why}" if why else None)
+            main.run_folder(run_dir.path, note=main.alone_note(why) if why else None)
             return "done"
         except main.RunFailed:
             return "failed"

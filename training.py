@@ -165,6 +165,11 @@ def plan(settings, source):
     per_epoch = source.steps_per_epoch
     if settings.n_steps:
         total = settings.n_steps
+    elif settings.n_samples and isinstance(source, dataloaders.FixedSet):
+        # whole epochs, each ending with its partial batch, then the batches of the rest: n_samples = 10^7 on
+        # 10^4 inputs in batches of 512 is 1000 epochs of 20 steps (ceil(10^7 / 512) steps stopped 2.3% short)
+        epochs, rest = divmod(settings.n_samples, source.n)
+        total = epochs * per_epoch + math.ceil(rest / source.batch_size)
     elif settings.n_samples:
         total = math.ceil(settings.n_samples / source.batch_size)
     else:

@@ -81,6 +81,18 @@ def test_a_budget_in_samples_on_a_fixed_set_resolves_to_steps_and_fractional_epo
     assert summary["steps"] == 3 and summary["epochs"] == 1.5
 
 
+def test_a_budget_in_samples_on_a_fixed_set_with_a_partial_last_batch_trains_that_many_samples(tmp_path):
+    # 20 strings in batches of 6: an epoch is 6 + 6 + 6 + 2 (4 steps); 50 samples are 2 epochs and 10 more,
+    # 8 + 2 steps (ceil(50 / 6) = 9 steps would stop at 44)
+    s = settings.build({**TINY, "batch_size": 6, "n_epochs": None, "n_samples": 50, "eval_every": None,
+                        "eval_every_samples": 20})
+    assert training.plan(s, dataloaders.FixedSet({"x": torch.zeros(20)}, 6, None)).total_steps == 10
+    summary = main.run(s, tmp_path / "run")
+    history = records(tmp_path / "run")
+    assert [(r["samples"], r["epoch"]) for r in history] == [(0, 0), (20, 1), (40, 2), (52, 2.6)]
+    assert summary["steps"] == 10 and summary["epochs"] == 2.6
+
+
 def test_an_interval_in_samples_fires_when_a_multiple_is_crossed():
     interval = ("samples", 25)
     fired = [step for step in range(1, 11) if training.due(interval, step, (step - 1) * 10, step * 10)]

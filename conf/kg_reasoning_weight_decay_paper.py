@@ -25,5 +25,5 @@ warmup_steps = 2000
 max_grad_norm = 1.0
 batch_size = 512
 n_steps = 2000000
-eval_every_steps = 10000
+eval_every_steps = 1000  # the headline times (train accuracy > 99% at ~14K steps) need this resolution
 seed = 0

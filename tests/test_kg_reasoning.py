@@ -103,6 +103,19 @@ def test_the_test_sets_do_not_depend_on_phi():
         assert torch.equal(a.types[name], b.types[name])
 
 
+def test_the_scored_test_facts_do_not_depend_on_phi():
+    # every split larger than the evaluation size, so each is subsampled; the trained pool grows with phi
+    a, b = composition(E=60, D=6, ood=0.3, test=0.3, phi=2.0), composition(E=60, D=6, ood=0.3, test=0.3, phi=5.0)
+    size = 40
+    assert len(a.types["train_inferred"]) < len(b.types["train_inferred"])
+    assert min(len(a.types[name]) for name in kg.ID_SPLITS) > size
+    sa, sb = kg.evaluation_sets(a, size, 0), kg.evaluation_sets(b, size, 0)
+    for name in ("id_atomic", "ood_atomic", "test_inferred_id", "test_inferred_ood"):
+        assert torch.equal(sa[name], sb[name]), name
+    assert rows(sa["train_inferred"]) <= rows(a.types["train_inferred"])
+    assert not torch.equal(kg.evaluation_sets(a, size, 1)["test_inferred_id"], sa["test_inferred_id"])
+
+
 def test_formats_round_trip_through_the_vocabulary():
     E, R = 30, 6
     graph = composition(E, R)

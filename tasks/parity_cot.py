@@ -475,6 +475,7 @@ def _curves_plot(runs, path, plt):
                 ax.plot(x, [rec["train_accuracy"] for rec in m], color=f"C{i % 10}", ls="--", alpha=0.5)
         ax.set_title(f"{shape}, {'CoT' if cot else 'no CoT'}", fontsize=9)
         ax.set_xlabel("training samples")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)  # 1e5 labels collide
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -520,6 +521,7 @@ def _entropy_plot(runs, path, plt, most=4):
             if reached is not None:
                 ax.axvline(reached, color="r", alpha=0.4, ls="--")
         bottom.set_xlabel("training samples")
+        bottom.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)
         bottom.set_ylim(-0.03, 1.03)
         bottom.grid(alpha=0.3)
         bottom.legend(fontsize=6, ncol=2)

@@ -89,7 +89,8 @@ def run(settings, run_dir, echo=False, note=None):
             run_dir.set_status("interrupted", error="interrupted")
         raise
     except Exception as exc:
-        if isinstance(exc, ResultsError):  # the user must act (a full disk): one line, no traceback
+        if isinstance(exc, (ResultsError, FloatingPointError)):  # the user must act (a full disk, a smaller
+            # lr): one line that says what, no traceback
             log.error(f"run failed: {exc}")
         else:
             log.error("run failed:\n" + traceback.format_exc())
@@ -125,13 +126,30 @@ def run_folder(path, echo=False, note=None):
     return run(settings, run_dir, echo=echo, note=note)
 
 
+def _check_not_foreign(where):
+    """A --results-path folder that holds something other than a run (a sweep's folder, a user's own files)
+    is refused (ResultsError): the run's files would overwrite files of the same names, and in a sweep's
+    folder hide the sweep's runs from report.py. An empty folder, or one with a run's config.json, is fine."""
+    if not where.is_dir():
+        return
+    entries = sorted(p.name for p in where.iterdir())
+    if not entries or ("config.json" in entries and "sweep.json" not in entries):
+        return
+    what = "a sweep (sweep.json)" if "sweep.json" in entries else "no run (no config.json)"
+    shown = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+    raise ResultsError(f"{where} is not empty and holds {what}: {shown}. A run's files would overwrite files "
+                       "of the same names there; choose a new or empty --results-path (or a run's own folder "
+                       "to resume it)")
+
+
 def _check_earlier_run(run_dir, settings):
     """A --results-path folder that already holds a run: a finished one, one that a live process on this
     machine is training, or an unfinished one with other settings (its checkpoint would be resumed under
     them, or its evaluations overwritten) is refused (ResultsError); an unfinished one with the same
     settings is resumed (from its checkpoint, if any)."""
-    status = run_dir.status()
     where = run_dir.path
+    _check_not_foreign(where)
+    status = run_dir.status()
     if status.get("state") == "done" or run_dir.summary() is not None:  # a summary is written when a run ends
         raise ResultsError(f"{where} already holds a finished run; choose another --results-path")
     if status.get("state") == "running" and holder_alive(status):

@@ -30,7 +30,7 @@ import dataloaders
 import models
 import tasks
 from settings import SettingsError
-from results import MetricsWriter, atomic_replace
+from results import MetricsWriter, ResultsError, atomic_replace
 
 CHECKPOINT = "checkpoint.pt"
 TIMINGS = ("elapsed", "eval_time")  # the record's wall-clock fields; everything else is reproducible
@@ -111,12 +111,34 @@ def _gib(count):
     return f"{count / 2 ** 30:.1f} GiB" if count >= 2 ** 30 else f"{count / 2 ** 20:.0f} MiB"
 
 
+def parameter_memory(settings) -> dict:
+    """{what: bytes} of the model's parameters, their gradients and the optimiser's state (Adam's two moments,
+    SGD's momentum): counted on a model built on torch's meta device, which allocates nothing. Empty where
+    the model is a checkpoint's (pretrained_path) or does not build there."""
+    spec = settings.model_spec() if hasattr(settings, "model_spec") else None
+    if spec is None or getattr(spec, "pretrained_path", None):
+        return {}
+    try:
+        with torch.device("meta"):
+            model = models.build(spec)
+    except Exception:  # noqa: BLE001 (a model that reads data while it builds: not counted)
+        return {}
+    params = list({id(p): p for p in model.parameters()}.values())  # shared tensors once
+    count = sum(p.numel() for p in params)
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    states = {"adam": 2, "adamw": 2, "sgd": 1 if settings.sgd_momentum else 0, "muon": 1}.get(settings.optim, 0)
+    state = f" and {settings.optim}'s state" if states else ""
+    return {f"{count:,} parameters with their gradients{state} (the model's sizes)":
+            sum(p.numel() * p.element_size() for p in params) + trainable * (1 + states)}
+
+
 def check_memory(settings, copies=1):
     """Refuse (MemoryRefused, naming what needs the memory) a run whose unavoidable allocations, the task's
     memory_estimate, exceed the memory free where it would train: refused at once instead of growing
     until the system kills it with its status left 'running'. copies: members of a stack (K models, K
     batches at once)."""
-    parts = {what: size * copies for what, size in tasks.get(settings.task).memory_estimate(settings).items()}
+    parts = dict(tasks.get(settings.task).memory_estimate(settings), **parameter_memory(settings))
+    parts = {what: size * copies for what, size in parts.items()}
     need = sum(parts.values())
     on_gpu = settings.device != "cpu" and torch.cuda.is_available()
     free = free_memory(on_gpu) if need else None
@@ -306,7 +328,12 @@ def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, 
     source and task (and torch's random states with rng), or a fresh start's where there is none."""
     if not (run_plan.checkpoint_interval and checkpoint_path.exists()):
         return 0, 0, 0.0, []
-    state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    try:
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 (a file cut short: torch's zip reader, pickle, EOF)
+        raise ResultsError(f"{checkpoint_path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
+                           "it is damaged, a write cut short? Delete it to train the run again from its start "
+                           "(its folder and settings stay)") from exc
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -1,5 +1,6 @@
 """Faults a user meets (issue 'Reliability as a user meets it'): each test fails without its fix."""
 import pytest
+import torch
 
 import main
 import settings
@@ -166,6 +167,48 @@ def test_main_refuses_an_unwritable_results_folder_in_one_line(flag, unwritable,
     err = capsys.readouterr().err
     assert f"cannot write into {unwritable}" in err and flag in err and "Traceback" not in err
     assert f"{unwritable.parent} is a file, not a folder" in err  # (the system's words: 'Not a directory')
+
+
+@pytest.mark.parametrize("kind", ["sweep", "user files"])
+def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, tmp_path, capsys):
+    # a sweep's folder (its runs would vanish from report.py behind the stray run's files) or a folder of
+    # the user's own files (config.py, metrics.jsonl would be overwritten): refused, nothing touched
+    folder = tmp_path / "there"
+    folder.mkdir()
+    if kind == "sweep":
+        (folder / "sweep.json").write_text('{"runs": 2}')
+        (folder / "0").mkdir()
+    mine = {"config.py": "my precious notes\n", "metrics.jsonl": "mine\n"}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+    before = sorted(p.name for p in folder.iterdir())
+    assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is not empty" in err and ("sweep.json" if kind == "sweep" else "no config.json") in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert all((folder / name).read_text() == text for name, text in mine.items())
+
+
+def test_a_damaged_checkpoint_is_named_with_the_fix_not_a_traceback(tmp_path, capsys):
+    from conftest import TINY
+    from results import RunDir
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_settings(settings.build({**TINY, "n_epochs": 3, "checkpoint_every": 1}))
+    run.set_status("interrupted")
+    (run.path / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    assert main.main(["--config", str(run.file("config.py")), "--results-path", str(run.path)]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.pt cannot be read" in err and "Delete it to train the run again" in err
+    assert "Traceback" not in err and (run.path / "checkpoint.pt").exists()  # the user's call, not ours
+
+
+def test_a_loss_that_turns_non_finite_fails_in_one_line(tmp_path, capsys):
+    assert main.main(["--set", "n_epochs=2", "--set", "lr=1e30", "--set", "max_grad_norm=0",
+                      "--results-path", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "training loss became" in err and "try a smaller lr" in err and "Traceback" not in err
 
 
 def test_sweep_refuses_an_unwritable_results_root_before_the_questions(tiny_base, unwritable, capsys):
@@ -456,7 +499,7 @@ def test_the_memory_check_compares_the_estimate_with_the_free_memory(monkeypatch
     import training
     small = settings.build({})
     parts = training.tasks.get("target_functions").memory_estimate(small)
-    need = sum(parts.values())
+    need = sum(parts.values()) + sum(training.parameter_memory(small).values())
     # the token ids alone: 2,200 strings of 22 int64 ids; the floor of one evaluation batch is larger still
     assert need > 2200 * 22 * 8
     monkeypatch.setattr(training, "free_memory", lambda on_gpu: need - 1)
@@ -464,6 +507,29 @@ def test_the_memory_check_compares_the_estimate_with_the_free_memory(monkeypatch
         training.check_memory(small)
     monkeypatch.setattr(training, "free_memory", lambda on_gpu: need)
     training.check_memory(small)
+
+
+def test_a_model_too_large_for_the_machine_is_refused_by_its_parameters_before_a_folder_is_made(tmp_path, capsys):
+    # a group MLP of hidden size 2e9: 138e9 parameters, where the batch's activations are what other checks
+    # count (without the parameters the allocation failed inside the run, with a traceback)
+    from conftest import ROOT
+    assert main.main(["--config", str(ROOT / "conf/group_arithmetic_cpu.py"), "--set", "hidden_size=2000000000",
+                      "--set", "n_epochs=1", "--results-root", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "138,000,000,529 parameters with their gradients and adam's state" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("optim, states", [("adamw", 2), ("sgd", 1), ("muon", 1)])
+def test_the_parameter_memory_is_the_built_models_with_gradients_and_optimiser_state(optim, states):
+    import models
+    import training
+    s = settings.build({"optim": optim})
+    model = models.build(s.model_spec())
+    count = sum(p.numel() for p in model.parameters())
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in model.parameters())
+    (what, size), = training.parameter_memory(s).items()
+    assert what.startswith(f"{count:,} parameters") and size == count * 4 * (2 + states)
 
 
 def test_eager_attention_probabilities_grow_with_the_square_of_the_length():

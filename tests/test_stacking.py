@@ -390,7 +390,8 @@ def test_a_stack_too_large_for_the_memory_trains_its_runs_one_by_one(tmp_path, c
     need = sum(training.tasks.get("group_arithmetic").memory_estimate(settings.build(GA)).values())
     monkeypatch.setattr(training.tasks.get("group_arithmetic"), "memory_estimate",
                         classmethod(lambda cls, s, eval_batch=None: {"the model's batch": 1000}))
-    monkeypatch.setattr(training, "free_memory", lambda on_gpu: 1500)  # one member fits, two do not
+    one = 1000 + sum(training.parameter_memory(settings.build(GA)).values())  # a member's batch and parameters
+    monkeypatch.setattr(training, "free_memory", lambda on_gpu: one * 3 // 2)  # one member fits, two do not
     paths = queue(tmp_path / "big", [dict(GA, seed=0), dict(GA, seed=1)])
     assert stacking.run_folders(paths) == {str(p): "done" for p in paths}
     assert "trained one by one: these 2 stacked runs need at least" in capsys.readouterr().out

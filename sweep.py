@@ -35,7 +35,7 @@ from pathlib import Path
 
 import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
-from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, ensure_writable,
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
                      holder_alive, now, read_json)
 
 Q_BASE = "Please specify filepath of base settings:"
@@ -193,6 +193,10 @@ def collect(asker, yes=False):
                 return
             value, _ = parse_axb(text)
             value = settings_module.check_value(fields[name], value)
+            if isinstance(asker, ScriptedAsker):
+                # flags or an answers file: every value is known, and one may need a setting varied after
+                # it (lr_schedule=multistep, then lr_milestones): the grid check below takes whole points
+                return
             # against the task too, now, so a person re-types it instead of losing every answer after END:
             # the base settings with this value and the first value of each setting varied before it
             earlier = {n: vs[0][0] for n, vs in plan.vary}
@@ -202,7 +206,8 @@ def collect(asker, yes=False):
             except settings_module.SettingsError as exc:
                 raise SweepError(f"{name} = {value!r} does not go with the base settings"
                                  + (" and the values varied before it" if earlier else "") + ": "
-                                 + "; ".join(exc.problems))
+                                 + "; ".join(exc.problems) + " (if a setting you vary next makes it valid, "
+                                 "vary that one first)")
 
         while True:
             text = asker.ask(Q_VALUE, _validator(check_value)).strip()
@@ -273,6 +278,8 @@ def flags_to_answers(base, vary):
         name, sep, values = item.partition("=")
         if not sep:
             raise SweepError(f"--vary expects name=AxB,AxB,..., got {item!r}")
+        if not _split_values(values):
+            raise SweepError(f"--vary {item!r}: give at least one value after '=' (name=AxB,AxB,...)")
         answers.append(name.strip())
         answers.extend(v for v in _split_values(values))
         answers.append(END)
@@ -346,6 +353,18 @@ def create_experiment(plan, root, executor_facts):
     """Allocate results_new/<id>/, write the manifest and one queued run folder per grid point."""
     points = grid(plan)
     experiment_id, folder = allocate_dir(root)
+    try:
+        return _fill_experiment(plan, points, experiment_id, folder, executor_facts)
+    except (OSError, ResultsError) as exc:
+        # a folder of queued runs without its sweep.json cannot be resumed: remove it (nothing has run)
+        shutil.rmtree(folder, ignore_errors=True)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(";")[0]
+        raise ResultsError(f"could not write the sweep's folder {folder} ({why}); nothing was queued and the "
+                           "partial folder was removed: free space on that disk (or fix its permissions) and run "
+                           "sweep.py again") from exc
+
+
+def _fill_experiment(plan, points, experiment_id, folder, executor_facts):
     base_settings = settings_module.build(plan.base_values, plan.settings_class)
     runs = []
     for index, overrides in enumerate(points):
@@ -529,8 +548,10 @@ def submit(args, folder, run_names, manifest):
 
 
 def wait(jobs, workers, folder, run_names, out=sys.stderr):
-    """Wait for the jobs, printing progress; runs a dead worker left behind are marked failed."""
+    """Wait for the jobs, printing progress; runs a dead worker left behind are marked failed. Returns whether
+    a job ended with an error (its worker died: killed, out of memory)."""
     last = None
+    died = False
     pending = list(zip(jobs, workers))
     while pending:
         if pending and type(pending[0][0]).__name__ == "DebugJob":
@@ -539,7 +560,7 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
         still = []
         for job, worker in pending:
             if job.done():
-                _settle(job, worker, folder)
+                died = _settle(job, worker, folder) or died
             else:
                 still.append((job, worker))
         pending = still
@@ -550,10 +571,12 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
             last = line
         if pending:
             time.sleep(0.25)
+    return died
 
 
 def _settle(job, worker, folder, out=sys.stderr):
-    """A finished job whose worker died mid-run leaves the run 'running': say so in its status."""
+    """A finished job whose worker died mid-run leaves the run 'running': say so in its status. Returns
+    whether the job ended with an error."""
     try:
         error = job.exception()
     except Exception as exc:  # submitit could not even read the outcome
@@ -563,7 +586,8 @@ def _settle(job, worker, folder, out=sys.stderr):
         # (kill -9, the out-of-memory killer) before it could say anything: then the log ends with
         # submitit's own INFO lines, which name no cause
         lines = [line for line in str(error).strip().splitlines()
-                 if line.strip() and not line.lstrip().startswith(("submitit INFO", "submitit WARNING"))]
+                 if any(c.isalnum() for c in line)  # not submitit's '-----' separators
+                 and not line.lstrip().startswith(("submitit INFO", "submitit WARNING"))]
         error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
         print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
@@ -573,6 +597,24 @@ def _settle(job, worker, folder, out=sys.stderr):
         if owner.get("token") == worker.token and run_dir.status().get("state") in ("running", "queued"):
             run_dir.set_status("failed", error=f"the worker process ended while this run was in progress: "
                                f"{error or 'no error reported (killed? out of memory?)'}")
+    return error is not None
+
+
+def train_all(args, folder, run_names, manifest, jobs):
+    """Submit the runs and wait for them; where a worker dies (killed, out of memory) and leaves runs it had
+    not reached queued, they go to new workers, as long as each round finishes some: a failing run never
+    stops the others. `jobs` collects every job submitted (for a Ctrl-C to cancel)."""
+    todo = list(run_names)
+    while True:
+        new_jobs, workers = submit(args, folder, todo, manifest)
+        jobs.extend(new_jobs)
+        died = wait(new_jobs, workers, folder, run_names)
+        left = [name for name in todo if RunDir(folder / name).status().get("state") == "queued"]
+        if not (died and left and len(left) < len(todo)):
+            return
+        print(f"a worker ended before reaching {'runs' if len(left) > 1 else 'run'} {', '.join(left)}: "
+              "new workers take them", file=sys.stderr, flush=True)
+        todo = left
 
 
 def _finished(job):
@@ -621,6 +663,15 @@ def prepare_resume(folder, grace=10.0):
     before the resume is refused."""
     manifest = read_json(folder / "sweep.json")
     if manifest is None:
+        if not folder.is_dir():
+            parent = folder.parent
+            found = [p.name for p in parent.iterdir() if (p / "sweep.json").exists()] if parent.is_dir() else []
+            sweeps = sorted(found, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+            raise SweepError(f"there is no sweep {folder}" + (f"; the sweeps in {parent}: {', '.join(sweeps)}"
+                                                              if sweeps else f"; {parent} holds no sweep"))
+        if (folder / "sweep.json").exists():
+            raise SweepError(f"{folder / 'sweep.json'} cannot be read (damaged?): the runs' own folders are intact "
+                             "(python report.py reads them), but resuming needs the manifest")
         raise SweepError(f"{folder} has no sweep.json: not a sweep folder")
     names = [run["run"] for run in manifest["runs"]]
     _wait_for(lambda: not _alive_runs(folder, names), grace)
@@ -628,7 +679,8 @@ def prepare_resume(folder, grace=10.0):
     if alive:
         pids = " ".join(sorted({str(pid) for _, pid in alive}))
         raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
-                         + f"; wait for them, or stop them (Ctrl-C in the sweep that started them, or kill {pids}) "
+                         + f"; wait for them, or stop them (Ctrl-C in the sweep that started them, or kill -INT {pids}: "
+                         "workers ignore a plain kill, SIGTERM, as submitit's jobs do) "
                          "and resume again")
     held = _held_by_slurm(folder, names)
     if held:
@@ -781,6 +833,7 @@ def main(argv=None):
 def _main(argv):
     args = parse_args(argv)
     root = Path(args.results_root)
+    folder = None  # the sweep's folder, once it exists
     try:
         if args.resume:
             # an id under --results-root, or the sweep folder's path as report.py takes it
@@ -821,14 +874,15 @@ def _main(argv):
             _, folder, manifest = create_experiment(plan, root, facts)
             run_names = [r["run"] for r in manifest["runs"]]
             print(f"queued {len(run_names)} jobs in {folder}", file=sys.stderr)
-        jobs, workers = submit(args, folder, run_names, manifest)
         should_wait = args.wait if args.wait is not None else args.executor != "slurm"
         if not should_wait:
+            jobs, _ = submit(args, folder, run_names, manifest)
             ids = ", ".join(str(j.job_id) for j in jobs)
             print(f"submitted {len(jobs)} jobs ({ids}); follow with: python report.py {folder}")
             return 0
+        jobs = []
         try:
-            wait(jobs, workers, folder, run_names)
+            train_all(args, folder, run_names, manifest, jobs)
         except KeyboardInterrupt as stop:
             for job in jobs:
                 try:
@@ -852,8 +906,19 @@ def _main(argv):
     except (SweepError, settings_module.SettingsError, ResultsError) as exc:
         print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
         return 2
+    except OSError as exc:  # the results folder became read-only or full while the sweep ran
+        where = exc.filename or folder or root
+        problem = "disk full" if disk_full(exc, where) else (exc.strerror or str(exc))
+        print(f"error: {problem}: {where}; files already written are intact"
+              + (f"; fix that and resume with: {resume_command(folder)}" if folder and (folder / "sweep.json").exists()
+                 else "; fix that and run sweep.py again"), file=sys.stderr)
+        return 2
     except KeyboardInterrupt as stop:
-        print("\nnothing queued", file=sys.stderr)
+        if folder is not None and (folder / "sweep.json").exists():  # a second Ctrl-C during the first's cleanup
+            print(f"\ninterrupted: finished runs are kept in {folder}; resume with: {resume_command(folder)}",
+                  file=sys.stderr)
+        else:
+            print("\nnothing queued", file=sys.stderr)
         return exit_code(stop)
 
 

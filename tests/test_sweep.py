@@ -56,7 +56,7 @@ def test_flags_take_the_same_path_as_answers(tiny_base):
     (["{base}", "lr", "0.1", "END", "lr"], "already varied"),
     (["{base}", "task"], "cannot be varied"),
     (["{base}", "sequence_length", "10", "END", "target_func", "func16", "END", "END"],
-     "target_func = 'func16' does not go with the base settings and the values varied before it"),
+     "sequence_length = 10 does not suit func16"),
     (["{base}", "target_func", "func7", "func16", "END", "sequence_length", "10", "END", "END"], "impossible"),
 ])
 def test_scripted_mistakes_are_named(tiny_base, answers, needle):
@@ -64,6 +64,33 @@ def test_scripted_mistakes_are_named(tiny_base, answers, needle):
     with pytest.raises((sweep.SweepError, settings.SettingsError)) as err:
         scripted(answers)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("vary", [
+    ["lr_schedule='multistep'", "lr_milestones=[1,2],[1]"], ["lr_milestones=[1,2],[1]", "lr_schedule='multistep'"],
+    ["lr=1e-6", "eta_min=0.0"], ["eta_min=0.0", "lr=1e-6"]])
+def test_flags_whose_values_need_each_other_are_accepted_in_either_order(tiny_base, vary):
+    # each value was checked against the base and the settings varied before it: the order of the flags
+    # decided whether lr_schedule = 'multistep' (needs lr_milestones) or lr = 1e-6 (< the base's eta_min) passed
+    base = write_settings(tiny_base.parent / "base_eta.py", {**TINY, "lr_schedule": "cosine", "eta_min": 1e-5})
+    plan = sweep.collect(sweep.ScriptedAsker(sweep.flags_to_answers(str(base), vary)), yes=True)
+    assert len(sweep.grid(plan)) == (2 if "milestones" in "".join(vary) else 1)
+
+
+def test_resume_names_the_sweeps_there_are_and_a_damaged_manifest(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0", "--executor", "inprocess", "--yes"]) == 0
+    capsys.readouterr()
+    assert sweep.main(["--resume", "7"]) == 2
+    assert "there is no sweep results_new/7; the sweeps in results_new: 0" in capsys.readouterr().err
+    Path("results_new/0/sweep.json").write_text('{"runs": [')
+    assert sweep.main(["--resume", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "results_new/0/sweep.json cannot be read (damaged?)" in err and "Traceback" not in err
+
+
+def test_an_empty_vary_value_is_named_as_such(tiny_base):
+    with pytest.raises(sweep.SweepError, match="--vary 'lr=': give at least one value after '='"):
+        sweep.flags_to_answers(str(tiny_base), ["lr="])
 
 
 def test_a_base_naming_a_missing_checkpoint_says_to_edit_it(tmp_path):
@@ -340,7 +367,7 @@ def test_resume_refuses_a_run_whose_process_is_alive_and_waits_for_one_that_exit
     try:
         folder = _sweep_with_a_running_run(tiny_base, sleeper.pid)
         with pytest.raises(sweep.SweepError, match=f"still running on this machine: run 1 \\(pid {sleeper.pid}\\);"
-                                                   f".* or kill {sleeper.pid}\\)"):
+                                                   f".* or kill -INT {sleeper.pid}: workers ignore a plain"):
             sweep.prepare_resume(folder, grace=0.5)
         assert RunDir(folder / "0").status()["state"] == "done"  # nothing was touched
         # a process that exits within the grace period no longer blocks the resume
@@ -424,14 +451,90 @@ def test_a_worker_killed_without_a_word_is_said_to_be_killed_not_named_by_submit
     run.claim("token-1")
     run.set_status("running")
     log = ("submitit INFO (2026-12-02 05:00:00,000) - Starting with JobEnvironment(job_id=42)\n"
-           "submitit INFO (2026-12-02 05:00:00,001) - Loading pickle: /x/42_submitted.pkl\n")
+           "submitit INFO (2026-12-02 05:00:00,001) - Loading pickle: /x/42_submitted.pkl\n"
+           "----------------------------------------\n")  # (a separator submitit writes after a crash)
     job = SimpleNamespace(exception=lambda: RuntimeError(log), job_id="42", paths=SimpleNamespace(stderr="42.err"))
     out = io.StringIO()
     sweep._settle(job, SimpleNamespace(run_names=["0"], token="token-1"), tmp_path, out=out)
     assert "Loading pickle" not in out.getvalue() and "killed? out of memory?" in out.getvalue()
+    assert "-----" not in out.getvalue()
     status = run.status()
     assert status["state"] == "failed" and "killed? out of memory?" in status["error"]
     assert "Loading pickle" not in status["error"]
+
+
+def test_a_sweep_whose_folder_cannot_be_filled_leaves_no_folder_that_resume_cannot_read(tiny_base, monkeypatch,
+                                                                                            capsys):
+    # the disk fills while the runs' folders are written: no sweep.json yet, so no --resume could take it
+    import errno
+    real = RunDir.write_settings
+    written = []
+
+    def full_on_the_second(self, *args, **kwargs):
+        written.append(self.path.name)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "config.py"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunDir, "write_settings", full_on_the_second)
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was queued" in err and "Traceback" not in err
+    assert not any(Path("results_new").iterdir())
+
+
+def test_a_results_folder_that_turns_read_only_mid_sweep_gets_one_line_and_the_resume_command(tiny_base, monkeypatch,
+                                                                                               capsys):
+    import errno
+
+    def read_only(jobs, workers, folder, run_names):
+        raise OSError(errno.EROFS, "Read-only file system", str(folder / "0" / "claim.json"))
+
+    monkeypatch.setattr(sweep, "wait", read_only)
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "error: Read-only file system: " in err and "claim.json" in err and "Traceback" not in err
+    assert "resume with: python sweep.py --resume" in err
+
+
+def test_a_second_ctrl_c_during_the_first_s_cleanup_still_gives_the_resume_command(tiny_base, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "wait", interrupted)
+    monkeypatch.setattr(sweep, "stop_workers", interrupted)  # the second Ctrl-C lands in the cleanup
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 130
+    err = capsys.readouterr().err
+    assert "nothing queued" not in err and "resume with: python sweep.py --resume" in err
+
+
+def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(tiny_base, monkeypatch, capsys):
+    # the worker of runs 0 and 1 is killed (kill -9, the out-of-memory killer) while it trains run 0: run 0
+    # fails, and run 1, which it never reached, is trained by a new worker instead of staying queued
+    from types import SimpleNamespace
+    submitted = []
+
+    def fake_submit(args, folder, run_names, manifest):
+        submitted.append(list(run_names))
+        token = f"token-{len(submitted)}"
+        first = RunDir(folder / run_names[0])
+        if len(submitted) == 1:  # killed while training run 0
+            first.claim(token)
+            first.set_status("running")
+            error = RuntimeError("submitit INFO (2026-12-02) - Starting\n----------------------------------------\n")
+        else:
+            first.set_status("done")
+            error = None
+        job = SimpleNamespace(done=lambda: True, exception=lambda: error, job_id=str(len(submitted)),
+                              paths=SimpleNamespace(stderr="x.err"))
+        return [job], [SimpleNamespace(run_names=list(run_names), token=token)]
+
+    monkeypatch.setattr(sweep, "submit", fake_submit)
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "local", "--yes"]) == 1
+    assert submitted == [["0", "1"], ["1"]]
+    folder = Path("results_new") / "0"
+    assert [RunDir(folder / n).status()["state"] for n in "01"] == ["failed", "done"]
+    assert "a worker ended before reaching run 1: new workers take them" in capsys.readouterr().err
 
 
 def test_a_bad_grid_value_is_quoted_once_in_its_error(tiny_base, capsys):

@@ -184,6 +184,8 @@ class CommonSettings:
             notes.append(f"threads = {self.threads} is more than the {cores} cores this process may use: the "
                          "threads contend and the run is slower than with fewer (the numbers are those of "
                          f"threads = {self.threads} all the same)")
+        if self.lr == 0:
+            notes.append("lr = 0: the optimiser never changes the weights; the run evaluates its initial model")
         if self.lr_milestones and self.lr_schedule != "multistep":
             notes.append(f"lr_milestones = {self.lr_milestones!r} has no effect with lr_schedule = "
                          f"{self.lr_schedule!r}: they apply to 'multistep'")
@@ -233,6 +235,8 @@ def parse_value(text):
 def load_file(path):
     """Read a settings file (Python `name = value` lines, or JSON) into a dict, in file order."""
     path = Path(path)
+    if path.is_dir():
+        raise SettingsError(f"{path} is a folder, not a settings file: name a file in it, e.g. its config.py")
     if not path.is_file():
         raise SettingsError(f"settings file not found: {path}")
     try:

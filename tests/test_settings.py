@@ -117,3 +117,14 @@ def test_another_task_s_settings_under_a_changed_task_are_named_in_one_line():
     with pytest.raises(settings.SettingsError) as error:  # a lone misspelling keeps its suggestion
         settings.build({"task": "group_arithmetic", "lrr": 0.1})
     assert "did you mean 'lr'?" in error.value.problems[0]
+
+
+def test_a_folder_given_as_the_settings_file_is_named_a_folder(tmp_path):
+    with pytest.raises(settings.SettingsError, match="is a folder, not a settings file"):
+        settings.load_file(tmp_path)
+
+
+def test_a_zero_learning_rate_is_noted():
+    assert any(note.startswith("lr = 0: the optimiser never changes the weights") for note in
+               settings.build({"lr": 0.0, "eta_min": 0.0}).notes())
+    assert not any(note.startswith("lr = 0") for note in settings.build({}).notes())

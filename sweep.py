@@ -587,7 +587,7 @@ def _settle(job, worker, folder, out=sys.stderr):
         # submitit's own INFO lines, which name no cause
         lines = [line for line in str(error).strip().splitlines()
                  if any(c.isalnum() for c in line)  # not submitit's '-----' separators
-                 and not line.lstrip().startswith(("submitit INFO", "submitit WARNING"))]
+                 and not line.lstrip().startswith(("submitit INFO", "submitit WARNING", "No error stream produced"))]
         error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
         print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)

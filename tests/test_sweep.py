@@ -66,6 +66,21 @@ def test_scripted_mistakes_are_named(tiny_base, answers, needle):
     assert needle in str(err.value)
 
 
+def test_submitit_s_empty_error_stream_is_not_quoted_as_the_error(tmp_path):
+    # a worker killed with an empty stderr: submitit's whole message is that there is none
+    import io
+    from types import SimpleNamespace
+    run = RunDir(tmp_path / "0")
+    run.path.mkdir()
+    run.claim("token-1")
+    run.set_status("running")
+    error = RuntimeError("No error stream produced. Look at stdout: /x/.submitit/42_0_log.out")
+    job = SimpleNamespace(exception=lambda: error, job_id="42", paths=SimpleNamespace(stderr="42.err"))
+    out = io.StringIO()
+    assert sweep._settle(job, SimpleNamespace(run_names=["0"], token="token-1"), tmp_path, out=out)
+    assert "No error stream" not in out.getvalue() and "killed? out of memory?" in run.status()["error"]
+
+
 @pytest.mark.parametrize("vary", [
     ["lr_schedule='multistep'", "lr_milestones=[1,2],[1]"], ["lr_milestones=[1,2],[1]", "lr_schedule='multistep'"],
     ["lr=1e-6", "eta_min=0.0"], ["eta_min=0.0", "lr=1e-6"]])

@@ -69,7 +69,17 @@ def rows(folder):
             lines = [line.strip() for line in str(status.get("error", "")).splitlines() if line.strip()]
             row["error"] = lines[-1] if lines else ""
         out.append(row)
-    return out
+    # runs the sweep's manifest lists whose folder is gone (deleted by hand): a row says so, not silence
+    present = {row["run"] for row in out}
+    manifest = read_json(folder / "sweep.json") if (folder / "sweep.json").exists() else None
+    for run in (manifest or {}).get("runs", []):
+        if str(run.get("run")) not in present:
+            overrides = run.get("overrides", {})
+            base = manifest.get("base_settings", {})
+            out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
+                        "status": "missing", "error": f"{folder / str(run['run'])} is gone; restore it to "
+                                                      "report or resume it"})
+    return sorted(out, key=lambda row: (not row["run"].isdigit(), int(row["run"]) if row["run"].isdigit() else 0))
 
 
 def group_rows(table, names):

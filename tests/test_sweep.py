@@ -321,6 +321,17 @@ def test_report_csv(tiny_base, tmp_path):
     assert lines[0].startswith("run,lr,seed,status") and len(lines) == 3
 
 
+def test_report_shows_a_run_whose_folder_was_deleted_as_missing(tiny_base, tmp_path):
+    import shutil
+    assert sweep.main(["--base", str(tiny_base), "--vary", "lr=0.01,0.02,0.03", "--executor", "inprocess",
+                       "--yes"]) == 0
+    shutil.rmtree(tmp_path / "results_new" / "0" / "1")
+    table = report.rows(tmp_path / "results_new" / "0")
+    assert [(row["run"], row["lr"], row["status"]) for row in table] == [("0", 0.01, "done"), ("1", 0.02, "missing"),
+                                                                        ("2", 0.03, "done")]
+    assert "results_new/0/1 is gone" in table[1]["error"]
+
+
 def test_slurm_script_has_an_array_and_no_gpu_line(tiny_base, tmp_path, monkeypatch):
     fake = fake_slurm(tmp_path, monkeypatch, job=4242)
     code = sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "slurm",

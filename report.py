@@ -73,7 +73,7 @@ def rows(folder):
     present = {row["run"] for row in out}
     manifest = read_json(folder / "sweep.json") if (folder / "sweep.json").exists() else None
     for run in (manifest or {}).get("runs", []):
-        if str(run.get("run")) not in present:
+        if "run" in run and str(run["run"]) not in present:
             overrides = run.get("overrides", {})
             base = manifest.get("base_settings", {})
             out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},

@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import operator
+import re
 import types
 import typing
 from pathlib import Path
@@ -374,7 +375,7 @@ def build(values, settings_class=None):
         except tasks.UnknownTask as exc:
             raise SettingsError(str(exc))
     fields = fields_of(settings_class)
-    problems, clean = [], {}
+    problems, clean, bad = [], {}, []
     for group in EXCLUSIVE:  # a budget or interval given in one unit: the defaults of the others step aside
         if any(values.get(name) for name in group):
             clean.update({name: _unset(name) for name in group if name not in values and name in fields})
@@ -394,7 +395,15 @@ def build(values, settings_class=None):
             clean[name] = check_value(fields[name], value)
         except SettingsError as exc:
             problems.extend(exc.problems)
+            bad.append(name)
     if problems:
+        # every problem at once: the checks across settings too, on the valid values (the invalid ones at
+        # their defaults), keeping those that do not name an invalid setting
+        try:
+            more = settings_class(**clean).check() if not unknown else []
+        except Exception:  # noqa: BLE001 (values that only make sense together: the first problems suffice)
+            more = []
+        problems += [p for p in more if not any(re.search(rf"\b{re.escape(name)}\b", p) for name in bad)]
         raise SettingsError(problems)
     result = settings_class(**clean)
     problems = result.check()

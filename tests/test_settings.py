@@ -128,3 +128,15 @@ def test_a_zero_learning_rate_is_noted():
     assert any(note.startswith("lr = 0: the optimiser never changes the weights") for note in
                settings.build({"lr": 0.0, "eta_min": 0.0}).notes())
     assert not any(note.startswith("lr = 0") for note in settings.build({}).notes())
+
+
+def test_a_problem_across_settings_is_reported_with_a_problem_of_one_setting():
+    # n_embd out of range and lr = 0 below the default eta_min: both at once, not the second on the next try
+    with pytest.raises(settings.SettingsError) as err:
+        settings.build({"n_embd": -16, "lr": 0.0})
+    text = str(err.value)
+    assert "n_embd = -16 is below its minimum" in text and "eta_min = 1e-05 is larger than lr = 0.0" in text
+    # a check across settings that names the invalid one (here n_embd at its default) is left out
+    with pytest.raises(settings.SettingsError) as err:
+        settings.build({"n_embd": -16})
+    assert len(err.value.problems) == 1

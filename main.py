@@ -126,20 +126,25 @@ def run_folder(path, echo=False, note=None):
     return run(settings, run_dir, echo=echo, note=note)
 
 
+RUN_FILES = ("config.py", "config.json", "status.json", "logs.log", "metrics.jsonl", "summary.json",
+             "checkpoint.pt", "claim.json")  # what a run writes in its folder
+
+
 def _check_not_foreign(where):
-    """A --results-path folder that holds something other than a run (a sweep's folder, a user's own files)
-    is refused (ResultsError): the run's files would overwrite files of the same names, and in a sweep's
-    folder hide the sweep's runs from report.py. An empty folder, or one with a run's config.json, is fine."""
+    """A --results-path folder that holds a sweep (its runs would vanish from report.py behind this run's
+    files), or files of the names a run writes without being a run (a user's own config.py, metrics.jsonl:
+    they would be overwritten), is refused (ResultsError). Other files (a log the shell redirects there, a
+    .gitkeep) are left alone beside the run's."""
     if not where.is_dir():
         return
-    entries = sorted(p.name for p in where.iterdir())
-    if not entries or ("config.json" in entries and "sweep.json" not in entries):
-        return
-    what = "a sweep (sweep.json)" if "sweep.json" in entries else "no run (no config.json)"
-    shown = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
-    raise ResultsError(f"{where} is not empty and holds {what}: {shown}. A run's files would overwrite files "
-                       "of the same names there; choose a new or empty --results-path (or a run's own folder "
-                       "to resume it)")
+    entries = {p.name for p in where.iterdir()}
+    if "sweep.json" in entries:
+        raise ResultsError(f"{where} holds a sweep (sweep.json): this run's files would hide its runs from "
+                           "report.py; choose a new or empty --results-path, or one run's folder of the sweep")
+    clash = sorted(entries & set(RUN_FILES))
+    if clash and "config.json" not in entries:
+        raise ResultsError(f"{where} holds {', '.join(clash)} but no run (no config.json): this run would overwrite "
+                           "them; choose a new or empty --results-path, or move them")
 
 
 def _check_earlier_run(run_dir, settings):

@@ -185,8 +185,6 @@ class CommonSettings:
             notes.append(f"threads = {self.threads} is more than the {cores} cores this process may use: the "
                          "threads contend and the run is slower than with fewer (the numbers are those of "
                          f"threads = {self.threads} all the same)")
-        if self.lr == 0:
-            notes.append("lr = 0: the optimiser never changes the weights; the run evaluates its initial model")
         if self.lr_milestones and self.lr_schedule != "multistep":
             notes.append(f"lr_milestones = {self.lr_milestones!r} has no effect with lr_schedule = "
                          f"{self.lr_schedule!r}: they apply to 'multistep'")

@@ -221,6 +221,8 @@ def collect(asker, yes=False):
     try:
         points = grid(plan)  # every grid point valid before the question that queues them
     except SweepError as exc:
+        if isinstance(asker, ScriptedAsker):  # flags or an answers file: the person has them already
+            raise
         raise SweepError(f"{exc}\n{save_answers(plan.answers)}")
     plan.description = describe_grid(plan, points)
     if not yes:
@@ -355,13 +357,15 @@ def create_experiment(plan, root, executor_facts):
     experiment_id, folder = allocate_dir(root)
     try:
         return _fill_experiment(plan, points, experiment_id, folder, executor_facts)
-    except (OSError, ResultsError) as exc:
+    except (OSError, ResultsError, KeyboardInterrupt) as exc:
         # a folder of queued runs without its sweep.json cannot be resumed: remove it (nothing has run)
         shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(";")[0]
-        raise ResultsError(f"could not write the sweep's folder {folder} ({why}); nothing was queued and the "
-                           "partial folder was removed: free space on that disk (or fix its permissions) and run "
-                           "sweep.py again") from exc
+        gone = "the partial folder was removed" if not folder.exists() else f"remove the partial folder {folder}"
+        raise ResultsError(f"could not write the sweep's folder {folder} ({why}); nothing was queued and {gone}: "
+                           "free space on that disk (or fix its permissions) and run sweep.py again") from exc
 
 
 def _fill_experiment(plan, points, experiment_id, folder, executor_facts):
@@ -549,7 +553,7 @@ def submit(args, folder, run_names, manifest):
 
 def wait(jobs, workers, folder, run_names, out=sys.stderr):
     """Wait for the jobs, printing progress; runs a dead worker left behind are marked failed. Returns whether
-    a job ended with an error (its worker died: killed, out of memory)."""
+    a worker died without an error of its own (killed, out of memory)."""
     last = None
     died = False
     pending = list(zip(jobs, workers))
@@ -576,7 +580,9 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
 
 def _settle(job, worker, folder, out=sys.stderr):
     """A finished job whose worker died mid-run leaves the run 'running': say so in its status. Returns
-    whether the job ended with an error."""
+    whether the worker died without an error of its own (kill -9, the out-of-memory killer), the one ending
+    whose unreached runs new workers take: a worker stopped on purpose (kill -INT, scancel) says so."""
+    silent = False
     try:
         error = job.exception()
     except Exception as exc:  # submitit could not even read the outcome
@@ -588,6 +594,7 @@ def _settle(job, worker, folder, out=sys.stderr):
         lines = [line for line in str(error).strip().splitlines()
                  if any(c.isalnum() for c in line)  # not submitit's '-----' separators
                  and not line.lstrip().startswith(("submitit INFO", "submitit WARNING", "No error stream produced"))]
+        silent = not lines
         error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
         print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
@@ -597,12 +604,13 @@ def _settle(job, worker, folder, out=sys.stderr):
         if owner.get("token") == worker.token and run_dir.status().get("state") in ("running", "queued"):
             run_dir.set_status("failed", error=f"the worker process ended while this run was in progress: "
                                f"{error or 'no error reported (killed? out of memory?)'}")
-    return error is not None
+    return silent
 
 
 def train_all(args, folder, run_names, manifest, jobs):
-    """Submit the runs and wait for them; where a worker dies (killed, out of memory) and leaves runs it had
-    not reached queued, they go to new workers, as long as each round finishes some: a failing run never
+    """Submit the runs and wait for them; where a worker dies without a word (kill -9, the out-of-memory
+    killer) and leaves runs it had not reached queued, they go to new workers, as long as each round
+    finishes some (a worker stopped on purpose, kill -INT or scancel, is not replaced): a failing run never
     stops the others. `jobs` collects every job submitted (for a Ctrl-C to cancel)."""
     todo = list(run_names)
     while True:
@@ -679,8 +687,8 @@ def prepare_resume(folder, grace=10.0):
     if alive:
         pids = " ".join(sorted({str(pid) for _, pid in alive}))
         raise SweepError("still running on this machine: " + ", ".join(f"run {name} (pid {pid})" for name, pid in alive)
-                         + f"; wait for them, or stop them (Ctrl-C in the sweep that started them, or kill -INT {pids}: "
-                         "workers ignore a plain kill, SIGTERM, as submitit's jobs do) "
+                         + "; wait for them, or stop them (Ctrl-C in the sweep that started them, or "
+                         f"kill -INT {pids}: workers ignore a plain kill, SIGTERM, as submitit's jobs do) "
                          "and resume again")
     held = _held_by_slurm(folder, names)
     if held:
@@ -838,7 +846,7 @@ def _main(argv):
         if args.resume:
             # an id under --results-root, or the sweep folder's path as report.py takes it
             given = Path(args.resume)
-            folder = given if (given / "sweep.json").exists() else root / str(args.resume)
+            folder = given if (given / "sweep.json").exists() or len(given.parts) > 1 else root / str(args.resume)
             manifest, run_names = prepare_resume(folder)
             reuse_submission_options(args, manifest)
             left_out = [r["run"] for r in manifest["runs"] if RunDir(folder / r["run"]).config() is None]
@@ -883,20 +891,17 @@ def _main(argv):
         jobs = []
         try:
             train_all(args, folder, run_names, manifest, jobs)
-        except KeyboardInterrupt as stop:
-            for job in jobs:
-                try:
-                    job.cancel(check=False)
-                except Exception:
-                    pass
-            # the cancel reaches the workers at once where SIGINT is honoured; where it is not (a sweep
-            # started in the background by a script), every second of waiting is another run trained
-            _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 1.5)
-            left = stop_workers(folder, run_names)
-            _wait_for(lambda: all(_finished(job) for job in jobs), 10)
-            print(f"\ninterrupted: finished runs are kept in {folder}; "
-                  + (f"workers {left} would not stop: stop them with kill -9 {left}; " if left else "")
-                  + f"resume with: {resume_command(folder)}", file=sys.stderr)
+        except (KeyboardInterrupt, OSError) as stop:
+            if isinstance(stop, OSError) and stop.filename is None:
+                raise  # not a file of the sweep's (a closed pipe, a terminal): not ours to explain
+            left = _stop_jobs(jobs, folder, run_names)
+            stopped = f"workers {left} would not stop: stop them with kill -9 {left}; " if left else ""
+            if isinstance(stop, OSError):  # the results folder turned read-only or full while the sweep ran
+                print(f"error: {_os_problem(stop)}: {stop.filename}; finished runs are kept in {folder}; {stopped}"
+                      f"fix that and resume with: {resume_command(folder)}", file=sys.stderr)
+                return 2
+            print(f"\ninterrupted: finished runs are kept in {folder}; {stopped}resume with: "
+                  f"{resume_command(folder)}", file=sys.stderr)
             return exit_code(stop)
         code = final_report(folder, run_names)
         return 1 if args.resume and left_out else code
@@ -906,20 +911,40 @@ def _main(argv):
     except (SweepError, settings_module.SettingsError, ResultsError) as exc:
         print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
         return 2
-    except OSError as exc:  # the results folder became read-only or full while the sweep ran
-        where = exc.filename or folder or root
-        problem = "disk full" if disk_full(exc, where) else (exc.strerror or str(exc))
-        print(f"error: {problem}: {where}; files already written are intact"
+    except OSError as exc:  # a file of the sweep's cannot be written (read-only, full) before its runs start
+        if exc.filename is None:
+            raise
+        print(f"error: {_os_problem(exc)}: {exc.filename}; files already written are intact"
               + (f"; fix that and resume with: {resume_command(folder)}" if folder and (folder / "sweep.json").exists()
                  else "; fix that and run sweep.py again"), file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
         if folder is not None and (folder / "sweep.json").exists():  # a second Ctrl-C during the first's cleanup
-            print(f"\ninterrupted: finished runs are kept in {folder}; resume with: {resume_command(folder)}",
-                  file=sys.stderr)
+            print(f"\ninterrupted: finished runs are kept in {folder}; a second stop cut the workers' shutdown "
+                  f"short, so some may still be training (python report.py {folder} shows them); resume with: "
+                  f"{resume_command(folder)}", file=sys.stderr)
         else:
             print("\nnothing queued", file=sys.stderr)
         return exit_code(stop)
+
+
+def _os_problem(exc):
+    return "disk full" if disk_full(exc, exc.filename) else (exc.strerror or str(exc))
+
+
+def _stop_jobs(jobs, folder, run_names):
+    """Cancel the jobs and stop this machine's workers of the sweep; the pids that would not stop, as text."""
+    for job in jobs:
+        try:
+            job.cancel(check=False)
+        except Exception:
+            pass
+    # the cancel reaches the workers at once where SIGINT is honoured; where it is not (a sweep started in
+    # the background by a script), every second of waiting is another run trained
+    _wait_for(lambda: all(_finished(job) for job in jobs) and not _alive_runs(folder, run_names), 1.5)
+    left = stop_workers(folder, run_names)
+    _wait_for(lambda: all(_finished(job) for job in jobs), 10)
+    return left
 
 
 def _ends_with_yes(asker):

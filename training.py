@@ -17,6 +17,7 @@ loop a `stacking.Stack`, whose step trains all members at once.
 import dataclasses
 import math
 import os
+import pickle
 import sys
 import time
 
@@ -323,6 +324,10 @@ def log_run_shape(log, accelerator, source, run_plan):
              f"{torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}")
 
 
+# what torch.load says of a file cut short (its zip reader)
+DAMAGED_ARCHIVE = ("PytorchStreamReader", "zip archive", "central directory", "file read failed")
+
+
 def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, source, task, rng=True):
     """(step, samples, train_time, history) of the run's checkpoint, loaded into model, optimizer, scheduler,
     source and task (and torch's random states with rng), or a fresh start's where there is none."""
@@ -330,7 +335,9 @@ def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, 
         return 0, 0, 0.0, []
     try:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 (a file cut short: torch's zip reader, pickle, EOF)
+    except (EOFError, pickle.UnpicklingError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not any(word in str(exc) for word in DAMAGED_ARCHIVE):
+            raise  # out of memory, a device: the file may be fine, so no advice to delete it
         raise ResultsError(f"{checkpoint_path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
                            "it is damaged, a write cut short? Delete it to train the run again from its start "
                            "(its folder and settings stay)") from exc

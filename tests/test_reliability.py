@@ -184,10 +184,40 @@ def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, 
     before = sorted(p.name for p in folder.iterdir())
     assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 2
     err = capsys.readouterr().err
-    assert f"{folder} is not empty" in err and ("sweep.json" if kind == "sweep" else "no config.json") in err
-    assert "Traceback" not in err
+    assert str(folder) in err and "Traceback" not in err
+    assert ("holds a sweep (sweep.json)" if kind == "sweep" else "holds config.py, metrics.jsonl but no run") in err
     assert sorted(p.name for p in folder.iterdir()) == before
     assert all((folder / name).read_text() == text for name, text in mine.items())
+
+
+def test_a_results_path_holding_other_files_than_a_run_s_takes_the_run_beside_them(tmp_path):
+    # the log the shell redirects there before main.py starts (> out/train.log), a .gitkeep
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "train.log").write_text("the shell's\n")
+    (folder / ".gitkeep").write_text("")
+    assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 0
+    assert (folder / "train.log").read_text() == "the shell's\n" and (folder / "summary.json").exists()
+
+
+def test_a_checkpoint_that_fails_to_load_for_another_reason_is_not_called_damaged(tmp_path, monkeypatch, capsys):
+    # out of memory while loading a sound checkpoint: no advice to delete it (that would lose the run's progress)
+    import torch
+    from conftest import TINY
+    from results import RunDir
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_settings(settings.build({**TINY, "n_epochs": 3, "checkpoint_every": 1}))
+    run.set_status("interrupted")
+    (run.path / "checkpoint.pt").write_bytes(b"sound")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    assert main.main(["--config", str(run.file("config.py")), "--results-path", str(run.path)]) == 1
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "Delete it" not in err
 
 
 def test_a_damaged_checkpoint_is_named_with_the_fix_not_a_traceback(tmp_path, capsys):
@@ -308,10 +338,17 @@ def test_answers_are_saved_when_the_grid_is_refused_after_the_questions(tiny_bas
     def refuse(plan):
         raise sweep.SweepError("some grid points are impossible; nothing was queued")
 
+    class Person:  # answers typed at the prompts (flags and answers files are not saved again)
+        def __init__(self, answers):
+            self.typed = sweep.ScriptedAsker(answers)
+
+        def ask(self, *args, **kwargs):
+            return self.typed.ask(*args, **kwargs)
+
     monkeypatch.setattr(sweep, "grid", refuse)
     answers = [str(tiny_base), "lr", "0.1", "END", "END"]
     with pytest.raises(sweep.SweepError) as error:
-        sweep.collect(sweep.ScriptedAsker(answers + ["y"]))
+        sweep.collect(Person(answers + ["y"]))
     message = str(error.value)
     saved = message.split("saved in ")[1].split(":")[0]
     assert (tmp_path / saved).read_text().splitlines() == answers

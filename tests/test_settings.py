@@ -124,12 +124,6 @@ def test_a_folder_given_as_the_settings_file_is_named_a_folder(tmp_path):
         settings.load_file(tmp_path)
 
 
-def test_a_zero_learning_rate_is_noted():
-    assert any(note.startswith("lr = 0: the optimiser never changes the weights") for note in
-               settings.build({"lr": 0.0, "eta_min": 0.0}).notes())
-    assert not any(note.startswith("lr = 0") for note in settings.build({}).notes())
-
-
 def test_a_problem_across_settings_is_reported_with_a_problem_of_one_setting():
     # n_embd out of range and lr = 0 below the default eta_min: both at once, not the second on the next try
     with pytest.raises(settings.SettingsError) as err:

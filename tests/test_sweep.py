@@ -95,12 +95,21 @@ def test_flags_whose_values_need_each_other_are_accepted_in_either_order(tiny_ba
 def test_resume_names_the_sweeps_there_are_and_a_damaged_manifest(tiny_base, capsys):
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0", "--executor", "inprocess", "--yes"]) == 0
     capsys.readouterr()
-    assert sweep.main(["--resume", "7"]) == 2
-    assert "there is no sweep results_new/7; the sweeps in results_new: 0" in capsys.readouterr().err
+    for given in ("7", "results_new/7"):
+        assert sweep.main(["--resume", given]) == 2
+        assert "there is no sweep results_new/7; the sweeps in results_new: 0" in capsys.readouterr().err
     Path("results_new/0/sweep.json").write_text('{"runs": [')
     assert sweep.main(["--resume", "0"]) == 2
     err = capsys.readouterr().err
     assert "results_new/0/sweep.json cannot be read (damaged?)" in err and "Traceback" not in err
+
+
+def test_an_impossible_grid_from_flags_writes_no_answers_file(tiny_base, capsys):
+    # a person at the prompts gets their answers saved; flags are already on the command line
+    assert sweep.main(["--base", str(tiny_base), "--vary", "sequence_length=10", "--vary", "target_func='func16'",
+                       "--executor", "inprocess", "--yes"]) == 2
+    assert "sequence_length = 10 does not suit func16" in capsys.readouterr().err
+    assert not list(Path(".").glob("sweep_answers_*"))
 
 
 def test_an_empty_vary_value_is_named_as_such(tiny_base):
@@ -516,11 +525,14 @@ def test_a_results_folder_that_turns_read_only_mid_sweep_gets_one_line_and_the_r
     def read_only(jobs, workers, folder, run_names):
         raise OSError(errno.EROFS, "Read-only file system", str(folder / "0" / "claim.json"))
 
+    stopped = []
     monkeypatch.setattr(sweep, "wait", read_only)
+    monkeypatch.setattr(sweep, "_stop_jobs", lambda jobs, folder, run_names: stopped.append(len(jobs)) or "")
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 2
     err = capsys.readouterr().err
     assert "error: Read-only file system: " in err and "claim.json" in err and "Traceback" not in err
     assert "resume with: python sweep.py --resume" in err
+    assert stopped == [1]  # its workers were stopped first: none trains on behind the message
 
 
 def test_a_second_ctrl_c_during_the_first_s_cleanup_still_gives_the_resume_command(tiny_base, monkeypatch, capsys):
@@ -534,7 +546,8 @@ def test_a_second_ctrl_c_during_the_first_s_cleanup_still_gives_the_resume_comma
     assert "nothing queued" not in err and "resume with: python sweep.py --resume" in err
 
 
-def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(tiny_base, monkeypatch, capsys):
+@pytest.mark.parametrize("ending", ["silent", "stopped"])
+def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(ending, tiny_base, monkeypatch, capsys):
     # the worker of runs 0 and 1 is killed (kill -9, the out-of-memory killer) while it trains run 0: run 0
     # fails, and run 1, which it never reached, is trained by a new worker instead of staying queued
     from types import SimpleNamespace
@@ -547,7 +560,8 @@ def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(tiny_base, monkey
         if len(submitted) == 1:  # killed while training run 0
             first.claim(token)
             first.set_status("running")
-            error = RuntimeError("submitit INFO (2026-12-02) - Starting\n----------------------------------------\n")
+            error = RuntimeError("submitit INFO (2026-12-02) - Starting\n----------------------------------------\n"
+                                 + ("" if ending == "silent" else "KeyboardInterrupt\n"))  # kill -INT: on purpose
         else:
             first.set_status("done")
             error = None
@@ -557,8 +571,11 @@ def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(tiny_base, monkey
 
     monkeypatch.setattr(sweep, "submit", fake_submit)
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "local", "--yes"]) == 1
-    assert submitted == [["0", "1"], ["1"]]
     folder = Path("results_new") / "0"
+    if ending == "stopped":  # a worker stopped on purpose is not replaced
+        assert submitted == [["0", "1"]] and RunDir(folder / "1").status()["state"] == "queued"
+        return
+    assert submitted == [["0", "1"], ["1"]]
     assert [RunDir(folder / n).status()["state"] for n in "01"] == ["failed", "done"]
     assert "a worker ended before reaching run 1: new workers take them" in capsys.readouterr().err
 

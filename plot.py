@@ -119,8 +119,13 @@ def main(argv=None):
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for path in module.plot(folder, out):
+    written = list(module.plot(folder, out))
+    for path in written:
         print(f"wrote {path}")
+    if not written:
+        print(f"nothing to plot: no run in {folder} has the finished evaluations these plots need "
+              f"(python report.py {folder} shows each run's state)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -578,23 +578,30 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
     return died
 
 
+# submitit's own lines in a job's error: its log lines, separators, and what it says of a job that ended
+# without a result ("Job 42 (task: 0) with path ...", "has not produced any output (state: FINISHED)",
+# "No error stream produced. Look at stdout: ...")
+SUBMITIT_LINES = re.compile(r"\s*(submitit (INFO|WARNING)|No error stream produced|has not produced any output"
+                            r"|Job \S+ \(task: \d+\) with path )")
+
+
 def _settle(job, worker, folder, out=sys.stderr):
-    """A finished job whose worker died mid-run leaves the run 'running': say so in its status. Returns
-    whether the worker died without an error of its own (kill -9, the out-of-memory killer), the one ending
-    whose unreached runs new workers take: a worker stopped on purpose (kill -INT, scancel) says so."""
-    silent = False
+    """A finished job whose worker died mid-run leaves its run 'running': mark it failed, with a line in its
+    logs.log. Returns whether the worker died that way (killed without a word: kill -9, the out-of-memory
+    killer), the one ending whose unreached runs new workers take; a worker stopped on purpose marks its run
+    interrupted itself (kill -INT), or its job was cancelled (scancel)."""
+    orphaned = False
     try:
         error = job.exception()
     except Exception as exc:  # submitit could not even read the outcome
         error = exc
+    cancelled = error is not None and "CANCELLED" in str(error)
     if error is not None:
         # submitit's error is its whole log: its last line says what failed, unless the worker was killed
-        # (kill -9, the out-of-memory killer) before it could say anything: then the log ends with
-        # submitit's own INFO lines, which name no cause
+        # (kill -9, the out-of-memory killer) before it could say anything: then only submitit's own lines
         lines = [line for line in str(error).strip().splitlines()
                  if any(c.isalnum() for c in line)  # not submitit's '-----' separators
-                 and not line.lstrip().startswith(("submitit INFO", "submitit WARNING", "No error stream produced"))]
-        silent = not lines
+                 and not SUBMITIT_LINES.match(line)]
         error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
         print(f"job {job.job_id} ended with an error: {error} "
               f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
@@ -602,9 +609,16 @@ def _settle(job, worker, folder, out=sys.stderr):
         run_dir = RunDir(folder / name)
         owner = run_dir.claim_owner() or {}
         if owner.get("token") == worker.token and run_dir.status().get("state") in ("running", "queued"):
-            run_dir.set_status("failed", error=f"the worker process ended while this run was in progress: "
-                               f"{error or 'no error reported (killed? out of memory?)'}")
-    return silent
+            orphaned = True
+            why = (f"the worker process ended while this run was in progress: "
+                   f"{error or 'no error reported (killed? out of memory?)'}")
+            run_dir.set_status("failed", error=why)
+            try:
+                with open(run_dir.file("logs.log"), "a", encoding="utf-8") as log:
+                    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR {why}\n")  # as logs.log's lines
+            except OSError:
+                pass  # status.json holds it
+    return orphaned and not cancelled
 
 
 def train_all(args, folder, run_names, manifest, jobs):
@@ -903,7 +917,8 @@ def _main(argv):
             print(f"\ninterrupted: finished runs are kept in {folder}; {stopped}resume with: "
                   f"{resume_command(folder)}", file=sys.stderr)
             return exit_code(stop)
-        code = final_report(folder, run_names)
+        # the whole sweep's state (a resume trains some of its runs; the others were done before)
+        code = final_report(folder, [run["run"] for run in manifest["runs"]])
         return 1 if args.resume and left_out else code
     except Cancelled:
         print("nothing queued")

@@ -66,19 +66,34 @@ def test_scripted_mistakes_are_named(tiny_base, answers, needle):
     assert needle in str(err.value)
 
 
-def test_submitit_s_empty_error_stream_is_not_quoted_as_the_error(tmp_path):
-    # a worker killed with an empty stderr: submitit's whole message is that there is none
+# what submitit 1.5.4 gives as the error of a local job whose worker was killed with kill -9 (captured)
+KILLED = ("Job 4730 (task: 0) with path /x/log/4730_0_result.pkl\n"
+          "has not produced any output (state: FINISHED)\n"
+          "No error stream produced. Look at stdout: /x/log/4730_0_log.out\n"
+          "----------------------------------------\n"
+          "submitit INFO (2026-12-02 09:19:28,632) - Starting with JobEnvironment(job_id=4730, hostname=vm)\n"
+          "submitit INFO (2026-12-02 09:19:28,632) - Loading pickle: /x/log/4730_submitted.pkl\n")
+
+
+@pytest.mark.parametrize("message, replaced", [
+    (KILLED, True),
+    (KILLED.replace("state: FINISHED", "state: CANCELLED by 1000"), False),  # scancel: on purpose
+])
+def test_a_worker_killed_without_a_word_fails_its_run_in_status_and_log_and_is_replaced(message, replaced, tmp_path):
     import io
     from types import SimpleNamespace
     run = RunDir(tmp_path / "0")
     run.path.mkdir()
     run.claim("token-1")
     run.set_status("running")
-    error = RuntimeError("No error stream produced. Look at stdout: /x/.submitit/42_0_log.out")
-    job = SimpleNamespace(exception=lambda: error, job_id="42", paths=SimpleNamespace(stderr="42.err"))
+    run.file("logs.log").write_text("2026-12-02 09:19:30 INFO step 100: ...\n")
+    job = SimpleNamespace(exception=lambda: RuntimeError(message), job_id="4730",
+                          paths=SimpleNamespace(stderr="4730.err"))
     out = io.StringIO()
-    assert sweep._settle(job, SimpleNamespace(run_names=["0"], token="token-1"), tmp_path, out=out)
-    assert "No error stream" not in out.getvalue() and "killed? out of memory?" in run.status()["error"]
+    assert sweep._settle(job, SimpleNamespace(run_names=["0"], token="token-1"), tmp_path, out=out) is replaced
+    for text in (out.getvalue(), run.status()["error"], run.file("logs.log").read_text().splitlines()[-1]):
+        assert "killed? out of memory?" in text and "has not produced" not in text and "Job 4730" not in text
+    assert run.status()["state"] == "failed"
 
 
 @pytest.mark.parametrize("vary", [
@@ -559,9 +574,12 @@ def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(ending, tiny_base
         first = RunDir(folder / run_names[0])
         if len(submitted) == 1:  # killed while training run 0
             first.claim(token)
-            first.set_status("running")
-            error = RuntimeError("submitit INFO (2026-12-02) - Starting\n----------------------------------------\n"
-                                 + ("" if ending == "silent" else "KeyboardInterrupt\n"))  # kill -INT: on purpose
+            if ending == "silent":  # kill -9: the run stays 'running', submitit has nothing but its own lines
+                first.set_status("running")
+                error = RuntimeError(KILLED)
+            else:  # kill -INT: the worker marks its run interrupted and its job ends with the KeyboardInterrupt
+                first.set_status("interrupted", error="interrupted")
+                error = RuntimeError("Traceback (most recent call last):\n  ...\nKeyboardInterrupt\n")
         else:
             first.set_status("done")
             error = None
@@ -574,6 +592,7 @@ def test_runs_a_killed_worker_never_reached_go_to_a_new_worker(ending, tiny_base
     folder = Path("results_new") / "0"
     if ending == "stopped":  # a worker stopped on purpose is not replaced
         assert submitted == [["0", "1"]] and RunDir(folder / "1").status()["state"] == "queued"
+        assert RunDir(folder / "0").status()["state"] == "interrupted"
         return
     assert submitted == [["0", "1"], ["1"]]
     assert [RunDir(folder / n).status()["state"] for n in "01"] == ["failed", "done"]
@@ -584,3 +603,22 @@ def test_a_bad_grid_value_is_quoted_once_in_its_error(tiny_base, capsys):
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x0", "--executor", "inprocess", "--yes"]) == 2
     err = capsys.readouterr().err
     assert "'0x0': the count after 'x' must be at least 1" in err and err.count("'0x0'") == 1
+
+
+def test_plot_says_so_where_no_run_has_what_its_plots_need(tmp_path, capsys):
+    import plot
+    run = RunDir(tmp_path / "sw" / "0")
+    run.path.mkdir(parents=True)
+    run.write_settings(settings.build({"task": "assoc_memory"}))
+    run.set_status("failed", error="killed")
+    assert plot.main([str(tmp_path / "sw")]) == 1
+    assert "nothing to plot: no run in" in capsys.readouterr().err
+
+
+def test_the_last_report_of_a_resume_counts_the_whole_sweep(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes"]) == 0
+    folder = Path("results_new") / "0"
+    RunDir(folder / "1").set_status("failed", error="boom")
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0"]) == 0
+    assert "sweep results_new/0: 3 done" in capsys.readouterr().out

@@ -360,11 +360,12 @@ class Run:
     def __init__(self, settings, run_dir, log):
         self.settings, self.run_dir, self.log = settings, run_dir, log
         self.failed = None
+        self.earlier = 0.0  # seconds earlier attempts took up to the checkpoint this one resumes
 
     def record(self, values, started, eval_time):
         """Append one evaluation's record to metrics.jsonl and its line to logs.log; returns the record."""
-        record = eval_record(self.plan, self.step, self.samples, values, self.scheduler.get_last_lr()[0], started,
-                             eval_time)
+        record = eval_record(self.plan, self.step, self.samples, values, self.scheduler.get_last_lr()[0],
+                             started - self.earlier, eval_time)
         self.metrics.append(record)
         self.log.info(_format_eval(record))
         return record
@@ -378,7 +379,7 @@ class Run:
         """summary.json (and the summary line) of the finished run, its checkpoint removed; returns the summary."""
         summary = summarise(self.settings, self.task, self.data, self.plan, self.metrics.records, self.step,
                             self.samples, (self.total, self.trainable), accelerator, self.data_time,
-                            self.train_time, started, self.notes)
+                            self.train_time, started - self.earlier, self.notes)
         finish(self.run_dir, self.log, summary, self.checkpoint)
         return summary
 
@@ -430,6 +431,8 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
         run.checkpoint, run.plan, accelerator.device, log, accelerator.unwrap_model(model), optimizer,
         run.scheduler, run.source, run.task, rng=not stacked)
     run.metrics = MetricsWriter(run_dir, history)
+    # the time earlier attempts took up to the checkpoint: a resumed run's elapsed and wall_time go on from it
+    run.earlier = float(history[-1].get("elapsed", 0.0)) if history else 0.0
     return run
 
 

@@ -214,6 +214,37 @@ RESUMABLE = {
 }
 
 
+def test_a_resumed_run_s_elapsed_and_wall_time_go_on_from_its_checkpoint(tmp_path, monkeypatch):
+    # the attempt before the stop took (as its records say) until elapsed e; the resumed attempt's records and
+    # wall_time count on from e, not from 0
+    s = settings.build({**RESUMABLE["target_functions"], "progress": "off"})
+    save = training._save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main.run(s, tmp_path / "run")
+    monkeypatch.setattr(training, "_save_checkpoint", save)
+    def timed():
+        return [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+
+    before = timed()
+    # as if the first attempt had taken 1000 s: its records' elapsed are what the resumed one counts on from
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(dict(r, elapsed=r["elapsed"] + 1000)) + "\n"
+                                                            for r in before))
+    checkpoint = torch.load(tmp_path / "run" / training.CHECKPOINT, weights_only=False)
+    checkpoint["history"] = [dict(r, elapsed=r["elapsed"] + 1000) for r in checkpoint["history"]]
+    torch.save(checkpoint, tmp_path / "run" / training.CHECKPOINT)
+    summary = main.run(s, tmp_path / "run")
+    after = timed()
+    assert all(r["elapsed"] >= 1000 for r in after[len(before):])
+    assert [r["elapsed"] for r in after] == sorted(r["elapsed"] for r in after)
+    assert summary["wall_time"] >= 1000
+
+
 @pytest.mark.parametrize("name", RESUMABLE)
 def test_a_run_stopped_at_a_checkpoint_and_resumed_writes_the_same_metrics(name, tmp_path, monkeypatch):
     s = settings.build({**RESUMABLE[name], "progress": "off"})

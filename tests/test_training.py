@@ -214,10 +214,8 @@ RESUMABLE = {
 }
 
 
-def test_a_resumed_run_s_elapsed_and_wall_time_go_on_from_its_checkpoint(tmp_path, monkeypatch):
-    # the attempt before the stop took (as its records say) until elapsed e; the resumed attempt's records and
-    # wall_time count on from e, not from 0
-    s = settings.build({**RESUMABLE["target_functions"], "progress": "off"})
+def stop_at_the_first_checkpoint(s, folder, monkeypatch):
+    """Run s into folder until its first checkpoint is written, then stop it as Ctrl-C would."""
     save = training._save_checkpoint
 
     def save_then_stop(*args, **kwargs):
@@ -226,8 +224,16 @@ def test_a_resumed_run_s_elapsed_and_wall_time_go_on_from_its_checkpoint(tmp_pat
 
     monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        main.run(s, tmp_path / "run")
+        main.run(s, folder)
     monkeypatch.setattr(training, "_save_checkpoint", save)
+
+
+def test_a_resumed_run_s_elapsed_and_wall_time_go_on_from_its_checkpoint(tmp_path, monkeypatch):
+    # the attempt before the stop took (as its records say) until elapsed e; the resumed attempt's records and
+    # wall_time count on from e, not from 0
+    s = settings.build({**RESUMABLE["target_functions"], "progress": "off"})
+    stop_at_the_first_checkpoint(s, tmp_path / "run", monkeypatch)
+
     def timed():
         return [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
 
@@ -249,19 +255,9 @@ def test_a_resumed_run_s_elapsed_and_wall_time_go_on_from_its_checkpoint(tmp_pat
 def test_a_run_stopped_at_a_checkpoint_and_resumed_writes_the_same_metrics(name, tmp_path, monkeypatch):
     s = settings.build({**RESUMABLE[name], "progress": "off"})
     main.run(s, tmp_path / "whole")
-
-    save = training._save_checkpoint
-
-    def save_then_stop(*args, **kwargs):
-        save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        main.run(s, tmp_path / "resumed")
+    stop_at_the_first_checkpoint(s, tmp_path / "resumed", monkeypatch)
     assert (tmp_path / "resumed" / training.CHECKPOINT).exists()
     stopped = len(records(tmp_path / "resumed"))
-    monkeypatch.setattr(training, "_save_checkpoint", save)
     main.run(s, tmp_path / "resumed")
 
     assert "resumed from checkpoint" in (tmp_path / "resumed" / "logs.log").read_text()

@@ -95,15 +95,27 @@ def group_rows(table, names):
         row["runs"] = len(members)
         done = [r for r in members if r["status"] == "done"]
         row["done"] = len(done)
-        for metric in sorted({m for r in members for m in r if m.endswith(("_accuracy", "_loss"))
-                              and not m.startswith(("best_", "first_"))}):
-            values = [r[metric] for r in done if isinstance(r.get(metric), (int, float))]
+        metrics = sorted({m for r in members for m in r if m.endswith(("_accuracy", "_loss"))
+                          and not m.startswith(("best_", "first_"))})
+        # the other numbers of a run (the programme's columns, the first epoch an accuracy reached 1, ...):
+        # averaged where every finished run has one (a run that never reached it has none: no mean then)
+        others = sorted({m for r in done for m in r if m not in metrics and m not in NOT_AVERAGED and m not in keys
+                         and all(_number(x.get(m)) for x in done)})
+        for metric in metrics + others:
+            values = [r[metric] for r in done if _number(r.get(metric))]
             if values:
                 row[f"{metric}_mean"] = statistics.fmean(values)
                 # one run has no spread: blank, not 0 (which would read as replicates agreeing exactly)
                 row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         out.append(row)
     return out
+
+
+NOT_AVERAGED = {"run", "seed", "status", "error", "epoch", "step", "wall_time"}
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def columns(table):

@@ -622,3 +622,16 @@ def test_the_last_report_of_a_resume_counts_the_whole_sweep(tiny_base, capsys):
     capsys.readouterr()
     assert sweep.main(["--resume", "0"]) == 0
     assert "sweep results_new/0: 3 done" in capsys.readouterr().out
+
+
+def test_grouped_reports_average_the_programme_s_own_numbers_where_every_finished_run_has_one():
+    table = [{"run": "0", "H": 4, "seed": 0, "status": "done", "test_accuracy": 1.0, "grokking_delay": 30,
+              "first_epoch_test_accuracy_1": 12, "epoch": 50, "wall_time": 3.0},
+             {"run": "1", "H": 4, "seed": 1, "status": "done", "test_accuracy": 0.5, "grokking_delay": 50,
+              "first_epoch_test_accuracy_1": None, "epoch": 50, "wall_time": 4.0},
+             {"run": "2", "H": 4, "seed": 2, "status": "failed", "grokking_delay": 1000}]
+    (row,) = report.group_rows(table, ["H", "seed"])
+    assert row["grokking_delay_mean"] == 40 and row["grokking_delay_std"] == pytest.approx(14.1421, abs=1e-4)
+    assert "first_epoch_test_accuracy_1_mean" not in row  # run 1 never reached it: no mean over the others
+    assert not any(key.startswith(("epoch", "wall_time", "seed")) for key in row)
+    assert row["test_accuracy_mean"] == 0.75

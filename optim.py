@@ -11,7 +11,9 @@ cosine may start with a linear warmup from 0 to lr over `warmup_steps` steps (HF
 first step); linear and cosine then decay from lr to `eta_min` over the remaining steps, reaching it when
 training ends (step total_steps, torch's and HF's convention). step, exponential and multistep are torch's
 multiplicative schedules, set in epochs (`lr_step_size`, `lr_gamma`, `lr_milestones`) and converted to
-steps with steps_per_epoch. Every scheduler's get_last_lr() is the rate the last step used.
+steps with steps_per_epoch. A scheduler's get_last_lr(), the `lr` of each metrics.jsonl record, is read after
+the schedule has stepped: the rate of the next step (at the end of a linear or cosine schedule, eta_min; with
+assoc_memory's per-epoch ramp, the next epoch's rate), as torch's and Hugging Face's trainers log it.
 """
 import math
 import types

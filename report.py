@@ -22,13 +22,18 @@ def run_folders(folder):
     return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def varied_names(folder):
+def manifest_of(folder):
+    """The sweep's sweep.json ({} for one run's folder, or with a warning where it is damaged)."""
     path = Path(folder) / "sweep.json"
     manifest = read_json(path)
     if manifest is None and path.exists():
         print(f"warning: {path} is unreadable (damaged): the columns of the varied settings are left out",
               file=sys.stderr)
-    manifest = manifest or {}
+    return manifest or {}
+
+
+def varied_names(folder, manifest=None):
+    manifest = manifest_of(folder) if manifest is None else manifest
     names = [v["name"] for v in manifest.get("vary", [])]
     if any("seed" in r.get("overrides", {}) for r in manifest.get("runs", [])) and "seed" not in names:
         names.append("seed")
@@ -37,7 +42,8 @@ def varied_names(folder):
 
 def rows(folder):
     folder = Path(folder)
-    names = varied_names(folder)
+    manifest = manifest_of(folder)
+    names = varied_names(folder, manifest)
     out = []
     for path in run_folders(folder):
         run = RunDir(path)
@@ -71,15 +77,15 @@ def rows(folder):
         out.append(row)
     # runs the sweep's manifest lists whose folder is gone (deleted by hand): a row says so, not silence
     present = {row["run"] for row in out}
-    manifest = read_json(folder / "sweep.json") if (folder / "sweep.json").exists() else None
-    for run in (manifest or {}).get("runs", []):
-        if "run" in run and str(run["run"]) not in present:
-            overrides = run.get("overrides", {})
-            base = manifest.get("base_settings", {})
-            out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
-                        "status": "missing", "error": f"{folder / str(run['run'])} is gone; restore it to "
-                                                      "report or resume it"})
-    return sorted(out, key=lambda row: (not row["run"].isdigit(), int(row["run"]) if row["run"].isdigit() else 0))
+    gone = [run for run in manifest.get("runs", []) if "run" in run and str(run["run"]) not in present]
+    base = manifest.get("base_settings", {})
+    for run in gone:
+        overrides = run.get("overrides", {})
+        out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
+                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; restore it to report or "
+                                                  "resume it"})
+    # a sweep's runs are numbered folders (run_folders' order); the missing go in their place
+    return sorted(out, key=lambda row: int(row["run"])) if gone else out
 
 
 def group_rows(table, names):

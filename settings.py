@@ -394,17 +394,16 @@ def build(values, settings_class=None):
         except SettingsError as exc:
             problems.extend(exc.problems)
             bad.append(name)
-    if problems:
-        # every problem at once: the checks across settings too, on the valid values (the invalid ones at
-        # their defaults), keeping those that do not name an invalid setting
-        try:
-            more = settings_class(**clean).check() if not unknown else []
-        except Exception:  # noqa: BLE001 (values that only make sense together: the first problems suffice)
-            more = []
-        problems += [p for p in more if not any(re.search(rf"\b{re.escape(name)}\b", p) for name in bad)]
-        raise SettingsError(problems)
-    result = settings_class(**clean)
-    problems = result.check()
+    # every problem at once: the checks across settings too, where a value is invalid on the valid values
+    # (the invalid ones at their defaults), keeping those that do not name an invalid setting
+    try:
+        result = None if unknown else settings_class(**clean)
+        across = result.check() if result is not None else []
+    except Exception:  # noqa: BLE001 (values that only make sense together: the first problems suffice)
+        if not problems:
+            raise
+        result, across = None, []
+    problems += [p for p in across if not any(re.search(rf"\b{re.escape(name)}\b", p) for name in bad)]
     if problems:
         raise SettingsError(problems)
     return result

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
-from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
-                     holder_alive, now, read_json)
+import report
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, close_logger, disk_full,
+                     ensure_writable, holder_alive, now, read_json, run_logger)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -613,11 +614,9 @@ def _settle(job, worker, folder, out=sys.stderr):
             why = (f"the worker process ended while this run was in progress: "
                    f"{error or 'no error reported (killed? out of memory?)'}")
             run_dir.set_status("failed", error=why)
-            try:
-                with open(run_dir.file("logs.log"), "a", encoding="utf-8") as log:
-                    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR {why}\n")  # as logs.log's lines
-            except OSError:
-                pass  # status.json holds it
+            log = run_logger(run_dir)  # (a line the disk cannot take is dropped: status.json holds it)
+            log.error(why)
+            close_logger(log)
     return orphaned and not cancelled
 
 
@@ -687,8 +686,8 @@ def prepare_resume(folder, grace=10.0):
     if manifest is None:
         if not folder.is_dir():
             parent = folder.parent
-            found = [p.name for p in parent.iterdir() if (p / "sweep.json").exists()] if parent.is_dir() else []
-            sweeps = sorted(found, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+            sweeps = [p.name for p in report.run_folders(parent) if (p / "sweep.json").exists()] \
+                if parent.is_dir() else []
             raise SweepError(f"there is no sweep {folder}" + (f"; the sweeps in {parent}: {', '.join(sweeps)}"
                                                               if sweeps else f"; {parent} holds no sweep"))
         if (folder / "sweep.json").exists():

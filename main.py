@@ -89,8 +89,8 @@ def run(settings, run_dir, echo=False, note=None):
             run_dir.set_status("interrupted", error="interrupted")
         raise
     except Exception as exc:
-        if isinstance(exc, (ResultsError, FloatingPointError)):  # the user must act (a full disk, a smaller
-            # lr): one line that says what, no traceback
+        if isinstance(exc, (ResultsError, FloatingPointError, settings_module.SettingsError)):  # the user must
+            # act (a full disk, a smaller lr, a warmup longer than the run): one line that says what, no traceback
             log.error(f"run failed: {exc}")
         else:
             log.error("run failed:\n" + traceback.format_exc())

@@ -20,6 +20,8 @@ import types
 
 import torch
 
+from settings import SettingsError
+
 OPTIMIZERS = ("adamw", "adam", "sgd", "muon")
 # "none" is "constant" under the name group_arithmetic's settings have always used
 SCHEDULES = ("constant", "none", "linear", "cosine", "step", "exponential", "multistep")
@@ -193,8 +195,9 @@ def make_scheduler(optimizer, s, total_steps, steps_per_epoch=1):
     if warmup and kind in EPOCH_SCHEDULES:
         raise ValueError(f"warmup_steps = {warmup} cannot go with lr_schedule = {kind!r}")
     if warmup and warmup >= total_steps:
-        raise ValueError(f"warmup_steps = {warmup} is not shorter than the run's {total_steps} optimiser steps: "
-                         "the rate would never reach lr")
+        # known only now where the budget is in epochs or samples (the training set's size): the user's to mend
+        raise SettingsError(f"warmup_steps = {warmup} is not shorter than the run's {total_steps} optimiser steps: "
+                            "the rate would never reach lr; lower warmup_steps or lengthen the run")
     sched = torch.optim.lr_scheduler
     if kind == "cosine" and not warmup:
         # torch's recursive form, not rate_at's closed one: they differ in the last bits, and runs made

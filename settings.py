@@ -161,6 +161,9 @@ class CommonSettings:
             problems.append(f"warmup_steps = {self.warmup_steps} cannot go with lr_schedule = {self.lr_schedule!r}: "
                             "warmup leads into a constant, linear or cosine schedule; set warmup_steps = 0 or "
                             "choose one of those")
+        elif self.warmup_steps and self.n_steps and self.warmup_steps >= self.n_steps:
+            problems.append(f"warmup_steps = {self.warmup_steps} is not shorter than n_steps = {self.n_steps}: the "
+                            "rate would never reach lr; lower warmup_steps or raise n_steps")
         if stream and self.lr_schedule in ("step", "exponential", "multistep"):
             problems.append(f"lr_schedule = {self.lr_schedule!r} is set in epochs, but this run draws a fresh "
                             "training batch every step and has no epochs; choose constant, linear or cosine")

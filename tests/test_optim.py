@@ -298,6 +298,7 @@ def refusal(**values):
     (dict(optim="adamm"), ["optim = 'adamm'", "did you mean 'adam'"]),
     (dict(lr_schedule="cosin"), ["lr_schedule = 'cosin'", "did you mean 'cosine'"]),
     (dict(warmup_steps=-1), ["warmup_steps = -1 is below its minimum"]),
+    (dict(warmup_steps=100, n_steps=100, n_epochs=None), ["warmup_steps = 100 is not shorter than n_steps = 100"]),
 ])
 def test_settings_that_cannot_go_together_are_refused_naming_the_setting(values, needles):
     message = refusal(**values)
@@ -317,7 +318,8 @@ def test_warmup_with_linear_cosine_constant_is_accepted():
 
 
 def test_warmup_as_long_as_the_run_is_refused_when_the_run_is_known():
-    with pytest.raises(ValueError, match="warmup_steps = 20 is not shorter than the run's 20"):
+    # a SettingsError (the user's to mend, reported in one line), known only once the data gives the steps
+    with pytest.raises(SettingsError, match="warmup_steps = 20 is not shorter than the run's 20"):
         schedule(20, warmup_steps=20, lr_schedule="constant")
 
 

@@ -241,6 +241,14 @@ def test_a_loss_that_turns_non_finite_fails_in_one_line(tmp_path, capsys):
     assert "training loss became" in err and "try a smaller lr" in err and "Traceback" not in err
 
 
+def test_a_warmup_longer_than_an_epoch_budget_fails_in_one_line(tmp_path, capsys):
+    # the steps of an n_epochs budget are known only once the data is built: a failed run, said in one line
+    assert main.main(["--set", "n_epochs=1", "--set", "warmup_steps=1000", "--results-path", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "warmup_steps = 1000 is not shorter than the run's" in err and "lower warmup_steps" in err
+    assert "Traceback" not in err and "Traceback" not in (tmp_path / "run" / "logs.log").read_text()
+
+
 def test_sweep_refuses_an_unwritable_results_root_before_the_questions(tiny_base, unwritable, capsys):
     import sweep
     assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",

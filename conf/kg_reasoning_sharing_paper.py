@@ -1,6 +1,7 @@
 # Parameter sharing at the paper's scale: composition, the layer stack run twice (the original's
 # add_recurrence): 4 distinct GPT-2 layers (d 768, 12 heads) applied twice, the depth of the 8-layer model
-# with half its layer parameters (this project's choice of 4 x 2). The paper: it slowly gains OOD ability.
+# with half its layer parameters (the original's Appendix E.2 command: --n_layer 4 --add_recurrence). The
+# paper: it slowly gains OOD ability.
 # python sweep.py --base conf/kg_reasoning_sharing_paper.py --vary layer_repeats=1,2 --yes
 # python report.py results_new/<id> ; python plot.py results_new/<id>
 task = 'kg_reasoning'

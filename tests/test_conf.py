@@ -1,4 +1,4 @@
-"""Every base settings file in conf/ is valid, and the sweep command written at its top is too."""
+"""Every base settings file in conf/ is valid, and so is every sweep command written in its header."""
 import re
 import shlex
 
@@ -11,10 +11,10 @@ from conftest import ROOT
 CONFS = sorted((ROOT / "conf").glob("*.py"))
 
 
-def _sweep_command(path):
+def _sweep_commands(path):
     text = path.read_text()
-    match = re.search(r"^# (python sweep\.py .*?)$(?<!\\)", text.replace("\\\n#", ""), re.M | re.S)
-    return shlex.split(match.group(1)) if match else None
+    return [shlex.split(match) for match in re.findall(r"^# (python sweep\.py .*?)$(?<!\\)",
+                                                       text.replace("\\\n#", ""), re.M | re.S)]
 
 
 @pytest.mark.parametrize("path", CONFS, ids=[p.name for p in CONFS])
@@ -28,11 +28,12 @@ def test_conf_is_valid(path):
 
 
 # the fine-tuning sweeps need weights on disk; their settings are checked by test_conf_is_valid
-SWEEPS = [p for p in CONFS if _sweep_command(p) and not settings.load_file(p).get("pretrained_path")]
+SWEEPS = [(p, i) for p in CONFS if not settings.load_file(p).get("pretrained_path")
+          for i in range(len(_sweep_commands(p)))]
 
 
-@pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
-def test_documented_sweep_is_valid(path):
-    args = sweep.parse_args(_sweep_command(path)[2:])
+@pytest.mark.parametrize("path, which", SWEEPS, ids=[f"{p.name}-{i}" for p, i in SWEEPS])
+def test_documented_sweep_is_valid(path, which):
+    args = sweep.parse_args(_sweep_commands(path)[which][2:])
     plan = sweep.collect(sweep.ScriptedAsker(sweep.flags_to_answers(str(ROOT / args.base), args.vary)), yes=True)
     assert plan.job_count == len(sweep.grid(plan)) > 1

@@ -319,3 +319,17 @@ def test_plots_from_a_sweep_folder(tmp_path):
                      "sweep_sample_complexity.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert plotting.task_of(tmp_path / "sweep") == "parity_cot"
+
+
+def test_figure_points_take_the_best_learning_rate_as_the_originals_plots_do():
+    """Figures 1/2/3 keep min(...) of the sample complexity over lr, Figure 9 max(...) of the accuracy over lr
+    (the original's Figures/*.py); our sweeps vary lr with several seeds: the mean over seeds, then the best lr."""
+    def s(complexity, budget=10 ** 7):
+        return {"sample_complexity": complexity, "budget_samples": budget}
+    assert pc._best_over_lr({6e-5: [s(2e5)], 1e-4: [s(5e4)]}) == pytest.approx(5e4)
+    assert pc._best_over_lr({6e-5: [s(None)], 8e-5: [s(3e5)], 1e-4: [s(1e5)]}) == pytest.approx(1e5)
+    # seeds of one rate: their geometric mean; a rate where a seed never learned is no measurement
+    assert pc._best_over_lr({6e-5: [s(1e4), s(1e6)], 1e-4: [s(2e5), s(None)]}) == pytest.approx(1e5)
+    # no rate learned with every seed: a lower bound, the least of the rates' bounds
+    assert pc._best_over_lr({6e-5: [s(None, 10 ** 7)], 1e-4: [s(3e6), s(None, 10 ** 6)]}) == 3e6
+    assert pc._best_accuracy_over_lr({6e-5: [0.5, 0.7], 8e-5: [1.0, 0.9], 1e-4: [0.5]}) == pytest.approx(0.95)

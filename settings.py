@@ -151,6 +151,9 @@ class CommonSettings:
                 problems.append(f"{name} = {getattr(self, name)!r} counts epochs, but this run draws a fresh "
                                 f"training batch every step and has no epochs; use {EPOCH_UNITS[name]}_steps "
                                 f"or {EPOCH_UNITS[name]}_samples instead")
+        if stream and self.batch_size == 0:
+            problems.append("batch_size = 0 takes the whole training set as one batch, but this run draws a fresh "
+                            "training batch every step and has no set; give a batch size > 0")
         if not any(getattr(self, name) for name in BUDGETS):
             problems.append("no training budget: set one of " + ", ".join(BUDGETS))
         if self.eta_min > self.lr and self.lr_schedule in ("linear", "cosine"):

@@ -123,7 +123,8 @@ def test_settings_refusals():
     for values, phrase in [(dict(k=30), "cannot exceed"), (dict(secret=[1, 2]), "has 2 positions"),
                            (dict(secret=[1, 1, 2, 3, 4, 5]), "repeats"), (dict(secret=[0, 1, 2, 3, 4, 25]), "outside"),
                            (dict(n_bits=10, n_train=2000), "do not exist"), (dict(n_epochs=3), "no epochs"),
-                           (dict(n_positions=10), "shorter"), (dict(n_embd=30, n_head=4), "divisible")]:
+                           (dict(n_positions=10), "shorter"), (dict(n_embd=30, n_head=4), "divisible"),
+                           (dict(batch_size=0), "batch_size = 0 takes the whole training set")]:
         with pytest.raises(settings.SettingsError, match=phrase):
             make(**values)
     assert make(n_train=100, n_epochs=3, n_samples=None).training_source() == "fixed"

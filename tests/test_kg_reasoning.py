@@ -285,3 +285,18 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert sorted(p.name for p in pngs) == ["kg_reasoning_run_0.png", "kg_reasoning_run_1.png",
                                             "kg_reasoning_sweep_kind.png"]
     assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+@pytest.mark.parametrize("kind", ["composition", "comparison"])
+def test_a_split_the_settings_leave_empty_is_not_evaluated(tmp_path, kind):
+    """ood_share = 0 makes no OOD fact and test_share = 0 no held-out ID fact: the run trains and scores the
+    other splits (an empty split crashed the model's forward) and its data facts say which were left out."""
+    for index, (values, empty) in enumerate([(dict(ood_share=0.0), {"ood_atomic", "test_inferred_ood"}),
+                                             (dict(test_share=0.0), {"test_inferred_id"})]):
+        run_dir = tmp_path / str(index)
+        main.run(settings.build({**TINY, "kind": kind, "n_entities": 10, "n_attributes": 2, "n_values": 3,
+                                 **values}), run_dir)
+        final = json.loads((run_dir / "summary.json").read_text())["final"]
+        scored = {name for name in kg.ID_SPLITS if f"{name}_accuracy" in final}
+        assert scored and not scored & empty, (scored, empty)
+        assert "empty_splits: " + ", ".join(sorted(empty)) in (run_dir / "logs.log").read_text()

@@ -351,8 +351,8 @@ class Task(BaseTask):
         target = (pos >= (lengths - 2).unsqueeze(1)) & (pos < lengths.unsqueeze(1))
         labels[target] = tokens[target]
         splits = evaluation_sets(graph, s.eval_size, s.data_seed)
-        # a split left empty by the settings (ood_share = 0: no OOD facts; test_share = 0: no held-out ID facts)
-        # has nothing to score: it is not evaluated, and said so
+        # a split left empty by the settings (ood_share = 0: no OOD facts; test_share = 0: no held-out ID facts;
+        # phi = 0: no inferred training facts) has nothing to score: it is not evaluated, and said so
         empty = [name for name, v in splits.items() if not len(v)]
         splits = {name: v for name, v in splits.items() if len(v)}
         types = graph.types
@@ -368,7 +368,7 @@ class Task(BaseTask):
                  "note": "test_inferred_ood is the OOD test set, not a validation set"}
         if empty:
             facts["empty_splits"] = (f"{', '.join(empty)}: no facts at ood_share = {s.resolved_ood_share}, test_share = "
-                                     f"{s.resolved_test_share}; not evaluated")
+                                     f"{s.resolved_test_share}, phi = {s.phi}; not evaluated")
         train = {"tokens": tokens, "labels": labels}
         return Data(train=train, splits={name: {"tokens": v} for name, v in splits.items()}, facts=facts)
 

@@ -104,11 +104,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60, help="timed training steps (after 5 warm-up steps)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--set", nargs="*", default=[], help="settings of the CPU model, e.g. n_embd=64")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="settings of the CPU model, e.g. --set n_embd=64 --set n_layer=2")
     parser.add_argument("--skip-data", action="store_true", help="skip the paper-size data generation")
     args = parser.parse_args(argv)
     import settings
-    overrides = {k: settings.parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = dict(settings.parse_override(text) for text in args.set)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if not args.skip_data:
         bench_data()

@@ -494,20 +494,24 @@ def main(argv=None):
     """python -m tasks.kg_reasoning CONFIG OUT_DIR [--set name=value ...]: write the graph a settings file
     describes in the original's JSON format (train.json, valid.json = the OOD inferred set, test.json, vocab.json)."""
     import argparse
+    import sys
 
     import settings as settings_module
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("config")
     parser.add_argument("out_dir")
-    parser.add_argument("--set", nargs="*", default=[], help="overrides, e.g. phi=7.2")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="overrides, e.g. --set phi=7.2 --set n_entities=100 (or --set phi=7.2 n_entities=100)")
     args = parser.parse_args(argv)
-    values = settings_module.load_file(args.config)
-    values.update({k: settings_module.parse_value(v) for k, v in (item.split("=", 1) for item in args.set)})
-    s = settings_module.build(values)
+    try:
+        s = settings_module.load(args.config, dict(settings_module.parse_override(text) for text in args.set))
+    except settings_module.SettingsError as exc:
+        print("error: " + str(exc).replace("\n", "\nerror: "), file=sys.stderr)
+        return 2
     counts = export_original(make_graph(s), args.out_dir, s.eval_size, s.data_seed)
     print(", ".join(f"{name} {count} items" for name, count in counts.items()) + f" written to {args.out_dir}")
-    return counts
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -190,9 +190,19 @@ def test_export_in_the_original_format(tmp_path):
     assert "<pad>" not in json.loads((tmp_path / "vocab.json").read_text())
     conf = tmp_path / "kg.py"
     conf.write_text("task = 'kg_reasoning'\nkind = 'comparison'\nn_entities = 12\nn_attributes = 2\n")
-    counts = kg.main([str(conf), str(tmp_path / "cli"), "--set", "phi=2.0"])
-    assert counts["train.json"] == 2 * 12 + round(2.0 * 2 * (12 - 1))  # all atomic + phi x |ID atomic|
+    # every --set counts (the last one alone did, silently): phi and n_entities both
+    assert kg.main([str(conf), str(tmp_path / "cli"), "--set", "phi=2.0", "--set", "n_entities=14"]) == 0
+    train = json.loads((tmp_path / "cli" / "train.json").read_text())
+    assert len(train) == 2 * 14 + round(2.0 * 2 * (14 - 1))  # all atomic + phi x |ID atomic|
     assert json.loads((tmp_path / "cli" / "test.json").read_text())[0]["target_text"].endswith("</a>")
+
+
+def test_export_refuses_a_misspelled_setting_in_one_line(tmp_path, capsys):
+    conf = tmp_path / "kg.py"
+    conf.write_text("task = 'kg_reasoning'\n")
+    assert kg.main([str(conf), str(tmp_path / "out"), "--set", "phii=2.0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'phii'" in err and "did you mean 'phi'" in err and "Traceback" not in err
 
 
 def test_settings_refuse_an_out_degree_above_the_relations():

@@ -459,6 +459,15 @@ CURVES = (("last_batches_accuracy", "last 100 training batches", "-", "o"),
           ("contexts_accuracy", "contexts memorised (all N^2)", ":", "s"))
 
 
+def _group_key(config, names):
+    """The settings `names` of a run as a key to group runs by (a list value, such as alphas, as a tuple)."""
+    return tuple((n, tuple(v) if isinstance(v, list) else v) for n, v in ((n, config.get(n)) for n in names))
+
+
+def _key_label(key):
+    return ", ".join(f"{n}={list(v) if isinstance(v, tuple) else v}" for n, v in key)
+
+
 def _runs(folder):
     """(config with d_h resolved, summary) of every finished run under folder."""
     import report
@@ -495,7 +504,7 @@ def plot(folder, out_dir):
 
     groups = {}
     for config, summary in runs:
-        key = tuple((n, config.get(n)) for n in others)
+        key = _group_key(config, others)
         groups.setdefault(key, {}).setdefault(config[axis], []).append(summary)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -504,7 +513,7 @@ def plot(folder, out_dir):
     for i, (key, by_x) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0]))):
         colour = colours[i % len(colours)]
         xs = sorted(by_x)
-        label = ", ".join(f"{n}={v}" for n, v in key)
+        label = _key_label(key)
         colour_of[label] = colour
         for metric, name, style, marker in CURVES:
             values = [[s["final"].get(metric, float("nan")) for s in by_x[x]] for x in xs]
@@ -688,7 +697,7 @@ def scaling_fits(folder):
     for config, summary in runs:
         value = summary.get("final", {}).get(FIT_METRIC)
         if isinstance(value, (int, float)):
-            key = tuple((n, config.get(n)) for n in others)
+            key = _group_key(config, others)
             group = groups.setdefault(key, {"fixed": config, "by_x": {}, "d_h": set()})
             group["by_x"].setdefault(config[axis], []).append(value)
             group["d_h"].add(config["d_h"])
@@ -702,7 +711,7 @@ def scaling_fits(folder):
         fixed = {n: group["fixed"].get(n) for n in ("N", "d", "d_h", "H", "model", "nb_layers")}
         # against d with d_h = d (d_h None) the head dimension moves too: not the original's exp 3
         paper = paper_fit(axis, fixed) if axis != "d" or len(group["d_h"]) == 1 else None
-        curves.append({"label": ", ".join(f"{n}={v}" for n, v in key), "fixed": fixed, "xs": xs, "means": means,
+        curves.append({"label": _key_label(key), "fixed": fixed, "xs": xs, "means": means,
                        "kind": kind, "coefficients": _fit(kind, xs, means), "paper": paper and paper[1]})
     cubic = None
     same_dims = [c for c in curves if c["fixed"]["d"] == c["fixed"]["d_h"]]

@@ -417,6 +417,24 @@ def test_plot_of_a_sweep_puts_the_varied_setting_on_the_axis(tmp_path):
     assert len(am._runs(folder)) == 3  # the failed run is left out
 
 
+def test_plot_of_a_sweep_that_varies_a_list_setting(tmp_path):
+    """alphas is a list: grouping the runs by it raised 'unhashable type: list'."""
+    from results import RunDir, atomic_write_json
+    folder = tmp_path / "sweep"
+    runs = []
+    for i, (alphas, H) in enumerate([([1.0, 1.0], 1), ([1.0, 1.0], 2), ([1.0, 2.0], 1), ([1.0, 2.0], 2)]):
+        run = RunDir(folder / str(i))
+        run.path.mkdir(parents=True)
+        atomic_write_json(run.file("config.json"), settings.as_dict(make(alphas=alphas, H=H)))
+        run.set_status("done")
+        run.write_summary({"final": {"last_batches_accuracy": 0.1 * H, "contexts_accuracy": 0.05 * H},
+                           "lower_bound_accuracy": 0.02 * H})
+        runs.append({"run": str(i), "overrides": {"alphas": alphas, "H": H}})
+    atomic_write_json(folder / "sweep.json", {"vary": [{"name": "alphas", "values": [[[1.0, 1.0], 1], [[1.0, 2.0], 1]]},
+                                                       {"name": "H", "values": [[1, 1], [2, 1]]}], "runs": runs})
+    assert [p.name for p in am.plot(folder, tmp_path)] == ["assoc_memory_accuracy_vs_H.png"]
+
+
 # ---------------------------------------------------------------- scaling-law fits (item 12)
 
 def test_fits_recover_known_laws():

@@ -55,7 +55,10 @@ def atomic_replace(path, write):
     The file gets the mode a plain open() would give (0666 less the umask), not mkstemp's private 0600,
     so colleagues can read a shared results folder."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise (write_refused(exc, path) or exc) from exc
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -71,10 +74,25 @@ def atomic_replace(path, write):
             os.unlink(tmp)
         except OSError:
             pass
-        if disk_full(exc, path.parent):
-            raise ResultsError(f"disk full while writing {path}; files already written are intact; free "
-                               f"space on that disk and resume the run") from exc
+        refused = write_refused(exc, path)
+        if refused is not None:
+            raise refused from exc
         raise
+
+
+def write_refused(exc, path):
+    """The ResultsError to raise for a write of `path` that failed for a reason the user must mend (a full
+    disk, a file size limit, a folder made read-only), naming it and the fix; None for any other error."""
+    if disk_full(exc, path.parent):
+        return ResultsError(f"disk full while writing {path}; files already written are intact; free space on "
+                            "that disk and resume the run")
+    if file_size_limit(exc):
+        return ResultsError(f"the file size limit (ulimit -f, {_fsize_limit()} bytes) stopped the writing of {path}; "
+                            "files already written are intact; raise the limit and resume the run")
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ResultsError(f"cannot write into {path.parent}: {exc.strerror}; files already written are intact; "
+                            "make it writable again and resume the run")
+    return None
 
 
 def disk_full(exc, folder):
@@ -88,6 +106,24 @@ def disk_full(exc, folder):
         except OSError:
             return False
     return False
+
+
+def _fsize_limit():
+    """The process's file size limit in bytes (RLIMIT_FSIZE, `ulimit -f`); None where there is none."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def file_size_limit(exc):
+    """Whether exc is a write stopped by the file size limit: EFBIG, or a library's own error (torch.save's
+    RuntimeError) where such a limit is set."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EFBIG
+    return isinstance(exc, RuntimeError) and _fsize_limit() is not None
 
 
 def _rewrite_in_place(path, text):

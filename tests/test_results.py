@@ -37,6 +37,36 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left behind
 
 
+def test_a_write_refused_for_a_reason_the_user_mends_is_named_with_its_fix(tmp_path, monkeypatch):
+    """A folder made read-only mid-run (the temporary file cannot even be made), and a file size limit
+    (ulimit -f: EFBIG; torch.save's own RuntimeError where a limit is set): one ResultsError naming the
+    cause and the fix, as a full disk gets, not an OSError's traceback; the old file stays."""
+    import tempfile
+    target = tmp_path / "metrics.jsonl"
+    results.atomic_write(target, "old")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(results.ResultsError, match=f"cannot write into {tmp_path}: Permission denied; .*make it "
+                                                   "writable again and resume"):
+        results.atomic_write(target, "new")
+    monkeypatch.undo()
+
+    def too_large(tmp):
+        raise OSError(errno.EFBIG, "File too large")
+    with pytest.raises(results.ResultsError, match="file size limit .*raise the limit and resume"):
+        results.atomic_replace(target, too_large)
+    monkeypatch.setattr(results, "_fsize_limit", lambda: 2 ** 20)
+
+    def torch_save_failed(tmp):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2014592 vs 2014484")
+    with pytest.raises(results.ResultsError, match="file size limit"):
+        results.atomic_replace(target, torch_save_failed)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
 def test_atomic_write_never_shows_a_partial_file(tmp_path):
     target = tmp_path / "m.jsonl"
     big = "x" * 1_000_000

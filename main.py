@@ -15,7 +15,7 @@ import traceback
 
 import settings as settings_module
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
-                     holder_alive, run_logger)
+                     holder_alive, quoted, run_logger)
 
 
 class RunFailed(RuntimeError):
@@ -64,7 +64,7 @@ def run(settings, run_dir, echo=False, note=None):
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_dir.write_settings(settings, header=f"Resolved settings of the run in {run_dir.path}.\n"
-                           f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
+                           f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
     run_dir.set_status("running")
     log = run_logger(run_dir, echo=echo)
     try:
@@ -171,7 +171,7 @@ def _check_earlier_run(run_dir, settings):
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise ResultsError(f"{where} holds an unfinished run ({status.get('state', 'no status')}) with other "
                            f"settings ({shown}{more}): resuming it with these would mix two runs. Resume it "
-                           f"with its own settings (python main.py --config {run_dir.file('config.py')} "
+                           f"with its own settings (python main.py --config {quoted(run_dir.file('config.py'))} "
                            f"--results-path {where}), or choose another --results-path")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import report
 import tasks
-from results import ResultsError, RunDir, ensure_writable
+from results import ResultsError, RunDir, ensure_writable, quoted
 
 
 def load_runs(folder):
@@ -124,7 +124,7 @@ def main(argv=None):
         print(f"wrote {path}")
     if not written:
         print(f"nothing to plot: no run in {folder} has the finished evaluations these plots need "
-              f"(python report.py {folder} shows each run's state)", file=sys.stderr)
+              f"(python report.py {quoted(folder)} shows each run's state)", file=sys.stderr)
         return 1
     return 0
 

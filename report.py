@@ -12,7 +12,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from results import RunDir, holder_alive, read_json
+from results import RunDir, holder_alive, quoted, read_json
 
 
 def run_folders(folder):
@@ -191,7 +191,7 @@ def main(argv=None):
         sweeps = [p.name for p in numbered if (p / "sweep.json").exists()]
         if sweeps:  # the results root itself
             print(f"error: {folder} holds sweeps ({', '.join(sweeps[:10])}{', ...' if len(sweeps) > 10 else ''}), "
-                  f"not runs; give one: python report.py {folder / sweeps[-1]}", file=sys.stderr)
+                  f"not runs; give one: python report.py {quoted(folder / sweeps[-1])}", file=sys.stderr)
             return 2
         if not numbered:
             print(f"error: {folder} holds no run folders (numbered folders with a status.json); give a sweep "

@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -25,6 +26,12 @@ from pathlib import Path
 
 RESULTS_ROOT = Path("results_new")
 STATES = ("queued", "running", "done", "failed", "interrupted")
+
+
+def quoted(path):
+    """A path as a shell word, for the commands our messages suggest: a folder with a space or a quote in its
+    name pastes back as one argument."""
+    return shlex.quote(str(path))
 
 
 class ResultsError(RuntimeError):

@@ -40,7 +40,7 @@ import dataloaders
 import settings as settings_module
 import tasks
 import training
-from results import ResultsError, RunDir, close_logger, run_logger
+from results import ResultsError, RunDir, close_logger, quoted, run_logger
 
 # torch 2.13's sdpa CPU kernel has no vmap batching rule: vmap runs it member by member (measured and said
 # in the README), and would warn about it once per run
@@ -187,7 +187,7 @@ def run_folders(paths, echo=False):
         for run_dir, settings in members:
             run_dir.path.mkdir(parents=True, exist_ok=True)
             run_dir.write_settings(settings, header=f"Resolved settings of the run in {run_dir.path}.\n"
-                                   f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
+                                   f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
             run_dir.set_status("running")
             log = run_logger(run_dir, echo=echo)
             logs.append(log)

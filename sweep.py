@@ -37,7 +37,7 @@ import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, close_logger, disk_full,
-                     ensure_writable, holder_alive, now, read_json, run_logger)
+                     ensure_writable, holder_alive, now, quoted, read_json, run_logger)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -160,7 +160,7 @@ def collect(asker, yes=False):
                 raise exc
             # a prompt shows one line: the count, the first, and how to see every one
             raise SweepError(f"{text.strip()} has {len(exc.problems)} problems; the first: {exc.problems[0]}; "
-                             f"see every one with: python main.py --config {text.strip()}")
+                             f"see every one with: python main.py --config {quoted(text.strip())}")
 
     base = asker.ask(Q_BASE, _validator(check_base)).strip()
     if "values" not in loaded:  # a scripted asker validated it already; a person's answer too
@@ -377,7 +377,7 @@ def _fill_experiment(plan, points, experiment_id, folder, executor_facts):
         run_dir.path.mkdir()
         settings = settings_module.build(settings_module.merge(plan.base_values, overrides), plan.settings_class)
         run_dir.write_settings(settings, header=f"Run {index} of sweep {folder}: {overrides}\n"
-                               f"Repeat it with: python main.py --config {run_dir.path / 'config.py'}")
+                               f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
         run_dir.set_status("queued")
         runs.append({"run": str(index), "overrides": overrides})
     manifest = {
@@ -411,8 +411,8 @@ def _no_slurm(folder=None):
 def resume_command(folder):
     """The command that resumes the sweep in `folder` (naming its --results-root unless it is the default)."""
     folder = Path(folder)
-    return f"python sweep.py --resume {folder.name}" + (
-        f" --results-root {folder.parent}" if folder.parent != RESULTS_ROOT else "")
+    return f"python sweep.py --resume {quoted(folder.name)}" + (
+        f" --results-root {quoted(folder.parent)}" if folder.parent != RESULTS_ROOT else "")
 
 
 def make_executor(args, folder, array_size=1):
@@ -668,7 +668,7 @@ def final_report(folder, run_names, out=None):
             refused.setdefault(why, []).append(name)
     for why, names in refused.items():
         print(f"  run{'s' * (len(names) > 1)} {', '.join(names)} trained alone, not stacked: {why}", file=out)
-    print(f"table: python report.py {folder}", file=out)
+    print(f"table: python report.py {quoted(folder)}", file=out)
     if counts["done"] < len(run_names):
         print(f"re-run what is not done: {resume_command(folder)}", file=out)
     return 0 if counts["done"] == len(run_names) else 1
@@ -899,7 +899,7 @@ def _main(argv):
         if not should_wait:
             jobs, _ = submit(args, folder, run_names, manifest)
             ids = ", ".join(str(j.job_id) for j in jobs)
-            print(f"submitted {len(jobs)} jobs ({ids}); follow with: python report.py {folder}")
+            print(f"submitted {len(jobs)} jobs ({ids}); follow with: python report.py {quoted(folder)}")
             return 0
         jobs = []
         try:
@@ -935,7 +935,7 @@ def _main(argv):
     except KeyboardInterrupt as stop:
         if folder is not None and (folder / "sweep.json").exists():  # a second Ctrl-C during the first's cleanup
             print(f"\ninterrupted: finished runs are kept in {folder}; a second stop cut the workers' shutdown "
-                  f"short, so some may still be training (python report.py {folder} shows them); resume with: "
+                  f"short, so some may still be training (python report.py {quoted(folder)} shows them); resume with: "
                   f"{resume_command(folder)}", file=sys.stderr)
         else:
             print("\nnothing queued", file=sys.stderr)

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -472,6 +473,9 @@ def test_the_resume_command_names_a_results_root_other_than_the_default():
     # printed after an interrupted or unfinished sweep: without --results-root it would resume another sweep
     assert sweep.resume_command(Path("results_new") / "3") == "python sweep.py --resume 3"
     assert sweep.resume_command(Path("/data/sweeps") / "3") == "python sweep.py --resume 3 --results-root /data/sweeps"
+    # a root with a space pastes back as one argument
+    command = sweep.resume_command(Path("/data/my sweeps") / "3")
+    assert sweep.parse_args(shlex.split(command)[2:]).results_root == "/data/my sweeps"
 
 
 def test_a_resume_leaves_out_run_folders_deleted_or_damaged_and_resumes_the_others(tiny_base, tmp_path, capsys):

@@ -8,6 +8,7 @@ import argparse
 import gc
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -35,16 +36,20 @@ def _raise_terminated(signum, frame):
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises Terminated (main thread only; elsewhere nothing changes)."""
+    """Within the block, SIGTERM raises Terminated, and SIGINT KeyboardInterrupt even where the process
+    inherited it ignored (a job a script started in the background: `kill -INT` would do nothing). Main
+    thread only; elsewhere nothing changes."""
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread
         yield
         return
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def exit_code(interrupt):
@@ -251,7 +256,12 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `main.py --help-settings | head` closed the pipe: what it wanted was printed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     # Everything is written and closed. Exempt the objects alive now (torch's, transformers') from the
     # garbage collection the interpreter runs at exit: about half a second of a run's start-to-end time.
     gc.freeze()

@@ -94,6 +94,44 @@ def test_report_piped_into_head_ends_quietly(tmp_path):
     assert done.returncode == 0 and done.stdout.count("\n") == 2
 
 
+def test_help_settings_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    shell = f"{sys.executable} {ROOT / 'main.py'} --help-settings --config {ROOT / 'conf' / 'kg_reasoning_cpu.py'} | head -n 2"
+    for _ in range(3):  # the pipe closes before or after the interpreter's last flush, by chance
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True)
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+        assert done.returncode == 0 and done.stdout.count("\n") == 2
+
+
+def test_a_run_started_in_the_background_by_a_script_stops_on_kill_int(tmp_path):
+    """A script's `python main.py ... &` inherits SIGINT ignored: kill -INT must still stop the run (marked
+    interrupted, exit 130), as it stops a sweep started so."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--set", "n_epochs=100000", "--set", "eval_every=10",
+                             "--results-path", str(run)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+
+
 def test_help_settings_of_an_unknown_task_names_the_valid_ones(capsys):
     assert main.main(["--help-settings", "--set", "task='group_arithmetc'"]) == 2
     err = capsys.readouterr().err

@@ -51,4 +51,11 @@ def main(run, log_path):
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    main(*sys.argv[1:])
+    run_folder, log_file = sys.argv[1:]
+    if not (Path(run_folder) / "metrics.jsonl").is_file():
+        sys.exit(f"error: {run_folder} holds no metrics.jsonl: give a run's folder (python main.py --config "
+                 "conf/group_arithmetic_fig3_replay.py --results-path fig3_replay makes one)")
+    if not Path(log_file).is_file():
+        sys.exit(f"error: no file {log_file}: the original's log is not shipped with this project; download "
+                 "ssl/real-dataset/cogo/modular_addition_simple2_fig3.log from github.com/facebookresearch/luckmatters")
+    main(run_folder, log_file)

@@ -586,6 +586,26 @@ SUBMITIT_LINES = re.compile(r"\s*(submitit (INFO|WARNING)|No error stream produc
                             r"|Job \S+ \(task: \d+\) with path )")
 
 
+def _job_log(job):
+    """The job's log that holds its error: submitit's stderr file, or its stdout file where the stderr one is
+    empty (a worker whose disk filled up may leave the error only there); the stderr file's name where
+    neither can be read."""
+    paths = getattr(job, "paths", None)
+    files = [Path(f) for f in (getattr(paths, "stderr", None), getattr(paths, "stdout", None)) if f]
+    existing = [f for f in files if f.is_file()]
+    return next((f for f in existing if f.stat().st_size), (existing or files or [None])[0])
+
+
+def _tail(path, size=65536):
+    """The end of a text file, '' where it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def _settle(job, worker, folder, out=sys.stderr):
     """A finished job whose worker died mid-run leaves its run 'running': mark it failed, with a line in its
     logs.log. Returns whether the worker died that way (killed without a word: kill -9, the out-of-memory
@@ -604,8 +624,10 @@ def _settle(job, worker, folder, out=sys.stderr):
                  if any(c.isalnum() for c in line)  # not submitit's '-----' separators
                  and not SUBMITIT_LINES.match(line)]
         error = lines[-1] if lines else "the worker stopped without an error of its own (killed? out of memory?)"
-        print(f"job {job.job_id} ended with an error: {error} "
-              f"(its log: {getattr(job.paths, 'stderr', '?')})", file=out, flush=True)
+        log_file = _job_log(job)
+        if log_file is not None and "No space left on device" in _tail(log_file):
+            error = f"disk full ({error}): free space on that disk and resume the sweep"
+        print(f"job {job.job_id} ended with an error: {error} (its log: {log_file or '?'})", file=out, flush=True)
     for name in worker.run_names:
         run_dir = RunDir(folder / name)
         owner = run_dir.claim_owner() or {}

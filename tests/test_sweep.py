@@ -97,6 +97,22 @@ def test_a_worker_killed_without_a_word_fails_its_run_in_status_and_log_and_is_r
     assert run.status()["state"] == "failed"
 
 
+def test_a_job_whose_disk_filled_points_to_the_log_that_holds_the_error(tmp_path):
+    """A worker on a full disk may leave its stderr file empty and the error in its stdout file: the line
+    names that file and says disk full."""
+    import io
+    from types import SimpleNamespace
+    (tmp_path / "7_0_log.err").write_text("")
+    (tmp_path / "7_0_log.out").write_text("Traceback ...\nOSError: [Errno 28] No space left on device: 'x'\n")
+    job = SimpleNamespace(exception=lambda: RuntimeError("submitit ERROR - Submitted job triggered an exception"),
+                          job_id="7", paths=SimpleNamespace(stderr=str(tmp_path / "7_0_log.err"),
+                                                            stdout=str(tmp_path / "7_0_log.out")))
+    out = io.StringIO()
+    sweep._settle(job, SimpleNamespace(run_names=[], token="token-1"), tmp_path, out=out)
+    assert "disk full" in out.getvalue() and "resume the sweep" in out.getvalue()
+    assert f"(its log: {tmp_path / '7_0_log.out'})" in out.getvalue()
+
+
 @pytest.mark.parametrize("vary", [
     ["lr_schedule='multistep'", "lr_milestones=[1,2],[1]"], ["lr_milestones=[1,2],[1]", "lr_schedule='multistep'"],
     ["lr=1e-6", "eta_min=0.0"], ["eta_min=0.0", "lr=1e-6"]])

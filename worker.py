@@ -40,11 +40,37 @@ class Worker:
         for unit in getattr(self, "units", None) or [[name] for name in self.run_names]:
             names = [name for name in unit if self._take(name)]
             torch.set_num_threads(share)  # what a run with threads = 0 gets, whatever the run before it set
+            self.current = names
             if len(names) > 1:
                 outcome.update(self._train_stack(names))
             elif names:
                 outcome[names[0]] = self._train_alone(main, names[0])
+            self.current = []
+            if any(self._out_of_time(name) for name in names):
+                break  # the job's time is up: the runs not reached stay queued for a resume
         return outcome
+
+    def _out_of_time(self, name):
+        """Whether the run failed because submitit would not requeue the job again (its time limit reached
+        more often than it requeues); its status and logs.log then say so and what to do."""
+        run_dir = RunDir(os.path.join(self.experiment_dir, name))
+        status = run_dir.status()
+        if status.get("state") != "failed" or "UncompletedJobError" not in str(status.get("error")):
+            return False
+        why = (f"the job reached its time limit (sweep.py --time) {getattr(self, 'timeouts', 0)} time(s) and submitit "
+               "requeues a job a few times only (3 by default): raise --time, or set a checkpoint interval "
+               "(checkpoint_every, _steps or _samples) so that each attempt goes on from the last, then resume the "
+               f"sweep (submitit: {status.get('error')})")
+        run_dir.set_status("failed", error=why)
+        self._log(run_dir, why, error=True)
+        return True
+
+    @staticmethod
+    def _log(run_dir, line, error=False):
+        from results import close_logger, run_logger
+        log = run_logger(run_dir)  # (a line the disk cannot take is dropped)
+        (log.error if error else log.warning)(line)
+        close_logger(log)
 
     def _take(self, name):
         """Whether this worker trains the run now: not done, and claimed by this worker. A claim the disk
@@ -95,5 +121,18 @@ class Worker:
             pass
 
     def checkpoint(self, *args, **kwargs):
+        """submitit calls this where the job's time limit is reached (or it is preempted): the job is requeued,
+        this worker with it (pickled, with the count of such ends), unless it was requeued too often already.
+        Each run in progress says so in its logs.log, and from where it will go on."""
         import submitit
+        self.timeouts = getattr(self, "timeouts", 0) + 1
+        for name in getattr(self, "current", []):
+            run_dir = RunDir(os.path.join(self.experiment_dir, name))
+            where = ("from its last checkpoint.pt" if run_dir.file("checkpoint.pt").exists() else
+                     "from the start: it has no checkpoint yet (set a checkpoint interval, checkpoint_every, _steps "
+                     "or _samples, so that a requeued run goes on)")
+            self._log(run_dir, f"the job's time limit (sweep.py --time) was reached, or the job was preempted "
+                               f"({self.timeouts} time(s) so far): submitit requeues it, unless it did so too often "
+                               f"already; the run then goes on {where}")
+        self.current = []
         return submitit.helpers.DelayedSubmission(self)

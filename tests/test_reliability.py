@@ -780,3 +780,34 @@ def test_report_warns_that_a_damaged_sweep_json_drops_the_varied_columns(tmp_pat
     assert report.main([str(tmp_path / "5")]) == 0
     assert "sweep.json is unreadable (damaged): the columns of the varied settings are left out" in \
         capsys.readouterr().err
+
+
+def test_a_job_out_of_time_says_so_in_its_runs_and_leaves_the_rest_queued(tmp_path, monkeypatch):
+    """submitit's time limit (sweep.py --time): at each, it calls the worker's checkpoint() and requeues the
+    job, at most 3 times; then it raises UncompletedJobError in the run. The run's logs.log says what
+    happened and from where it will go on; the final failure says what to do; the runs not reached stay
+    queued for a resume instead of being trained past the limit."""
+    import json
+
+    import submitit
+
+    import training
+    from conftest import TINY
+    from results import RunDir
+    from worker import Worker
+    for name in "01":
+        (tmp_path / name).mkdir()
+        RunDir(tmp_path / name).write_settings(settings.build(TINY))
+        RunDir(tmp_path / name).set_status("queued")
+    job = Worker(tmp_path, ["0", "1"], "token")
+
+    def out_of_time(*args, **kwargs):
+        job.checkpoint()  # what submitit's signal handler calls first
+        raise submitit.core.utils.UncompletedJobError("Job not requeued because: timed-out too many times.")
+    monkeypatch.setattr(training, "train", out_of_time)
+    assert job() == {"0": "failed"}
+    status = json.loads((tmp_path / "0" / "status.json").read_text())
+    assert "time limit (sweep.py --time) 1 time(s)" in status["error"] and "raise --time" in status["error"]
+    log = (tmp_path / "0" / "logs.log").read_text()
+    assert "the job's time limit (sweep.py --time) was reached" in log and "from the start" in log
+    assert json.loads((tmp_path / "1" / "status.json").read_text())["state"] == "queued"

@@ -281,8 +281,11 @@ def flags_to_answers(base, vary):
         name, sep, values = item.partition("=")
         if not sep:
             raise SweepError(f"--vary expects name=AxB,AxB,..., got {item!r}")
-        if not _split_values(values):
+        if not any(_split_values(values)):
             raise SweepError(f"--vary {item!r}: give at least one value after '=' (name=AxB,AxB,...)")
+        if not all(_split_values(values)):
+            raise SweepError(f"--vary {item!r}: an empty value between commas; remove the extra comma, or quote an "
+                             "empty string as ''")
         answers.append(name.strip())
         answers.extend(v for v in _split_values(values))
         answers.append(END)
@@ -308,7 +311,7 @@ def _split_values(text):
             continue
         current += ch
     parts.append(current)
-    return [p.strip() for p in parts if p.strip()]
+    return [p.strip() for p in parts]
 
 
 # ---------------------------------------------------------------- the grid
@@ -908,6 +911,7 @@ def _main(argv):
                                      "... --yes, or --answers FILE --yes")
                 asker = QuestionaryAsker()
             if isinstance(asker, ScriptedAsker) and not args.yes and not _ends_with_yes(asker):
+                collect(ScriptedAsker(asker.answers), yes=True)  # a mistake in the grid is said first
                 raise SweepError("add --yes (or end the answers with y) to queue without a terminal")
             ensure_writable(root, "choose another --results-root or fix its permissions")
             plan = collect(asker, yes=args.yes)

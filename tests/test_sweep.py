@@ -147,6 +147,15 @@ def test_an_impossible_grid_from_flags_writes_no_answers_file(tiny_base, capsys)
 def test_an_empty_vary_value_is_named_as_such(tiny_base):
     with pytest.raises(sweep.SweepError, match="--vary 'lr=': give at least one value after '='"):
         sweep.flags_to_answers(str(tiny_base), ["lr="])
+    # a doubled comma was dropped without a word: a grid of two values where three were meant
+    with pytest.raises(sweep.SweepError, match="--vary 'lr=0.1,,0.3': an empty value between commas"):
+        sweep.flags_to_answers(str(tiny_base), ["lr=0.1,,0.3"])
+
+
+def test_a_mistake_in_the_grid_is_said_before_the_missing_yes(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "lr=-1", "--executor", "inprocess"]) == 2
+    err = capsys.readouterr().err
+    assert "lr = -1" in err and "add --yes" not in err
 
 
 def test_a_base_naming_a_missing_checkpoint_says_to_edit_it(tmp_path):

@@ -57,8 +57,8 @@ class Worker:
         status = run_dir.status()
         if status.get("state") != "failed" or "UncompletedJobError" not in str(status.get("error")):
             return False
-        why = (f"the job reached its time limit (sweep.py --time) {getattr(self, 'timeouts', 0)} time(s) and submitit "
-               "requeues a job a few times only (3 by default): raise --time, or set a checkpoint interval "
+        why = ("the job reached its time limit (sweep.py --time) more often than submitit requeues a job (3 times "
+               "by default): raise --time, or set a checkpoint interval "
                "(checkpoint_every, _steps or _samples) so that each attempt goes on from the last, then resume the "
                f"sweep (submitit: {status.get('error')})")
         run_dir.set_status("failed", error=why)

@@ -807,7 +807,7 @@ def test_a_job_out_of_time_says_so_in_its_runs_and_leaves_the_rest_queued(tmp_pa
     monkeypatch.setattr(training, "train", out_of_time)
     assert job() == {"0": "failed"}
     status = json.loads((tmp_path / "0" / "status.json").read_text())
-    assert "time limit (sweep.py --time) 1 time(s)" in status["error"] and "raise --time" in status["error"]
+    assert "time limit (sweep.py --time) more often" in status["error"] and "raise --time" in status["error"]
     log = (tmp_path / "0" / "logs.log").read_text()
     assert "the job's time limit (sweep.py --time) was reached" in log and "from the start" in log
     assert json.loads((tmp_path / "1" / "status.json").read_text())["state"] == "queued"

@@ -210,7 +210,7 @@ def main(argv=None):
             print(f"error: cannot write {args.csv}: {exc.strerror or exc}; give a writable path to --csv",
                   file=sys.stderr)
             return 2
-        print(f"wrote {len(table)} rows to {args.csv}")
+        print(f"wrote {len(table)} row{'' if len(table) == 1 else 's'} to {args.csv}")
     else:
         print(format_table(table))
         for line in task_notes(folder):

@@ -893,7 +893,7 @@ def _main(argv):
                     return 1  # each said why above
                 print(f"every run of {folder} is done; nothing to resume")
                 return 0
-            print(f"resuming {len(run_names)} runs of {folder}: {', '.join(run_names)}", file=sys.stderr)
+            print(f"resuming {len(run_names)} run{_s(run_names)} of {folder}: {', '.join(run_names)}", file=sys.stderr)
         else:
             if args.answers:
                 try:
@@ -920,12 +920,12 @@ def _main(argv):
             facts = {"kind": args.executor, "max_parallel": args.max_parallel}
             _, folder, manifest = create_experiment(plan, root, facts)
             run_names = [r["run"] for r in manifest["runs"]]
-            print(f"queued {len(run_names)} jobs in {folder}", file=sys.stderr)
+            print(f"queued {len(run_names)} job{_s(run_names)} in {folder}", file=sys.stderr)
         should_wait = args.wait if args.wait is not None else args.executor != "slurm"
         if not should_wait:
             jobs, _ = submit(args, folder, run_names, manifest)
             ids = ", ".join(str(j.job_id) for j in jobs)
-            print(f"submitted {len(jobs)} jobs ({ids}); follow with: python report.py {quoted(folder)}")
+            print(f"submitted {len(jobs)} job{_s(jobs)} ({ids}); follow with: python report.py {quoted(folder)}")
             return 0
         jobs = []
         try:
@@ -985,6 +985,11 @@ def _stop_jobs(jobs, folder, run_names):
     left = stop_workers(folder, run_names)
     _wait_for(lambda: all(_finished(job) for job in jobs), 10)
     return left
+
+
+def _s(items):
+    """The plural s of a count of items."""
+    return "" if len(items) == 1 else "s"
 
 
 def _ends_with_yes(asker):

@@ -55,6 +55,12 @@ def rows(folder):
         if row["status"] == "missing" and run.file("status.json").exists():  # there, but damaged
             # a summary is written when a run finishes: then it most likely did
             row["status"] = "done?" if summary.get("final") else "unreadable"
+            print(f"warning: {run.file('status.json')} is unreadable (damaged): run {path.name}'s state is "
+                  f"shown as {row['status']!r}", file=sys.stderr)
+        if not summary and run.file("summary.json").exists():
+            print(f"warning: {run.file('summary.json')} is unreadable (damaged): run {path.name}'s numbers come "
+                  "from its metrics.jsonl, and its summary's own (best, first epochs, wall time) are left out",
+                  file=sys.stderr)
         if row["status"] == "running" and status.get("host") == socket.gethostname() and not holder_alive(status):
             # killed without a word (the OOM killer, kill -9): its status still says running
             row["status"] = "dead"

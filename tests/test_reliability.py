@@ -763,14 +763,20 @@ def test_grouped_report_leaves_the_spread_of_a_single_run_blank():
     assert one["test_accuracy_std"] > 0.1 and two["test_accuracy_std"] is None and two["test_accuracy_mean"] == 0.9
 
 
-def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path):
+def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path, capsys):
     import report
     _fake_run(tmp_path / "5" / "0", {"state": "running"}, None)
     (tmp_path / "5" / "0" / "status.json").write_text("{")
     _fake_run(tmp_path / "5" / "1", {"state": "done"}, 0.5)
     (tmp_path / "5" / "1" / "status.json").write_text("{")  # finished: its summary says so
     (tmp_path / "5" / "2").mkdir()
-    assert [r["status"] for r in report.rows(tmp_path / "5")] == ["unreadable", "done?", "missing"]
+    _fake_run(tmp_path / "5" / "3", {"state": "done"}, 0.5)
+    (tmp_path / "5" / "3" / "summary.json").write_text('{"final": ')
+    assert [r["status"] for r in report.rows(tmp_path / "5")] == ["unreadable", "done?", "missing", "done"]
+    # and says so, instead of a 'done?' or blank columns without a word
+    err = capsys.readouterr().err
+    assert "5/0/status.json is unreadable (damaged): run 0's state is shown as 'unreadable'" in err
+    assert "5/1/status.json is unreadable (damaged)" in err and "5/3/summary.json is unreadable (damaged)" in err
 
 
 def test_report_warns_that_a_damaged_sweep_json_drops_the_varied_columns(tmp_path, capsys):

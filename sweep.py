@@ -105,7 +105,17 @@ class ScriptedAsker:
         problem = validate(answer)
         if problem is not True:
             problem = str(problem).removeprefix(f"{answer!r}: ")  # said once, not twice
-            raise SweepError(f"{message} {answer!r}: {problem}")
+            # an answer from a flag names the flag; one from a file or a list, the question it answered
+            raise SweepError(f"{getattr(answer, 'flag', None) or message} {answer!r}: {problem}")
+        return answer
+
+
+class FlagAnswer(str):
+    """An answer that flags_to_answers made from a command-line flag, which errors name (`flag`)."""
+
+    def __new__(cls, text, flag):
+        answer = super().__new__(cls, text)
+        answer.flag = flag
         return answer
 
 
@@ -276,7 +286,7 @@ def save_answers(answers, folder="."):
 
 def flags_to_answers(base, vary):
     """--base/--vary flags -> the answers a person would type, so flags take the same code path."""
-    answers = [base]
+    answers = [FlagAnswer(base, "--base")]
     for item in vary:
         name, sep, values = item.partition("=")
         if not sep:
@@ -286,9 +296,9 @@ def flags_to_answers(base, vary):
         if not all(_split_values(values)):
             raise SweepError(f"--vary {item!r}: an empty value between commas; remove the extra comma, or quote an "
                              "empty string as ''")
-        answers.append(name.strip())
-        answers.extend(v for v in _split_values(values))
-        answers.append(END)
+        answers.append(FlagAnswer(name.strip(), f"--vary {item}:"))
+        answers.extend(FlagAnswer(v, f"--vary {item}:") for v in _split_values(values))
+        answers.append(FlagAnswer(END, f"--vary {item}:"))
     answers.append(END)
     return answers
 

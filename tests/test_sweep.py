@@ -152,6 +152,12 @@ def test_an_empty_vary_value_is_named_as_such(tiny_base):
         sweep.flags_to_answers(str(tiny_base), ["lr=0.1,,0.3"])
 
 
+def test_a_wrong_flag_value_is_named_by_its_flag_not_by_the_question(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "lr=0.1,abc", "--executor", "inprocess", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "--vary lr=0.1,abc: 'abc':" in err and "Specify" not in err
+
+
 def test_a_mistake_in_the_grid_is_said_before_the_missing_yes(tiny_base, capsys):
     assert sweep.main(["--base", str(tiny_base), "--vary", "lr=-1", "--executor", "inprocess"]) == 2
     err = capsys.readouterr().err

@@ -36,6 +36,8 @@ def candidates(field, default):
     meta = field.metadata
     if meta["choices"]:
         return [c for c in meta["choices"] if c != default]
+    if typing.get_origin(field.type) in (list, dict):  # list[int] is no int
+        return []
     args = typing.get_args(field.type)
     base = field.type if isinstance(field.type, type) else next((a for a in args if a is not type(None)), None)
     out = [None] if type(None) in args and default is not None else []

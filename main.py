@@ -181,13 +181,17 @@ def _check_earlier_run(run_dir, settings):
 
 
 def _check_device(settings):
-    """device = 'cuda' on a machine without one is refused before anything is written (a sweep cannot
-    check this where it submits: SLURM jobs run elsewhere)."""
-    if settings.device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise settings_module.SettingsError("setting device = 'cuda' but this machine has no CUDA device "
-                                                "torch can use; use device = 'auto' (a GPU where there is one)")
+    """device = 'cuda' on a machine without one, and fp16 autocast where the run would be on a CPU, are
+    refused before anything is written (a sweep cannot check this where it submits: SLURM jobs run
+    elsewhere; there training.make_accelerator refuses them)."""
+    import torch
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise settings_module.SettingsError("setting device = 'cuda' but this machine has no CUDA device "
+                                            "torch can use; use device = 'auto' (a GPU where there is one)")
+    if settings.mixed_precision == "fp16" and (settings.device == "cpu" or not torch.cuda.is_available()):
+        raise settings_module.SettingsError("mixed_precision = 'fp16' does not exist on a CPU (Accelerate would "
+                                            "train in float32 under that name); use 'bf16' or 'no' here, or run "
+                                            "on a GPU")
 
 
 def parse_args(argv):

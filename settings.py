@@ -99,7 +99,7 @@ class CommonSettings:
                                              "drawn (instead of eval_every)", low=1)
     eval_batch_size: int = setting(4096, "batch size of evaluations", low=1)
     device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
-    mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU, none on CPU",
+    mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU, none on CPU; fp16 on a GPU only",
                                    choices=("auto", "no", "bf16", "fp16"))
     checkpoint_every: int = setting(0, "save a resumable checkpoint every this many epochs (0: never)", low=0)
     checkpoint_every_steps: int | None = setting(None, "save a resumable checkpoint every this many optimiser "

@@ -73,6 +73,10 @@ def make_accelerator(settings):
     precision = settings.mixed_precision
     if precision == "auto":
         precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
+    if precision == "fp16" and on_cpu:
+        # Accelerate has no fp16 autocast on a CPU: the run would train in float32 and say fp16
+        raise SettingsError("mixed_precision = 'fp16' does not exist on a CPU (Accelerate would train in float32 "
+                            "under that name); use 'bf16' or 'no' here, or run on a GPU")
     # Accelerate keeps one state per process and refuses another precision or device in it: a worker's next
     # run (a sweep varying mixed_precision or device) sets its own
     AcceleratorState._reset_state(reset_partial_state=True)

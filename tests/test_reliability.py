@@ -94,6 +94,17 @@ def test_report_piped_into_head_ends_quietly(tmp_path):
     assert done.returncode == 0 and done.stdout.count("\n") == 2
 
 
+def test_fp16_autocast_where_the_run_is_on_a_cpu_is_refused_not_run_in_float32_under_its_name(tmp_path, capsys):
+    # Accelerate has no fp16 autocast on a CPU: the run trained in float32 and recorded fp16
+    assert main.main(["--set", "n_epochs=1", "--set", "mixed_precision='fp16'", "--set", "device='cpu'",
+                      "--results-path", str(tmp_path / "run")]) == 2
+    assert "mixed_precision = 'fp16' does not exist on a CPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    import training  # a sweep's worker builds the run without main's checks: the accelerator refuses it
+    with pytest.raises(settings.SettingsError, match="'fp16' does not exist on a CPU"):
+        training.make_accelerator(settings.build({"mixed_precision": "fp16", "device": "cpu"}))
+
+
 def test_help_settings_piped_into_head_ends_quietly():
     import subprocess
     import sys

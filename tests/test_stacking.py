@@ -423,3 +423,14 @@ def test_a_slurm_sweep_submits_one_array_task_per_stack(tmp_path, monkeypatch):
     assert submission["stacks"] == [["0", "1"], ["2", "3"]]  # 5 runs, K = 2: two stacks and run 4 alone
     assert any("run 4 trains alone" in line for line in submission["trained_alone"])
     assert "#SBATCH --array=0-2" in (fake / "submitted.sh").read_text()  # 3 units: 2 stacks and one run
+
+
+def test_a_stack_in_16_bits_says_in_each_member_s_log_how_far_it_agrees(tmp_path):
+    paths = queue(tmp_path, MEMBERS["group_arithmetic bf16"])
+    assert set(stacking.run_folders(paths).values()) == {"done"}
+    for path in paths:
+        assert "note: mixed_precision = 'bf16' computes in 16 bits" in (path / "logs.log").read_text()
+    # float32 members get no such note
+    paths = queue(tmp_path / "fp32", MEMBERS["group_arithmetic adam"])
+    stacking.run_folders(paths)
+    assert "computes in 16 bits" not in (paths[0] / "logs.log").read_text()

@@ -89,11 +89,20 @@ def accuracy_curves(folder, runs, out_dir, title=None, cols=3, chance=None):
 
 
 def task_of(folder):
+    """The programme of the runs under folder; ValueError, said in one line, where there is none or several
+    (each programme plots its own runs its own way)."""
+    found = {}
     for path in report.run_folders(folder):
         config = RunDir(path).config()
         if config:
-            return config.get("task", "target_functions")
-    raise SystemExit(f"error: no run with a config.json under {folder}")
+            found.setdefault(config.get("task", "target_functions"), path.name)
+    if not found:
+        raise ValueError(f"no run with a config.json under {folder}")
+    if len(found) > 1:
+        raise ValueError(f"the runs under {folder} belong to several programmes ("
+                         + ", ".join(f"{task}, e.g. run {name}" for task, name in found.items())
+                         + "); plot each programme's runs from a folder of their own")
+    return next(iter(found))
 
 
 def main(argv=None):
@@ -106,7 +115,11 @@ def main(argv=None):
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
-    name = task_of(folder)
+    try:
+        name = task_of(folder)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     module = importlib.import_module(tasks.TASK_MODULES[name])
     if not hasattr(module, "plot"):
         print(f"error: the {name} programme offers no plots", file=sys.stderr)

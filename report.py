@@ -6,6 +6,7 @@
 """
 import argparse
 import csv
+import json
 import os
 import socket
 import statistics
@@ -27,17 +28,30 @@ def manifest_of(folder):
     path = Path(folder) / "sweep.json"
     manifest = read_json(path)
     if manifest is None and path.exists():
-        print(f"warning: {path} is unreadable (damaged): the columns of the varied settings are left out",
+        print(f"warning: {path} is unreadable (damaged): the varied settings are read from the runs' own configs",
               file=sys.stderr)
     return manifest or {}
 
 
 def varied_names(folder, manifest=None):
+    """The settings the runs under folder vary: the sweep's grid (sweep.json), or, for a folder without one
+    (runs gathered by hand, a damaged manifest), the settings whose values differ between the runs' configs,
+    the task first."""
     manifest = manifest_of(folder) if manifest is None else manifest
+    if not manifest.get("vary") and not manifest.get("runs"):
+        return _varied_in_configs(folder)
     names = [v["name"] for v in manifest.get("vary", [])]
     if any("seed" in r.get("overrides", {}) for r in manifest.get("runs", [])) and "seed" not in names:
         names.append("seed")
     return names
+
+
+def _varied_in_configs(folder):
+    configs = [c for c in (RunDir(p).config() for p in run_folders(folder)) if c]
+    names = list(dict.fromkeys(name for c in configs for name in c))  # first seen, first listed
+    varied = [n for n in names if n != "progress"
+              and len({json.dumps(c.get(n), sort_keys=True, default=str) for c in configs}) > 1]
+    return sorted(varied, key=lambda n: n != "task")
 
 
 def rows(folder):

@@ -790,12 +790,35 @@ def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path, capsys
     assert "5/1/status.json is unreadable (damaged)" in err and "5/3/summary.json is unreadable (damaged)" in err
 
 
-def test_report_warns_that_a_damaged_sweep_json_drops_the_varied_columns(tmp_path, capsys):
+def test_runs_gathered_without_a_sweep_json_are_told_apart_by_what_their_configs_vary(tmp_path, capsys):
+    """Runs copied into a folder of their own (no sweep.json): report.py --group grouped them all as one (a
+    mean over different learning rates, or over programmes); the varied settings now come from the configs,
+    the task first, and plot.py refuses a mix of programmes in one line."""
+    import json
+
+    import plot
+    import report
+    for n, (task, lr, seed) in enumerate([("group_arithmetic", 0.1, 0), ("group_arithmetic", 0.1, 1),
+                                          ("group_arithmetic", 0.2, 0), ("assoc_memory", 0.1, 0)]):
+        _fake_run(tmp_path / "mix" / str(n), {"state": "done"}, 0.1 * (n + 1))
+        (tmp_path / "mix" / str(n) / "config.json").write_text(json.dumps({"task": task, "lr": lr, "seed": seed,
+                                                                           "progress": "off" if n else "on"}))
+    assert report.varied_names(tmp_path / "mix") == ["task", "lr", "seed"]
+    groups = report.group_rows(report.rows(tmp_path / "mix"), report.varied_names(tmp_path / "mix"))
+    assert sorted((g["task"], g["lr"], g["runs"]) for g in groups) == [
+        ("assoc_memory", 0.1, 1), ("group_arithmetic", 0.1, 2), ("group_arithmetic", 0.2, 1)]
+    assert plot.main([str(tmp_path / "mix")]) == 2
+    assert "belong to several programmes (group_arithmetic, e.g. run 0, assoc_memory, e.g. run 3)" in \
+        capsys.readouterr().err
+    assert report.varied_names(tmp_path / "mix" / "2") == []  # one run's folder varies nothing
+
+
+def test_report_warns_that_a_damaged_sweep_json_is_set_aside(tmp_path, capsys):
     import report
     _fake_run(tmp_path / "5" / "0", {"state": "done"}, 0.5)
     (tmp_path / "5" / "sweep.json").write_text('{"vary": [{"name": "lr"')
     assert report.main([str(tmp_path / "5")]) == 0
-    assert "sweep.json is unreadable (damaged): the columns of the varied settings are left out" in \
+    assert "sweep.json is unreadable (damaged): the varied settings are read from the runs' own configs" in \
         capsys.readouterr().err
 
 

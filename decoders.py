@@ -834,7 +834,16 @@ def _checkpoint_problems(spec: DecoderSpec) -> list[str]:
                 f"and the weights; nothing is downloaded)."]
     if not os.path.isfile(os.path.join(path, "config.json")):
         return [f"pretrained_path={path!r} holds no config.json (expected a save_pretrained folder)."]
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (ValueError, OSError) as exc:  # not JSON, or no model_type: transformers' own words, first line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return [f"pretrained_path={path!r}: its config.json is not a model's ({reason}); expected a "
+                f"save_pretrained folder."]
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if not any(os.path.isfile(os.path.join(path, name)) for name in weights):
+        return [f"pretrained_path={path!r} holds no weights ({' or '.join(weights[::2])}); expected a "
+                f"save_pretrained folder."]
     expected = FINETUNE_MODELS.get(spec.model) or PRESETS[spec.model]["model_type"]
     if config.model_type != expected:
         return [f"pretrained_path={path!r} holds a {config.model_type} model, but model={spec.model!r} expects {expected}."]

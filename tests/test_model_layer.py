@@ -205,6 +205,20 @@ def test_check_reads_the_checkpoint_config_before_any_job_starts(checkpoints, tm
     # and so do the settings: the wrong family is refused when the settings are read
     with pytest.raises(settings.SettingsError, match="holds a qwen3 model"):
         settings.build(dict(task="target_functions", model="llama3_finetune", pretrained_path=str(qwen)))
+    # a folder that is not a model's: a config.json that is no model's, or not JSON, or no weights beside it
+    import shutil
+    for name, text, words in [("no_type", '{"foo": 1}', "its config.json is not a model's (Unrecognized model"),
+                              ("not_json", "not json", "its config.json is not a model's"),
+                              ("no_weights", (qwen / "config.json").read_text(), "holds no weights")]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+        problems = models.check(DecoderSpec(model="qwen3_finetune", vocab_size=3, max_positions=8,
+                                            pretrained_path=str(folder)))
+        assert len(problems) == 1 and words in problems[0] and "\n" not in problems[0], problems
+    shutil.copytree(qwen, tmp_path / "whole")
+    assert models.check(DecoderSpec(model="qwen3_finetune", vocab_size=3, max_positions=8,
+                                    pretrained_path=str(tmp_path / "whole"))) == []
 
 
 def test_models_still_resolves_the_pickled_bloom_block_name():

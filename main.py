@@ -1,6 +1,7 @@
 """One run: python main.py [--config conf/<file>] [--set name=value ...] [--results-path DIR].
 
-Without --config the run uses the embedded defaults (a CPU-scale target-function run). Without
+Without --config the run uses the embedded defaults (a CPU-scale target-function run), or, where
+--results-path names a run's folder, that run's own settings (to resume it). Without
 --results-path the run gets a fresh numbered folder results_new/<id>/0/. Settings are validated before
 any work; a mistake is reported as a message naming the setting, never as a traceback.
 """
@@ -228,7 +229,13 @@ def _main(argv):
                 raise settings_module.SettingsError(str(exc))
             print(f"settings of task '{task}':\n" + settings_module.describe(task_class.Settings))
             return 0
-        settings = settings_module.load(args.config, overrides)
+        earlier = RunDir(args.results_path).config() if args.results_path and not args.config else None
+        if earlier is not None:
+            # `main.py --results-path DIR` on a run folder: its own settings (resuming it), not the defaults
+            print(f"settings: {RunDir(args.results_path).file('config.json')}", file=sys.stderr)
+            settings = settings_module.build({**earlier, **overrides})
+        else:
+            settings = settings_module.load(args.config, overrides)
         _check_device(settings)
         import training
         training.check_memory(settings)

@@ -283,6 +283,24 @@ def test_a_damaged_checkpoint_is_named_with_the_fix_not_a_traceback(tmp_path, ca
     assert "Traceback" not in err and (run.path / "checkpoint.pt").exists()  # the user's call, not ours
 
 
+def test_a_run_folder_resumes_with_its_own_settings_when_no_config_is_given(tmp_path, capsys):
+    """`main.py --results-path DIR` on an unfinished run: its own settings, not the embedded defaults (which
+    were refused with a list of every difference from another programme's defaults)."""
+    import json
+
+    from results import RunDir
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_settings(settings.build({"task": "group_arithmetic", "n_epochs": 3, "eval_every": 1,
+                                       "hidden_size": 16, "progress": "off"}))
+    run.set_status("interrupted")
+    (run.path / "metrics.jsonl").write_text("")
+    assert main.main(["--results-path", str(run.path)]) == 0
+    summary = json.loads(run.file("summary.json").read_text())
+    assert summary["final"]["epoch"] == 3 and "config.json" in capsys.readouterr().err
+    assert json.loads(run.file("config.json").read_text())["task"] == "group_arithmetic"
+
+
 def test_a_loss_that_turns_non_finite_fails_in_one_line(tmp_path, capsys):
     assert main.main(["--set", "n_epochs=2", "--set", "lr=1e30", "--set", "max_grad_norm=0",
                       "--results-path", str(tmp_path / "run")]) == 1

@@ -25,13 +25,15 @@ the paper's for one attention layer; for deeper models and the MLP variant it is
 bound with the same H, d_h, d, drawn for comparison only.
 """
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
 import models
 import optim
 from optim import OPTIMIZERS
-from settings import CommonSettings, setting, with_defaults
+from settings import CommonSettings, fields_of, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
@@ -126,6 +128,18 @@ class Settings(CommonSettings):
     def seq_len(self):
         """Tokens per training sequence (the last one only a label)."""
         return max(self.n_gram, self.positions)
+
+    def notes(self):
+        # the step schedules' settings exist for the other programmes: here they do nothing (said once each)
+        notes = [n for n in super().notes() if not n.startswith("lr_milestones")]
+        fields = fields_of(type(self))
+        for name in ("lr_step_size", "lr_gamma", "lr_milestones"):
+            field = fields[name]
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if getattr(self, name) != default:
+                notes.append(f"{name} = {getattr(self, name)!r} has no effect in assoc_memory: its learning rate "
+                             "ramps from lr to lr_end (lr_schedule linear or original), with no step schedule")
+        return notes
 
     def check(self):
         problems = [p for p in super().check() if not p.startswith("eta_min")]

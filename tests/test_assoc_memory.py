@@ -621,3 +621,12 @@ def test_experiment_confs_follow_the_originals_protocol_and_the_cpu_conf_the_def
             assert protocol == (None, "vectorised", "normal", "step"), path.name
         else:
             assert protocol == (2222, "original", "original", "epoch"), path.name
+
+
+def test_the_step_schedules_settings_are_noted_as_having_no_effect_here():
+    """lr_step_size, lr_gamma, lr_milestones belong to the step schedules this programme does not offer: a note
+    each, not the common one that points to 'multistep' (a choice assoc_memory lacks), nor silence."""
+    notes = settings.build({"task": "assoc_memory", "lr_gamma": 0.5, "lr_step_size": 3, "lr_milestones": [1]}).notes()
+    assert [n.split(" = ")[0] for n in notes] == ["lr_step_size", "lr_gamma", "lr_milestones"]
+    assert all("no effect in assoc_memory" in n and "multistep" not in n for n in notes)
+    assert settings.build({"task": "assoc_memory"}).notes() == []

@@ -71,12 +71,15 @@ def run(settings, run_dir, echo=False, note=None):
     run_dir.path.mkdir(parents=True, exist_ok=True)
     run_dir.write_settings(settings, header=f"Resolved settings of the run in {run_dir.path}.\n"
                            f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
-    run_dir.set_status("running")
+    stacked_before = run_dir.status().get("stacked_with")
+    run_dir.set_status("running", stacked_with=None)  # this attempt trains it alone
     log = run_logger(run_dir, echo=echo)
     try:
         log.info(f"run {run_dir.path} started; settings:")
         for name, value in settings_module.as_dict(settings).items():
             log.info(f"  {name} = {value!r}")
+        if stacked_before:
+            log.info(f"trained alone from here (an earlier attempt was stacked with runs {', '.join(stacked_before)})")
         if note:
             log.info(note)
         summary = training.train(settings, run_dir, log, started)

@@ -434,3 +434,16 @@ def test_a_stack_in_16_bits_says_in_each_member_s_log_how_far_it_agrees(tmp_path
     paths = queue(tmp_path / "fp32", MEMBERS["group_arithmetic adam"])
     stacking.run_folders(paths)
     assert "computes in 16 bits" not in (paths[0] / "logs.log").read_text()
+
+
+def test_a_member_finished_alone_no_longer_claims_its_stack(tmp_path):
+    """A stacked member interrupted, then finished with main.py alone: its status drops stacked_with and its
+    log says from where it trained alone."""
+    paths = queue(tmp_path, MEMBERS["kg_reasoning"][:2])
+    for path in paths:
+        RunDir(path).set_status("interrupted", stacked_with=["0", "1"])
+    main.run(settings.build(RunDir(paths[1]).config()), paths[1])
+    status = RunDir(paths[1]).status()
+    assert status["state"] == "done" and "stacked_with" not in status
+    assert "trained alone from here (an earlier attempt was stacked with runs 0, 1)" in \
+        (paths[1] / "logs.log").read_text()

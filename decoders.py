@@ -438,7 +438,7 @@ def _resolve_shape(model: str, overrides: dict[str, int | None]) -> dict[str, An
             f"n_head={n_head} is not divisible by n_kv_head={n_kv_head}: each key/value head must serve "
             f"the same number of query heads."
         )
-    if family.rotary and head_dim % 2 and head_dim > 4:
+    if family.rotary and head_dim % 2:  # RoPE rotates pairs of dimensions (an odd 3 crashed in training)
         raise ModelConfigError(f"head_dim={head_dim} must be even for rotary position embeddings ({model}).")
 
     # Settings the family has no field for must agree with what the family derives.

@@ -58,6 +58,9 @@ def test_conversions_that_lose_nothing():
     ({"model": "qwen17B"}, "model = 'qwen17B' is unknown"),
     ({"task": "grokking"}, "unknown task 'grokking'"),
     ({"model": "qwen3_finetune"}, "pretrained_path"),
+    # rotary embeddings rotate pairs of dimensions: an odd head size crashed in training (3), or ran (1)
+    ({"model": "qwen1.7B", "n_layer": 2, "n_embd": 128, "head_dim": 3}, "head_dim=3 must be even"),
+    ({"model": "qwen1.7B", "n_layer": 2, "n_embd": 128, "head_dim": 1}, "head_dim=1 must be even"),
 ])
 def test_impossible_values_are_refused(values, needle):
     with pytest.raises(settings.SettingsError) as err:

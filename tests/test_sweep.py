@@ -259,8 +259,9 @@ def test_local_executor_sweep_with_a_failing_job(tmp_path):
 
     empty = tmp_path / "not_a_model"
     BloomConfig(n_layer=1, hidden_size=16, n_head=2).save_pretrained(empty)
-    # valid settings (the third run's pretrained folder holds a BLOOM config.json, which validation reads),
-    # but no weights: that run fails when it starts
+    (empty / "model.safetensors").write_bytes(b"not weights")
+    # valid settings (the third run's pretrained folder holds a BLOOM config.json and a weights file, which
+    # validation reads and sees), but the weights are no weights: that run fails when it starts
     # (the base keeps the default model sizes, which a pretrained run takes from its checkpoint instead)
     base = write_settings(tmp_path / "base.py", {k: v for k, v in TINY.items()
                                                  if k not in ("n_layer", "n_head", "n_embd")})

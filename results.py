@@ -65,7 +65,10 @@ def atomic_replace(path, write):
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise (write_refused(exc, path) or exc) from exc
+        refused = write_refused(exc, path)
+        if refused is not None:
+            raise refused from exc
+        raise
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -78,24 +81,29 @@ def atomic_replace(path, write):
         os.replace(tmp, path)
     except BaseException as exc:
         try:
+            written = os.path.getsize(tmp)
             os.unlink(tmp)
         except OSError:
-            pass
-        refused = write_refused(exc, path)
+            written = None
+        refused = write_refused(exc, path, written)
         if refused is not None:
             raise refused from exc
         raise
 
 
-def write_refused(exc, path):
+def write_refused(exc, path, written=None):
     """The ResultsError to raise for a write of `path` that failed for a reason the user must mend (a full
-    disk, a file size limit, a folder made read-only), naming it and the fix; None for any other error."""
+    disk, a file size limit, a folder made read-only), naming it and the fix; None for any other error.
+    written: the bytes the failed write had put in its temporary file, where known."""
     if disk_full(exc, path.parent):
         return ResultsError(f"disk full while writing {path}; files already written are intact; free space on "
                             "that disk and resume the run")
-    if file_size_limit(exc):
-        return ResultsError(f"the file size limit (ulimit -f, {_fsize_limit()} bytes) stopped the writing of {path}; "
-                            "files already written are intact; raise the limit and resume the run")
+    if file_size_limit(exc, written):
+        limit = _fsize_limit()
+        which = (f"the file size limit (ulimit -f, {limit} bytes)" if limit is not None else
+                 "the file system's largest file size")
+        return ResultsError(f"{which} stopped the writing of {path}; files already written are intact; raise the "
+                            "limit (or write elsewhere) and resume the run")
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return ResultsError(f"cannot write into {path.parent}: {exc.strerror}; files already written are intact; "
                             "make it writable again and resume the run")
@@ -125,12 +133,14 @@ def _fsize_limit():
     return None if limit == resource.RLIM_INFINITY else limit
 
 
-def file_size_limit(exc):
-    """Whether exc is a write stopped by the file size limit: EFBIG, or a library's own error (torch.save's
-    RuntimeError) where such a limit is set."""
+def file_size_limit(exc, written=None):
+    """Whether exc is a write stopped by a file size limit: EFBIG, or a library's own error (torch.save's
+    RuntimeError) where `ulimit -f` is set and the write had reached it (`written` bytes, within 1 MiB)."""
     if isinstance(exc, OSError):
         return exc.errno == errno.EFBIG
-    return isinstance(exc, RuntimeError) and _fsize_limit() is not None
+    limit = _fsize_limit()
+    return (isinstance(exc, RuntimeError) and limit is not None and written is not None
+            and written >= limit - 2 ** 20)
 
 
 def _rewrite_in_place(path, text):
@@ -403,6 +413,27 @@ def run_logger(run_dir, echo=False):
         stream.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(stream)
     return logger
+
+
+def out_of_time(run_dir):
+    """Whether the run failed because its job's time was up for good: submitit raised UncompletedJobError
+    in it (a job that reached its time limit more often than submitit requeues it). The job should stop
+    there, leaving the runs it had not reached queued."""
+    status = run_dir.status()
+    return status.get("state") == "failed" and "UncompletedJobError" in str(status.get("error"))
+
+
+def log_line(run_dir, line, error=False):
+    """One line in the run's logs.log from outside its training: through the run's own logger where it is
+    open in this process (a run training now: reopening it would close the run's handlers), else through a
+    logger opened and closed for it (a line the disk cannot take is dropped)."""
+    logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
+    if logger.handlers:
+        (logger.error if error else logger.warning)(line)
+        return
+    logger = run_logger(run_dir)
+    (logger.error if error else logger.warning)(line)
+    close_logger(logger)
 
 
 def close_logger(logger):

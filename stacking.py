@@ -40,7 +40,7 @@ import dataloaders
 import settings as settings_module
 import tasks
 import training
-from results import ResultsError, RunDir, close_logger, quoted, run_logger
+from results import ResultsError, RunDir, close_logger, out_of_time, quoted, run_logger
 
 # torch 2.13's sdpa CPU kernel has no vmap batching rule: vmap runs it member by member (measured and said
 # in the README), and would warn about it once per run
@@ -188,6 +188,8 @@ def run_folders(paths, echo=False):
             for step, group in by_step.items():
                 outcome.update(run_folders(group, echo) if len(group) > 1 else _one_by_one(
                     group, echo, f"it resumes from {where[step]}, no other run of its stack from there"))
+                if any(out_of_time(RunDir(path)) for path in group):
+                    break  # the job's time is up: the groups not reached stay queued for a resume
             return outcome
     if why is None:
         try:  # K models and K batches at once, on the machine that trains
@@ -259,6 +261,8 @@ def _one_by_one(paths, echo, why):
             outcome[str(path)] = "done"
         except main.RunFailed:
             outcome[str(path)] = "failed"
+            if out_of_time(RunDir(path)):
+                break  # the job's time is up: the runs not reached stay queued for a resume
     return outcome
 
 

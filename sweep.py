@@ -36,8 +36,8 @@ from pathlib import Path
 import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
-from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, close_logger, disk_full,
-                     ensure_writable, holder_alive, now, quoted, read_json, run_logger)
+from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
+                     holder_alive, log_line, now, quoted, read_json)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -113,7 +113,7 @@ class ScriptedAsker:
 class FlagAnswer(str):
     """An answer that flags_to_answers made from a command-line flag, which errors name (`flag`)."""
 
-    def __new__(cls, text, flag):
+    def __new__(cls, text, flag=None):  # (flag optional: pickle and copy rebuild it from the text alone)
         answer = super().__new__(cls, text)
         answer.flag = flag
         return answer
@@ -294,8 +294,8 @@ def flags_to_answers(base, vary):
         if not any(_split_values(values)):
             raise SweepError(f"--vary {item!r}: give at least one value after '=' (name=AxB,AxB,...)")
         if not all(_split_values(values)):
-            raise SweepError(f"--vary {item!r}: an empty value between commas; remove the extra comma, or quote an "
-                             "empty string as ''")
+            raise SweepError(f"--vary {item!r}: an empty value (two commas in a row, or one at an end); remove the "
+                             "extra comma, or quote an empty string as ''")
         answers.append(FlagAnswer(name.strip(), f"--vary {item}:"))
         answers.extend(FlagAnswer(v, f"--vary {item}:") for v in _split_values(values))
         answers.append(FlagAnswer(END, f"--vary {item}:"))
@@ -649,9 +649,7 @@ def _settle(job, worker, folder, out=sys.stderr):
             why = (f"the worker process ended while this run was in progress: "
                    f"{error or 'no error reported (killed? out of memory?)'}")
             run_dir.set_status("failed", error=why)
-            log = run_logger(run_dir)  # (a line the disk cannot take is dropped: status.json holds it)
-            log.error(why)
-            close_logger(log)
+            log_line(run_dir, why, error=True)  # (a line the disk cannot take is dropped: status.json holds it)
     return orphaned and not cancelled
 
 

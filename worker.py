@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from results import RunDir
+from results import RunDir, log_line, out_of_time
 
 
 class Worker:
@@ -46,7 +46,7 @@ class Worker:
             elif names:
                 outcome[names[0]] = self._train_alone(main, names[0])
             self.current = []
-            if any(self._out_of_time(name) for name in names):
+            if [name for name in names if self._out_of_time(name)]:  # (every member told, not the first only)
                 break  # the job's time is up: the runs not reached stay queued for a resume
         return outcome
 
@@ -54,23 +54,16 @@ class Worker:
         """Whether the run failed because submitit would not requeue the job again (its time limit reached
         more often than it requeues); its status and logs.log then say so and what to do."""
         run_dir = RunDir(os.path.join(self.experiment_dir, name))
-        status = run_dir.status()
-        if status.get("state") != "failed" or "UncompletedJobError" not in str(status.get("error")):
+        if not out_of_time(run_dir):
             return False
+        status = run_dir.status()
         why = ("the job reached its time limit (sweep.py --time) more often than submitit requeues a job (3 times "
                "by default): raise --time, or set a checkpoint interval "
                "(checkpoint_every, _steps or _samples) so that each attempt goes on from the last, then resume the "
                f"sweep (submitit: {status.get('error')})")
         run_dir.set_status("failed", error=why)
-        self._log(run_dir, why, error=True)
+        log_line(run_dir, why, error=True)
         return True
-
-    @staticmethod
-    def _log(run_dir, line, error=False):
-        from results import close_logger, run_logger
-        log = run_logger(run_dir)  # (a line the disk cannot take is dropped)
-        (log.error if error else log.warning)(line)
-        close_logger(log)
 
     def _take(self, name):
         """Whether this worker trains the run now: not done, and claimed by this worker. A claim the disk
@@ -131,8 +124,8 @@ class Worker:
             where = ("from its last checkpoint.pt" if run_dir.file("checkpoint.pt").exists() else
                      "from the start: it has no checkpoint yet (set a checkpoint interval, checkpoint_every, _steps "
                      "or _samples, so that a requeued run goes on)")
-            self._log(run_dir, f"the job's time limit (sweep.py --time) was reached, or the job was preempted "
-                               f"({self.timeouts} time(s) so far): submitit requeues it, unless it did so too often "
-                               f"already; the run then goes on {where}")
+            log_line(run_dir, f"the job's time limit (sweep.py --time) was reached, or the job was preempted "
+                          f"({self.timeouts} time(s) so far): submitit requeues it, unless it did so too often "
+                          f"already; the run then goes on {where}")
         self.current = []
         return submitit.helpers.DelayedSubmission(self)

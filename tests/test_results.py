@@ -3,6 +3,7 @@ import errno
 import multiprocessing
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -55,14 +56,24 @@ def test_a_write_refused_for_a_reason_the_user_mends_is_named_with_its_fix(tmp_p
 
     def too_large(tmp):
         raise OSError(errno.EFBIG, "File too large")
-    with pytest.raises(results.ResultsError, match="file size limit .*raise the limit and resume"):
+    monkeypatch.setattr(results, "_fsize_limit", lambda: None)  # EFBIG without ulimit -f: the file system's
+    with pytest.raises(results.ResultsError, match="the file system's largest file size .*raise the limit"):
         results.atomic_replace(target, too_large)
-    monkeypatch.setattr(results, "_fsize_limit", lambda: 2 ** 20)
+    monkeypatch.setattr(results, "_fsize_limit", lambda: 3 * 2 ** 20)
+    with pytest.raises(results.ResultsError, match=r"file size limit \(ulimit -f, 3145728 bytes\)"):
+        results.atomic_replace(target, too_large)
 
-    def torch_save_failed(tmp):
+    def torch_save_failed(tmp):  # torch.save's own error once the limit stopped its writes
+        Path(tmp).write_bytes(b"x" * 3 * 2 ** 20)
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2014592 vs 2014484")
     with pytest.raises(results.ResultsError, match="file size limit"):
         results.atomic_replace(target, torch_save_failed)
+
+    def another_error(tmp):  # far below the limit: not the limit's doing, raised as it is
+        Path(tmp).write_bytes(b"x" * 10)
+        raise RuntimeError("some other problem")
+    with pytest.raises(RuntimeError, match="some other problem"):
+        results.atomic_replace(target, another_error)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
 

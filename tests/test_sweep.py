@@ -148,7 +148,7 @@ def test_an_empty_vary_value_is_named_as_such(tiny_base):
     with pytest.raises(sweep.SweepError, match="--vary 'lr=': give at least one value after '='"):
         sweep.flags_to_answers(str(tiny_base), ["lr="])
     # a doubled comma was dropped without a word: a grid of two values where three were meant
-    with pytest.raises(sweep.SweepError, match="--vary 'lr=0.1,,0.3': an empty value between commas"):
+    with pytest.raises(sweep.SweepError, match="--vary 'lr=0.1,,0.3': an empty value"):
         sweep.flags_to_answers(str(tiny_base), ["lr=0.1,,0.3"])
 
 

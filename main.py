@@ -151,8 +151,11 @@ def _check_not_foreign(where):
         raise ResultsError(f"{where} holds a sweep (sweep.json): this run's files would hide its runs from "
                            "report.py; choose a new or empty --results-path, or one run's folder of the sweep")
     clash = sorted(entries & set(RUN_FILES))
-    if clash and "config.json" not in entries:
-        raise ResultsError(f"{where} holds {', '.join(clash)} but no run (no config.json): this run would overwrite "
+    config = RunDir(where).config() if "config.json" in entries else None
+    if clash and not (isinstance(config, dict) and "task" in config):
+        # no run's config.json: none at all, or another's (a model folder's config.json has no task)
+        what = "no config.json" if config is None and "config.json" not in entries else "its config.json is no run's"
+        raise ResultsError(f"{where} holds {', '.join(clash)} but no run ({what}): this run would overwrite "
                            "them; choose a new or empty --results-path, or move them")
 
 
@@ -233,7 +236,7 @@ def _main(argv):
             print(f"settings of task '{task}':\n" + settings_module.describe(task_class.Settings))
             return 0
         earlier = RunDir(args.results_path).config() if args.results_path and not args.config else None
-        if earlier is not None:
+        if isinstance(earlier, dict) and "task" in earlier:  # a run's config.json (not a model's, say)
             # `main.py --results-path DIR` on a run folder: its own settings (resuming it), not the defaults
             print(f"settings: {RunDir(args.results_path).file('config.json')}", file=sys.stderr)
             settings = settings_module.build({**earlier, **overrides})

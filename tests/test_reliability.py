@@ -218,23 +218,30 @@ def test_main_refuses_an_unwritable_results_folder_in_one_line(flag, unwritable,
     assert f"{unwritable.parent} is a file, not a folder" in err  # (the system's words: 'Not a directory')
 
 
-@pytest.mark.parametrize("kind", ["sweep", "user files"])
+@pytest.mark.parametrize("kind", ["sweep", "user files", "a model's folder", "a list"])
 def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, tmp_path, capsys):
     # a sweep's folder (its runs would vanish from report.py behind the stray run's files) or a folder of
-    # the user's own files (config.py, metrics.jsonl would be overwritten): refused, nothing touched
+    # the user's own files (config.py, metrics.jsonl would be overwritten; a model folder's config.json, or
+    # any config.json that is no run's, was taken for a run's and overwritten): refused, nothing touched
     folder = tmp_path / "there"
     folder.mkdir()
     if kind == "sweep":
         (folder / "sweep.json").write_text('{"runs": 2}')
         (folder / "0").mkdir()
     mine = {"config.py": "my precious notes\n", "metrics.jsonl": "mine\n"}
+    if kind == "a model's folder":
+        mine = {"config.json": '{"model_type": "bloom", "n_layer": 2}'}
+    if kind == "a list":
+        mine = {"config.json": "[1, 2]"}
     for name, text in mine.items():
         (folder / name).write_text(text)
     before = sorted(p.name for p in folder.iterdir())
     assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 2
     err = capsys.readouterr().err
     assert str(folder) in err and "Traceback" not in err
-    assert ("holds a sweep (sweep.json)" if kind == "sweep" else "holds config.py, metrics.jsonl but no run") in err
+    assert {"sweep": "holds a sweep (sweep.json)", "user files": "holds config.py, metrics.jsonl but no run",
+            "a model's folder": "holds config.json but no run (its config.json is no run's)",
+            "a list": "holds config.json but no run (its config.json is no run's)"}[kind] in err
     assert sorted(p.name for p in folder.iterdir()) == before
     assert all((folder / name).read_text() == text for name, text in mine.items())
 

@@ -36,7 +36,8 @@ greedy continuation is answer then </a> (the original's exact match of the gener
 cross-entropy over the target tokens (answer and </a>).
 
 summary.json adds, per type, the first step where accuracy reached 0.5 and 0.9 (first_step_<split>_accuracy_0.5
-...), train_fit_step (first step where train_inferred and id_atomic accuracies both reached 0.99), and
+...), train_fit_step (first step where train_inferred and id_atomic accuracies both reached 0.99, or the one of
+them the settings leave non-empty), and
 grokking_gap_0.9 = the step test_inferred_id reached 0.9 minus train_fit_step (negative: it generalised
 before training fitted).
 """
@@ -399,8 +400,10 @@ class Task(BaseTask):
         for threshold in (0.5, 0.9, 0.99):
             for key, value in training.first_reached(history, "step", threshold).items():
                 out[key] = value
+        # the trained splits the settings leave non-empty (phi = 0: no train_inferred) must all be fitted
+        trained = [name for name in ("train_inferred", "id_atomic") if any(f"{name}_accuracy" in r for r in history)]
         fit = [r["step"] for r in history
-               if r.get("train_inferred_accuracy", 0) >= 0.99 and r.get("id_atomic_accuracy", 0) >= 0.99]
+               if trained and all(r.get(f"{name}_accuracy", 0) >= 0.99 for name in trained)]
         out["train_fit_step"] = fit[0] if fit else None
         test = out.get("first_step_test_inferred_id_accuracy_0.9")
         out["grokking_gap_0.9"] = test - fit[0] if fit and test is not None else None

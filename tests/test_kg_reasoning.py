@@ -310,3 +310,14 @@ def test_a_split_the_settings_leave_empty_is_not_evaluated(tmp_path, kind):
         scored = {name for name in kg.ID_SPLITS if f"{name}_accuracy" in final}
         assert scored and not scored & empty, (scored, empty)
         assert "empty_splits: " + ", ".join(sorted(empty)) in (run_dir / "logs.log").read_text()
+
+
+def test_train_fit_step_needs_only_the_trained_splits_there_are():
+    task = kg.Task(settings.build(TINY), log=None)
+    both = [{"step": 10, "train_inferred_accuracy": 0.5, "id_atomic_accuracy": 1.0},
+            {"step": 20, "train_inferred_accuracy": 1.0, "id_atomic_accuracy": 1.0}]
+    assert task.extra_summary(None, both)["train_fit_step"] == 20
+    # phi = 0: no inferred training facts, so no train_inferred split; fitting the atomic facts is fitting
+    atomic_only = [{"step": 10, "id_atomic_accuracy": 0.5}, {"step": 20, "id_atomic_accuracy": 0.995}]
+    assert task.extra_summary(None, atomic_only)["train_fit_step"] == 20
+    assert task.extra_summary(None, [{"step": 10, "test_inferred_ood_accuracy": 1.0}])["train_fit_step"] is None

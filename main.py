@@ -154,7 +154,7 @@ def _check_not_foreign(where):
     config = RunDir(where).config() if "config.json" in entries else None
     if clash and not (isinstance(config, dict) and "task" in config):
         # no run's config.json: none at all, or another's (a model folder's config.json has no task)
-        what = "no config.json" if config is None and "config.json" not in entries else "its config.json is no run's"
+        what = "its config.json is no run's" if "config.json" in entries else "no config.json"
         raise ResultsError(f"{where} holds {', '.join(clash)} but no run ({what}): this run would overwrite "
                            "them; choose a new or empty --results-path, or move them")
 
@@ -195,10 +195,8 @@ def _check_device(settings):
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise settings_module.SettingsError("setting device = 'cuda' but this machine has no CUDA device "
                                             "torch can use; use device = 'auto' (a GPU where there is one)")
-    if settings.mixed_precision == "fp16" and (settings.device == "cpu" or not torch.cuda.is_available()):
-        raise settings_module.SettingsError("mixed_precision = 'fp16' does not exist on a CPU (Accelerate would "
-                                            "train in float32 under that name); use 'bf16' or 'no' here, or run "
-                                            "on a GPU")
+    import training
+    training.autocast_precision(settings)
 
 
 def parse_args(argv):
@@ -235,10 +233,11 @@ def _main(argv):
                 raise settings_module.SettingsError(str(exc))
             print(f"settings of task '{task}':\n" + settings_module.describe(task_class.Settings))
             return 0
-        earlier = RunDir(args.results_path).config() if args.results_path and not args.config else None
+        given = RunDir(args.results_path) if args.results_path else None
+        earlier = given.config() if given and not args.config else None
         if isinstance(earlier, dict) and "task" in earlier:  # a run's config.json (not a model's, say)
             # `main.py --results-path DIR` on a run folder: its own settings (resuming it), not the defaults
-            print(f"settings: {RunDir(args.results_path).file('config.json')}", file=sys.stderr)
+            print(f"settings: {given.file('config.json')}", file=sys.stderr)
             settings = settings_module.build({**earlier, **overrides})
         else:
             settings = settings_module.load(args.config, overrides)
@@ -247,7 +246,7 @@ def _main(argv):
         training.check_memory(settings)
         if args.results_path:
             ensure_writable(args.results_path, "choose another --results-path or fix its permissions")
-            run_dir = RunDir(args.results_path)
+            run_dir = given
             _check_earlier_run(run_dir, settings)
         else:
             ensure_writable(args.results_root, "choose another --results-root or fix its permissions")

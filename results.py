@@ -396,9 +396,13 @@ class _AboveProgressBars(logging.StreamHandler):
             self.handleError(record)
 
 
+def _logger_of(run_dir):
+    return logging.getLogger(f"run.{run_dir.path.resolve()}")
+
+
 def run_logger(run_dir, echo=False):
     """A logger writing to <run>/logs.log (one line per record, appended) and, if echo, to stderr."""
-    logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
+    logger = _logger_of(run_dir)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     for handler in list(logger.handlers):
@@ -427,7 +431,7 @@ def log_line(run_dir, line, error=False):
     """One line in the run's logs.log from outside its training: through the run's own logger where it is
     open in this process (a run training now: reopening it would close the run's handlers), else through a
     logger opened and closed for it (a line the disk cannot take is dropped)."""
-    logger = logging.getLogger(f"run.{run_dir.path.resolve()}")
+    logger = _logger_of(run_dir)
     if logger.handlers:
         (logger.error if error else logger.warning)(line)
         return

@@ -80,15 +80,14 @@ def refusal(settings):
     return why
 
 
-def reduced_precision(settings):
-    """The setting that makes a run compute in 16 bits here ('model_dtype = ...', 'mixed_precision = ...'),
-    or None for float32."""
+def reduced_precision(settings, accelerator):
+    """The setting that makes a run compute in 16 bits ('model_dtype = ...', 'mixed_precision = ...', from
+    the precision the accelerator resolved), or None for float32."""
     if getattr(settings, "model_dtype", "float32") not in ("float32", None):
         return f"model_dtype = {settings.model_dtype!r}"
-    if settings.mixed_precision in ("bf16", "fp16"):
-        return f"mixed_precision = {settings.mixed_precision!r}"
-    if settings.mixed_precision == "auto" and settings.device != "cpu" and torch.cuda.is_available():
-        return "mixed_precision = 'auto' (bf16 on this GPU)"
+    if accelerator.mixed_precision != "no":
+        return f"mixed_precision = {settings.mixed_precision!r}" + (
+            f" ({accelerator.mixed_precision} here)" if settings.mixed_precision == "auto" else "")
     return None
 
 
@@ -651,7 +650,7 @@ def train_stack(settings_list, run_dirs, logs, started=None):
     _check_alike(members)
     stack = Stack(members, accelerator, started)
     names = [m.run_dir.path.name for m in members]
-    precision = reduced_precision(members[0].settings)
+    precision = reduced_precision(members[0].settings, accelerator)
     for m in members:
         m.log.info(f"stacked with runs {', '.join(names)} ({len(members)} members, one stacked model)")
         if precision:

@@ -291,13 +291,14 @@ def flags_to_answers(base, vary):
         name, sep, values = item.partition("=")
         if not sep:
             raise SweepError(f"--vary expects name=AxB,AxB,..., got {item!r}")
-        if not any(_split_values(values)):
+        values = _split_values(values)
+        if not any(values):
             raise SweepError(f"--vary {item!r}: give at least one value after '=' (name=AxB,AxB,...)")
-        if not all(_split_values(values)):
+        if not all(values):
             raise SweepError(f"--vary {item!r}: an empty value (two commas in a row, or one at an end); remove the "
                              "extra comma, or quote an empty string as ''")
         answers.append(FlagAnswer(name.strip(), f"--vary {item}:"))
-        answers.extend(FlagAnswer(v, f"--vary {item}:") for v in _split_values(values))
+        answers.extend(FlagAnswer(v, f"--vary {item}:") for v in values)
         answers.append(FlagAnswer(END, f"--vary {item}:"))
     answers.append(END)
     return answers

@@ -65,18 +65,24 @@ def keep_freed_memory():
 _MEMORY_KEPT = False
 
 
-def make_accelerator(settings):
-    cuda = torch.cuda.is_available()
-    if settings.device == "cuda" and not cuda:
-        raise RuntimeError("device = 'cuda' was asked for but no CUDA device is visible; use device = 'auto'")
-    on_cpu = settings.device == "cpu" or not cuda
+def autocast_precision(settings):
+    """(on_cpu, the autocast precision Accelerate gets: 'no', 'bf16' or 'fp16') of a run on this machine;
+    SettingsError for fp16 on a CPU, where Accelerate has no fp16 autocast (the run would train in float32
+    and say fp16)."""
+    on_cpu = settings.device == "cpu" or not torch.cuda.is_available()
     precision = settings.mixed_precision
     if precision == "auto":
         precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
     if precision == "fp16" and on_cpu:
-        # Accelerate has no fp16 autocast on a CPU: the run would train in float32 and say fp16
         raise SettingsError("mixed_precision = 'fp16' does not exist on a CPU (Accelerate would train in float32 "
                             "under that name); use 'bf16' or 'no' here, or run on a GPU")
+    return on_cpu, precision
+
+
+def make_accelerator(settings):
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' was asked for but no CUDA device is visible; use device = 'auto'")
+    on_cpu, precision = autocast_precision(settings)
     # Accelerate keeps one state per process and refuses another precision or device in it: a worker's next
     # run (a sweep varying mixed_precision or device) sets its own
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -37,3 +37,14 @@ def test_documented_sweep_is_valid(path, which):
     args = sweep.parse_args(_sweep_commands(path)[which][2:])
     plan = sweep.collect(sweep.ScriptedAsker(sweep.flags_to_answers(str(ROOT / args.base), args.vary)), yes=True)
     assert plan.job_count == len(sweep.grid(plan)) > 1
+
+
+LONG = [p for p in CONFS if (settings.load_file(p).get("n_steps") or 0) >= 1_000_000]
+
+
+@pytest.mark.parametrize("path", LONG, ids=[p.name for p in LONG])
+def test_a_run_of_a_million_steps_checkpoints_so_that_a_requeued_job_resumes(path):
+    """A run of days outlives a SLURM job's time limit; without a checkpoint each requeue starts at step 0 and
+    the run fails after submitit's last requeue (the kg paper confs did)."""
+    s = settings.build(settings.load_file(path))
+    assert s.checkpoint_every_steps and s.checkpoint_every_steps < s.n_steps

@@ -334,3 +334,9 @@ def test_figure_points_take_the_best_learning_rate_as_the_originals_plots_do():
     # no rate learned with every seed: a lower bound, the least of the rates' bounds
     assert pc._best_over_lr({6e-5: [s(None, 10 ** 7)], 1e-4: [s(3e6), s(None, 10 ** 6)]}) == 3e6
     assert pc._best_accuracy_over_lr({6e-5: [0.5, 0.7], 8e-5: [1.0, 0.9], 1e-4: [0.5]}) == pytest.approx(0.95)
+
+
+def test_the_sample_complexity_axis_names_the_runs_threshold():
+    """Figure 3's runs count samples to 0.995, not to exact match 1.0 (the axis said 1.0 for every run)."""
+    assert pc._complexity_label([{"config": {"threshold": 0.995}}]) == "samples to exact match 0.995"
+    assert pc._complexity_label([{"config": {}}, {"config": {"threshold": 1.0}}]) == "samples to exact match 1"

@@ -383,20 +383,26 @@ def create_experiment(plan, root, executor_facts):
                            "free space on that disk (or fix its permissions) and run sweep.py again") from exc
 
 
+def _write_run_settings(run_dir, base_values, overrides, settings_class=None):
+    """A run's config.py and config.json: the base values with the run's overrides."""
+    settings = settings_module.build(settings_module.merge(base_values, overrides), settings_class)
+    run_dir.write_settings(settings, header=f"Run {run_dir.path.name} of sweep {run_dir.path.parent}: {overrides}\n"
+                           f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
+
+
 def _fill_experiment(plan, points, experiment_id, folder, executor_facts):
     base_settings = settings_module.build(plan.base_values, plan.settings_class)
     runs = []
     for index, overrides in enumerate(points):
         run_dir = RunDir(folder / str(index))
         run_dir.path.mkdir()
-        settings = settings_module.build(settings_module.merge(plan.base_values, overrides), plan.settings_class)
-        run_dir.write_settings(settings, header=f"Run {index} of sweep {folder}: {overrides}\n"
-                               f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
+        _write_run_settings(run_dir, plan.base_values, overrides, plan.settings_class)
         run_dir.set_status("queued")
         runs.append({"run": str(index), "overrides": overrides})
     manifest = {
         "experiment_id": experiment_id, "created": now(), "host": socket.gethostname(),
         "base": plan.base, "base_settings": settings_module.as_dict(base_settings),
+        "base_values": plan.base_values,  # as the base file gave them: a run's folder is made again from these
         "vary": [{"name": name, "values": [[v, c] for v, c in values]} for name, values in plan.vary],
         "answers": plan.answers, "runs": runs, "executor": executor_facts, "submissions": [],
     }
@@ -744,18 +750,36 @@ def prepare_resume(folder, grace=10.0):
     held_names = {name for name, _ in held}
     todo = [name for name in names
             if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
-    damaged = [name for name in todo if RunDir(folder / name).config() is None]
-    for name in damaged:  # deleted or damaged outside the program: the others resume
-        print(f"run {name} left out: {folder / name} " + ("has no readable config.json" if (folder / name).is_dir()
-              else "is missing") + f"; restore it to resume it (its overrides: "
-              f"{next(r.get('overrides') for r in manifest['runs'] if r['run'] == name)})", file=sys.stderr)
-    todo = [name for name in todo if name not in damaged]
+    for name in [name for name in todo if RunDir(folder / name).config() is None]:
+        _restore_run(folder, name, manifest)  # deleted or damaged outside the program: made again from sweep.json
+    todo = [name for name in todo if RunDir(folder / name).config() is not None]
     for name in todo:
         run_dir = RunDir(folder / name)
         attempts = run_dir.status().get("attempts", 0) + 1
         run_dir.release_claim()
         run_dir.set_status("queued", attempts=attempts)
     return manifest, todo
+
+
+def _restore_run(folder, name, manifest):
+    """Make a run's folder (deleted), or its settings (config.json damaged or gone), again from the manifest, as
+    the sweep first wrote them; the run then trains from the start, or from its checkpoint where one is left.
+    A run that cannot be made again is left out with a line saying why; the others resume."""
+    run_dir = RunDir(folder / name)
+    overrides = next(r.get("overrides") for r in manifest["runs"] if r["run"] == name)
+    missing = not run_dir.path.exists()
+    try:
+        run_dir.path.mkdir(exist_ok=True)
+        _write_run_settings(run_dir, manifest.get("base_values", manifest["base_settings"]), overrides)
+    except (OSError, ResultsError, settings_module.SettingsError) as exc:
+        print(f"run {name} left out: {run_dir.path} " + ("is missing" if missing else "has no readable config.json")
+              + f" and cannot be made again from sweep.json ({exc}); restore it to resume it (its overrides: "
+              f"{overrides})", file=sys.stderr)
+        return
+    print(f"run {name}: " + (f"{run_dir.path} was missing; made again from sweep.json (overrides {overrides}): it "
+                             "trains from the start" if missing else
+                             f"{run_dir.path / 'config.json'} could not be read; its settings were written again "
+                             f"from sweep.json (overrides {overrides}), its other files kept"), file=sys.stderr)
 
 
 def stop_workers(folder, run_names, grace=20.0):

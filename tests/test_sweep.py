@@ -510,19 +510,55 @@ def test_the_resume_command_names_a_results_root_other_than_the_default():
     assert sweep.parse_args(shlex.split(command)[2:]).results_root == "/data/my sweeps"
 
 
-def test_a_resume_leaves_out_run_folders_deleted_or_damaged_and_resumes_the_others(tiny_base, tmp_path, capsys):
+@pytest.mark.parametrize("older_manifest", [False, True])
+def test_a_resume_makes_a_deleted_or_damaged_run_folder_again_from_the_manifest(tiny_base, tmp_path, capsys,
+                                                                                older_manifest):
+    """W&B's complaint (orchestration.md): resuming a grid does not re-run deleted runs. sweep.json holds each
+    run's settings, so a deleted folder is made again and trained; a damaged config.json is written again.
+    older_manifest: a sweep.json written before base_values was kept (its built base_settings serve)."""
+    import shutil
+    from results import RunDir, atomic_write_json, read_json
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    if older_manifest:
+        manifest = read_json(folder / "sweep.json")
+        del manifest["base_values"]
+        atomic_write_json(folder / "sweep.json", manifest)
+    before = {name: RunDir(folder / name).read_metrics() for name in ("1", "2")}
+    assert all(before.values())
+    shutil.rmtree(folder / "1")
+    (folder / "2" / "config.json").write_text("{damaged")
+    RunDir(folder / "2").set_status("failed")
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
+    err = capsys.readouterr().err
+    assert "run 1: results_new/0/1 was missing; made again from sweep.json (overrides {'seed': 1})" in err
+    assert "run 2: results_new/0/2/config.json could not be read; its settings were written again" in err
+    assert "Traceback" not in err
+    for name in ("0", "1", "2"):
+        assert RunDir(folder / name).status()["state"] == "done"
+        assert RunDir(folder / name).config()["seed"] == int(name)
+    # the same run as the sweep first trained (timings aside)
+    untimed = lambda records: [{k: v for k, v in r.items() if k not in ("elapsed", "eval_time")} for r in records]  # noqa
+    for name in ("1", "2"):
+        assert untimed(RunDir(folder / name).read_metrics()) == untimed(before[name])
+    assert "Repeat it with: python main.py --config results_new/0/1/config.py" in (folder / "1" / "config.py").read_text()
+
+
+def test_a_run_folder_that_cannot_be_made_again_is_left_out_and_the_others_resume(tiny_base, tmp_path, capsys):
     import shutil
     from results import RunDir
-    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes",
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",
                        "--no-wait"]) == 0
     folder = tmp_path / "results_new" / "0"
+    RunDir(folder / "0").set_status("failed")
     shutil.rmtree(folder / "1")
-    (folder / "2" / "config.json").unlink()
+    (folder / "1").write_text("a file where the run's folder was")
     capsys.readouterr()
-    assert sweep.main(["--resume", "0", "--executor", "inprocess", "--stack", "2"]) == 1
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 1
     err = capsys.readouterr().err
-    assert "run 1 left out: results_new/0/1 is missing" in err and "{'seed': 1}" in err
-    assert "run 2 left out: results_new/0/2 has no readable config.json" in err and "Traceback" not in err
+    assert "run 1 left out: results_new/0/1 has no readable config.json and cannot be made again" in err
+    assert "{'seed': 1}" in err and "Traceback" not in err
     assert RunDir(folder / "0").status()["state"] == "done"
 
 

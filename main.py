@@ -16,8 +16,8 @@ import time
 import traceback
 
 import settings as settings_module
-from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
-                     holder_alive, quoted, run_logger)
+from results import (RESULTS_ROOT, STALE_S, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
+                     heard_from_elsewhere, holder_alive, quoted, run_logger)
 
 
 class RunFailed(RuntimeError):
@@ -172,6 +172,12 @@ def _check_earlier_run(run_dir, settings):
     if status.get("state") == "running" and holder_alive(status):
         raise ResultsError(f"{where} holds a run that process {status.get('pid')} on this machine is training "
                            "now; wait for it, stop it, or choose another --results-path")
+    heard = heard_from_elsewhere(status)
+    if heard is not None:
+        raise ResultsError(f"{where} holds a run that process {status.get('pid')} on {status.get('host')} is "
+                           f"training (its heartbeat in status.json is {heard:.0f} s old); wait for it, stop it "
+                           f"there, or choose another --results-path (a run whose machine is gone is taken up "
+                           f"after {STALE_S // 60} minutes without a heartbeat)")
     earlier = run_dir.config()
     if earlier is None or not (run_dir.file("checkpoint.pt").exists() or run_dir.file("metrics.jsonl").exists()):
         return

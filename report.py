@@ -13,7 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from results import RunDir, holder_alive, quoted, read_json
+from results import STALE_S, RunDir, heartbeat_age, holder_alive, quoted, read_json
 
 
 def run_folders(folder):
@@ -80,6 +80,13 @@ def rows(folder):
             row["status"] = "dead"
             status = dict(status, error=f"process {status.get('pid')} is gone and left no result; "
                                         "re-run it with sweep.py --resume")
+        elif row["status"] == "running" and status.get("host") != socket.gethostname() \
+                and (heartbeat_age(status) or 0) >= STALE_S:
+            # on another machine, whose process cannot be asked from here: silent for longer than a live one is
+            row["status"] = "dead?"
+            status = dict(status, error=f"no heartbeat from process {status.get('pid')} on {status.get('host')} for "
+                                        f"{heartbeat_age(status) / 60:.0f} minutes: most likely gone; re-run it "
+                                        "with sweep.py --resume")
         if "epoch" in final or "step" not in final:
             row["epoch"] = final.get("epoch")
         else:  # a stream has no epochs
@@ -90,7 +97,7 @@ def rows(folder):
         row.update({k: v for k, v in summary.items() if k.startswith(("best_test", "first_epoch_", "first_step_"))})
         row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
-        if row["status"] in ("failed", "dead"):
+        if row["status"] in ("failed", "dead", "dead?"):
             # one line, so the table stays a table (an error recorded from a worker's log has many)
             lines = [line.strip() for line in str(status.get("error", "")).splitlines() if line.strip()]
             row["error"] = lines[-1] if lines else ""

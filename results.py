@@ -21,11 +21,14 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 RESULTS_ROOT = Path("results_new")
 STATES = ("queued", "running", "done", "failed", "interrupted")
+HEARTBEAT_S = 60  # a running run's status.json says its process is alive this often ('heartbeat', Sacred's)
+STALE_S = 10 * 60  # a heartbeat older than this: the process that wrote it is taken to be gone
 
 
 def quoted(path):
@@ -204,6 +207,59 @@ def holder_alive(status):
         return True
 
 
+def heartbeat_age(status):
+    """Seconds since the heartbeat a status records (None where it has none)."""
+    try:
+        return max(0.0, time.time() - datetime.datetime.fromisoformat(status["heartbeat"]).timestamp())
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def heard_from_elsewhere(status):
+    """For a run marked running by a process on another machine (whose pid cannot be asked from here): the
+    seconds since its heartbeat where that is recent (under STALE_S: the process is most likely training it
+    still), else None."""
+    if status.get("state") != "running" or status.get("host") in (None, socket.gethostname()):
+        return None
+    age = heartbeat_age(status)
+    return age if age is not None and age < STALE_S else None
+
+
+_status_lock = threading.RLock()  # status.json's read-modify-write, between a run's thread and the heartbeat's
+_beating = {}  # path -> RunDir of the runs this process marked running
+_heart = None
+
+
+def _beat():
+    """The heartbeat thread: every HEARTBEAT_S seconds, each run this process is training says so in its
+    status.json. A write that fails (a full disk) is tried again at the next beat."""
+    while True:
+        time.sleep(HEARTBEAT_S)
+        _beat_once()
+
+
+def _beat_once():
+    for run in list(_beating.values()):
+        try:
+            with _status_lock:
+                status = run.status()
+                if status.get("state") == "running" and status.get("pid") == os.getpid():
+                    run._write_status({**status, "heartbeat": now()}, {})
+        except Exception:  # noqa: BLE001 (a beat missed is not the run's failure)
+            pass
+
+
+def _keep_beating(run, running):
+    global _heart
+    if not running:
+        _beating.pop(run.path, None)
+        return
+    _beating[run.path] = run
+    if _heart is None or not _heart.is_alive():
+        _heart = threading.Thread(target=_beat, name="heartbeat", daemon=True)
+        _heart.start()
+
+
 def ensure_writable(folder, hint):
     """Create folder if needed and prove that a file can be written in it, so that a read-only or
     misplaced folder is refused before any work; ResultsError naming the folder and `hint` otherwise."""
@@ -257,9 +313,15 @@ class RunDir:
         """Write status.json: `state` and `extra` fields over the fields it had (an extra field given as None
         is removed)."""
         assert state in STATES, state
+        with _status_lock:
+            self._set_status(state, extra)
+        _keep_beating(self, state == "running")
+
+    def _set_status(self, state, extra):
         record = {**self.status(), "state": state, "updated": now(), **extra}
+        record.pop("heartbeat", None)
         if state == "running":
-            record.update(host=socket.gethostname(), pid=os.getpid(), started=now())
+            record.update(host=socket.gethostname(), pid=os.getpid(), started=now(), heartbeat=now())
             record.pop("error", None)
             job = slurm_job_id()
             if job:
@@ -274,7 +336,8 @@ class RunDir:
 
     def note_status(self, **extra):
         """Add (or, given None, remove) fields of status.json, its state unchanged."""
-        self._write_status({**self.status(), **extra}, extra)
+        with _status_lock:
+            self._write_status({**self.status(), **extra}, extra)
 
     def _write_status(self, record, extra):
         for key, value in extra.items():

@@ -37,7 +37,7 @@ import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
-                     holder_alive, log_line, now, quoted, read_json)
+                     STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -748,6 +748,19 @@ def prepare_resume(folder, grace=10.0):
         print("left alone, SLURM still lists the jobs that hold them: "
               + ", ".join(f"run {name} (job {job})" for name, job in held), file=sys.stderr)
     held_names = {name for name, _ in held}
+    heard = []
+    for name in names:
+        status = RunDir(folder / name).status()
+        age = heard_from_elsewhere(status)
+        if age is not None and name not in held_names:
+            heard.append((name, status, age))
+    if heard:  # a process on another machine (a local sweep there, on a shared file system) still trains them
+        print("left alone, still training on another machine (its heartbeat in status.json is recent): "
+              + ", ".join(f"run {name} (pid {status.get('pid')} on {status.get('host')}, heard from "
+                          f"{age:.0f} s ago)" for name, status, age in heard)
+              + f"; resume again once they end, or, if that machine is gone, after {STALE_S // 60} minutes "
+              "without a heartbeat", file=sys.stderr)
+        held_names |= {name for name, _, _ in heard}
     todo = [name for name in names
             if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
     for name in [name for name in todo if RunDir(folder / name).config() is None]:

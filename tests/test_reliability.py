@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import main
+import results
 import settings
 from conftest import fake_slurm
 
@@ -703,6 +704,11 @@ def test_an_unfinished_run_is_resumed_only_with_its_own_settings(tmp_path, capsy
     (run / "summary.json").rename(run / "summary.kept")
     assert main.main(base) == 2
     assert "process 1 on this machine is training" in capsys.readouterr().err
+    # another machine's process (a shared file system), heard from a moment ago: refused too
+    (run / "status.json").write_text(json.dumps(dict(status, state="running", pid=7, host="another-node",
+                                                     heartbeat=results.now())))
+    assert main.main(base) == 2
+    assert "process 7 on another-node is training (its heartbeat in status.json is" in capsys.readouterr().err
 
 
 def test_report_on_the_results_root_or_an_empty_folder_says_what_to_give(tmp_path, capsys):

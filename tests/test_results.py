@@ -121,3 +121,29 @@ def test_result_files_honour_the_umask_like_a_plain_open(tmp_path, umask, mode):
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
+
+
+def test_a_running_run_s_heartbeat_is_written_by_its_process_and_dropped_when_it_ends(tmp_path):
+    run = results.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.set_status("running")
+    first = run.status()["heartbeat"]
+    assert results.heartbeat_age(run.status()) < 5 and tmp_path / "run" in results._beating
+    assert results._heart is not None and results._heart.is_alive()  # the thread that beats every HEARTBEAT_S
+    status = run.status()
+    results.atomic_write_json(run.file("status.json"), {**status, "heartbeat": "2026-01-01T00:00:00+00:00"})
+    results._beat_once()
+    assert run.status()["heartbeat"] >= first and results.heartbeat_age(run.status()) < 5
+    run.set_status("done")
+    assert "heartbeat" not in run.status() and tmp_path / "run" not in results._beating
+
+
+def test_another_machine_s_run_counts_as_alive_while_its_heartbeat_is_recent(monkeypatch):
+    import datetime
+    ago = lambda s: (datetime.datetime.now().astimezone() - datetime.timedelta(seconds=s)).isoformat()  # noqa
+    there = {"state": "running", "host": "another-node", "pid": 4242}
+    assert 100 < results.heard_from_elsewhere({**there, "heartbeat": ago(120)}) < 140
+    assert results.heard_from_elsewhere({**there, "heartbeat": ago(results.STALE_S + 60)}) is None
+    assert results.heard_from_elsewhere(there) is None  # (a status from before heartbeats: nothing known)
+    assert results.heard_from_elsewhere({**there, "heartbeat": ago(1), "host": __import__("socket").gethostname()}) \
+        is None  # this machine's: its pid is asked instead (holder_alive)

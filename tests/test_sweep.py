@@ -707,3 +707,29 @@ def test_grouped_reports_average_the_programme_s_own_numbers_where_every_finishe
     assert "first_epoch_test_accuracy_1_mean" not in row  # run 1 never reached it: no mean over the others
     assert not any(key.startswith(("epoch", "wall_time", "seed")) for key in row)
     assert row["test_accuracy_mean"] == 0.75
+
+
+def test_resume_leaves_alone_a_run_another_machine_trains_and_takes_up_one_gone_silent(tiny_base, tmp_path, capsys):
+    """Two machines sharing the results folder (a local sweep there): a run whose status.json another host's
+    process keeps beating is not trained again here; one silent for longer than STALE_S is, and report.py says
+    'dead?' of it meanwhile."""
+    import datetime
+
+    import report
+    from results import STALE_S, RunDir, atomic_write_json
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",
+                       "--no-wait"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    ago = lambda s: (datetime.datetime.now().astimezone() - datetime.timedelta(seconds=s)).isoformat()  # noqa
+    for name, age in (("0", 30), ("1", STALE_S + 120)):
+        atomic_write_json(folder / name / "status.json", {"state": "running", "host": "another-node", "pid": 4242,
+                                                          "heartbeat": ago(age)})
+    rows = {r["run"]: r for r in report.rows(folder)}
+    assert rows["0"]["status"] == "running" and rows["1"]["status"] == "dead?"
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 1  # run 0 is not done
+    err = capsys.readouterr().err
+    assert "left alone, still training on another machine" in err and "run 0 (pid 4242 on another-node" in err
+    assert "run 1" not in err.split("left alone")[1].split("\n")[0]
+    assert RunDir(folder / "0").status()["host"] == "another-node"  # untouched
+    assert RunDir(folder / "1").status()["state"] == "done"

@@ -335,7 +335,9 @@ class Task(BaseTask):
     name = "kg_reasoning"
     Settings = Settings
     report_columns = ("train_fit_step", "first_step_test_inferred_id_accuracy_0.5",
-                      "first_step_test_inferred_id_accuracy_0.9", "grokking_gap_0.9")
+                      "first_step_test_inferred_id_accuracy_0.9", "grokking_gap_0.9",
+                      # how many facts the test accuracies count (a small graph's are a few hundred, or fewer)
+                      "facts_test_inferred_id", "facts_test_inferred_ood")
     stackable = True
 
     def build_data(self):
@@ -408,6 +410,8 @@ class Task(BaseTask):
         test = out.get("first_step_test_inferred_id_accuracy_0.9")
         out["grokking_gap_0.9"] = test - fit[0] if fit and test is not None else None
         out["generator_version"] = GENERATOR_VERSION
+        sizes = data.facts.get("eval_split_sizes", {})
+        out.update({f"facts_{name}": sizes.get(name, 0) for name in ("test_inferred_id", "test_inferred_ood")})
         return out
 
 

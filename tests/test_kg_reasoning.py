@@ -3,6 +3,7 @@ ID/OOD counts, phi, comparison labels), formats through the vocabulary, determin
 parameter sharing in the model layer, the metrics against greedy decoding, and a tiny run end to end."""
 import itertools
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -288,6 +289,11 @@ def test_a_tiny_run_end_to_end(tmp_path):
                 assert f"{split}_{metric}" in final
         assert "valid" not in " ".join(final)
         assert {"train_fit_step", "grokking_gap_0.9", "generator_version"} <= set(summary)
+        # report.py shows how many facts each test accuracy counts (the spec: counts with accuracies)
+        sizes = summary["data_facts"]["eval_split_sizes"]
+        assert [summary[f"facts_{n}"] for n in ("test_inferred_id", "test_inferred_ood")] == \
+            [sizes.get("test_inferred_id", 0), sizes.get("test_inferred_ood", 0)]
+        assert {"facts_test_inferred_id", "facts_test_inferred_ood"} <= set(summary["report_columns"])
         log = (run_dir / "logs.log").read_text()
         assert "test_inferred_ood" in log and "eval_split_sizes" in log
         assert summary["steps"] == 6
@@ -314,10 +320,11 @@ def test_a_split_the_settings_leave_empty_is_not_evaluated(tmp_path, kind):
 
 def test_train_fit_step_needs_only_the_trained_splits_there_are():
     task = kg.Task(settings.build(TINY), log=None)
+    data = SimpleNamespace(facts={})
     both = [{"step": 10, "train_inferred_accuracy": 0.5, "id_atomic_accuracy": 1.0},
             {"step": 20, "train_inferred_accuracy": 1.0, "id_atomic_accuracy": 1.0}]
-    assert task.extra_summary(None, both)["train_fit_step"] == 20
+    assert task.extra_summary(data, both)["train_fit_step"] == 20
     # phi = 0: no inferred training facts, so no train_inferred split; fitting the atomic facts is fitting
     atomic_only = [{"step": 10, "id_atomic_accuracy": 0.5}, {"step": 20, "id_atomic_accuracy": 0.995}]
-    assert task.extra_summary(None, atomic_only)["train_fit_step"] == 20
-    assert task.extra_summary(None, [{"step": 10, "test_inferred_ood_accuracy": 1.0}])["train_fit_step"] is None
+    assert task.extra_summary(data, atomic_only)["train_fit_step"] == 20
+    assert task.extra_summary(data, [{"step": 10, "test_inferred_ood_accuracy": 1.0}])["train_fit_step"] is None

@@ -372,6 +372,10 @@ class Task(BaseTask):
         if empty:
             facts["empty_splits"] = (f"{', '.join(empty)}: no facts at ood_share = {s.resolved_ood_share}, test_share = "
                                      f"{s.resolved_test_share}, phi = {s.phi}; not evaluated")
+        if s.phi and graph.phi_actual < 0.99 * s.phi and self.log is not None:
+            self.log.warning(f"note: phi = {s.phi} asks for {round(s.phi * len(types['id_atomic'])):,} inferred training "
+                             f"facts; this graph's pool holds {graph.pool_size:,}, all taken: phi is "
+                             f"{graph.phi_actual:.4g} here (a larger graph, n_entities or out_degree, holds more)")
         train = {"tokens": tokens, "labels": labels}
         return Data(train=train, splits={name: {"tokens": v} for name, v in splits.items()}, facts=facts)
 

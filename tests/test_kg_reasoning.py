@@ -328,3 +328,15 @@ def test_train_fit_step_needs_only_the_trained_splits_there_are():
     atomic_only = [{"step": 10, "id_atomic_accuracy": 0.5}, {"step": 20, "id_atomic_accuracy": 0.995}]
     assert task.extra_summary(data, atomic_only)["train_fit_step"] == 20
     assert task.extra_summary(data, [{"step": 10, "test_inferred_ood_accuracy": 1.0}])["train_fit_step"] is None
+
+
+def test_a_phi_beyond_the_graph_s_pool_is_said_in_the_log(tmp_path):
+    """A small graph cannot give phi = 18 (the spec's CPU note); the run says what phi it trains at instead of
+    only recording phi_actual among the data facts."""
+    main.run(settings.build({**TINY, "phi": 18.0}), tmp_path / "short")
+    log = (tmp_path / "short" / "logs.log").read_text()
+    facts = json.loads((tmp_path / "short" / "summary.json").read_text())["data_facts"]
+    assert facts["phi_actual"] < 18
+    assert "note: phi = 18.0 asks for" in log and f"all taken: phi is {facts['phi_actual']:.4g} here" in log
+    main.run(settings.build({**TINY, "phi": 1.0}), tmp_path / "enough")
+    assert "asks for" not in (tmp_path / "enough" / "logs.log").read_text()

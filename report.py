@@ -87,9 +87,9 @@ def rows(folder):
             status = dict(status, error=f"no heartbeat from process {status.get('pid')} on {status.get('host')} for "
                                         f"{heartbeat_age(status) / 60:.0f} minutes: most likely gone; re-run it "
                                         "with sweep.py --resume")
-        if "epoch" in final or "step" not in final:
+        if summary.get("counted_in") != "step" and ("epoch" in final or "step" not in final):
             row["epoch"] = final.get("epoch")
-        else:  # a stream has no epochs
+        else:  # a stream has no epochs; a programme budgeted in steps (kg_reasoning) is counted in them
             row["step"] = final.get("step")
         # accuracies, then losses, then the best test accuracy and when each accuracy first reached 1
         for suffix in ("_accuracy", "_loss"):

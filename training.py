@@ -560,13 +560,14 @@ def summarise(settings, task, data, run_plan, history, step, samples, parameters
               train_time, started, notes):
     """summary.json of a finished run (the stacked trainer, stacking.py, writes its members' with it too)."""
     total, trainable = parameters
-    unit = "epoch" if run_plan.train_size is not None else "step"
+    unit = task.counted_in or ("epoch" if run_plan.train_size is not None else "step")
     summary = {
         "state": "done",
         "task": settings.task,
         "epochs": run_plan.epoch(samples),
         "steps": step,
         "samples": samples,
+        "counted_in": unit,
         "final": {k: v for k, v in history[-1].items() if k != "eval_time"},
         **_best(history, unit),
         **first_reached(history, unit),

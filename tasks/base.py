@@ -52,6 +52,9 @@ class Task:
     name = "base"
     Settings = None  # dataclass of this task's settings (extends settings.CommonSettings)
     report_columns = ()  # keys of extra_summary() that report.py shows as columns of its per-run table
+    # the unit of the summary's best_* and first_* (and report.py's first column): None counts a fixed set's
+    # runs in epochs and a stream's in steps; 'step' where the programme is budgeted in steps (kg_reasoning)
+    counted_in = None
     # Stacking (stacking.py, `sweep.py --stack K`): replicates trained as one stacked model under torch.func.vmap.
     # A stackable task's training_loss and evaluate_batch must run under vmap: no Python branch on a tensor's
     # value, no .item(); tensors it keeps as attributes are stacked over the members for it.

@@ -339,6 +339,7 @@ class Task(BaseTask):
                       # how many facts the test accuracies count (a small graph's are a few hundred, or fewer)
                       "facts_test_inferred_id", "facts_test_inferred_ood")
     stackable = True
+    counted_in = "step"  # budgeted and evaluated in steps; an epoch is one pass over the training facts
 
     def build_data(self):
         s = self.settings

@@ -294,9 +294,16 @@ def test_a_tiny_run_end_to_end(tmp_path):
         assert [summary[f"facts_{n}"] for n in ("test_inferred_id", "test_inferred_ood")] == \
             [sizes.get("test_inferred_id", 0), sizes.get("test_inferred_ood", 0)]
         assert {"facts_test_inferred_id", "facts_test_inferred_ood"} <= set(summary["report_columns"])
+        # budgeted in steps, counted in steps: the best accuracies' and report.py's first column too (they were
+        # fractional epochs beside first_step_* and train_fit_step)
+        assert summary["counted_in"] == "step" and summary["best_test_inferred_id_accuracy_step"] in (0, 3, 6)
+        assert not [k for k in summary if k.endswith("_epoch") or k.startswith("first_epoch")]
         log = (run_dir / "logs.log").read_text()
         assert "test_inferred_ood" in log and "eval_split_sizes" in log
         assert summary["steps"] == 6
+    import report
+    rows = report.rows(tmp_path / "sweep")
+    assert [r.get("step") for r in rows] == [6, 6] and not any("epoch" in r for r in rows)
     pngs = kg.plot(tmp_path / "sweep", tmp_path)
     assert sorted(p.name for p in pngs) == ["kg_reasoning_run_0.png", "kg_reasoning_run_1.png",
                                             "kg_reasoning_sweep_kind.png"]

@@ -444,17 +444,19 @@ def _runs(folder):
     return out
 
 
-def _panel(ax, records, title):
+def _panel(ax, records, title, x="step"):
+    """Accuracy per type against x: the step, or the epoch (passes over the training facts), which compares
+    graphs of different sizes as the paper does."""
     for split, (colour, style) in CURVE_STYLE.items():
         key = f"{split}_accuracy"
-        points = [(r["step"], r[key]) for r in records if key in r and r["step"] > 0]
+        points = [(r[x], r[key]) for r in records if key in r and r.get(x, 0) > 0]
         if points:
             ax.plot(*zip(*points), color=colour, linestyle=style, label=split)
     ax.set_xscale("log")
     from matplotlib.ticker import NullFormatter
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("optimisation step (log)")
+    ax.set_xlabel("optimisation step (log)" if x == "step" else "epoch: passes over the training facts (log)")
     ax.set_ylabel("accuracy (greedy answer)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -486,11 +488,13 @@ def plot(folder, out_dir):
         fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.8), sharey=True, squeeze=False)
         order = sorted(runs, key=lambda r: tuple(repr(r[1].get(k)) if not isinstance(r[1].get(k), (int, float))
                                                  else r[1].get(k) for k in varied + others))
+        # graphs of different sizes (n_entities) compare per epoch, as the paper does (|E| at fixed phi); else steps
+        x = "epoch" if "n_entities" in varied and all("epoch" in r for _, _, rs in runs for r in rs) else "step"
         for ax, (path, config, records) in zip(axes[0], order):
             label = ", ".join(f"{k}={config.get(k)}" for k in varied + others) or path.name
-            _panel(ax, records, label)
+            _panel(ax, records, label, x)
         axes[0][0].legend(fontsize=7, loc="best")
-        fig.suptitle(f"kg_reasoning: accuracy per type vs steps, one panel per {' / '.join(varied) or 'run'}",
+        fig.suptitle(f"kg_reasoning: accuracy per type vs {x}s, one panel per {' / '.join(varied) or 'run'}",
                      fontsize=10)
         fig.tight_layout()
         out = Path(out_dir) / f"kg_reasoning_sweep_{'_'.join(varied) or 'runs'}.png"

@@ -347,3 +347,20 @@ def test_a_phi_beyond_the_graph_s_pool_is_said_in_the_log(tmp_path):
     assert "note: phi = 18.0 asks for" in log and f"all taken: phi is {facts['phi_actual']:.4g} here" in log
     main.run(settings.build({**TINY, "phi": 1.0}), tmp_path / "enough")
     assert "asks for" not in (tmp_path / "enough" / "logs.log").read_text()
+
+
+def test_a_sweep_over_graph_sizes_is_plotted_per_epoch_and_others_per_step(tmp_path, monkeypatch):
+    """The paper compares |E| at fixed phi with epochs on the x axis (a larger graph's epoch has more steps)."""
+    for index, n_entities in enumerate((10, 14)):
+        main.run(settings.build({**TINY, "n_entities": n_entities}), tmp_path / "sizes" / str(index))
+    for index, phi in enumerate((2.0, 3.0)):
+        main.run(settings.build({**TINY, "phi": phi}), tmp_path / "phis" / str(index))
+    drawn = []
+    panel = kg._panel
+    monkeypatch.setattr(kg, "_panel", lambda ax, records, title, x="step": (drawn.append(x),
+                                                                           panel(ax, records, title, x)))
+    kg.plot(tmp_path / "sizes", tmp_path)
+    assert drawn == ["step", "step", "epoch", "epoch"]  # each run's own plot, then the sweep's panels
+    drawn.clear()
+    kg.plot(tmp_path / "phis", tmp_path)
+    assert drawn == ["step"] * 4

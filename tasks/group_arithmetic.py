@@ -721,6 +721,15 @@ class Task(BaseTask):
 
     def build_model(self, data):
         s = self.settings
+        if s.use_bn:  # batch norm in training mode needs two rows of a batch: torch raises on one
+            n = data.train_size
+            b = n if s.batch_size <= 0 or s.batch_size >= n else s.batch_size
+            if b == 1 or n % b == 1:
+                raise SettingsError(f"use_bn = True needs at least 2 rows in every training batch, but batch_size = "
+                                    f"{s.batch_size} on the {n} training rows leaves "
+                                    f"{'every batch' if b == 1 else 'the last batch of each epoch'} with 1 row; "
+                                    "choose a batch_size that leaves no batch of 1 (0: the full batch), or more "
+                                    "training rows")
         if s.init_seed_offset:
             torch.manual_seed(s.seed + s.init_seed_offset)  # the original's set_all_seeds: torch gets seed + 2
         model = models.build(s.model_spec())

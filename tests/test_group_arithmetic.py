@@ -643,3 +643,18 @@ def test_sweep_folder_plots(tmp_path):
         summary = RunDir(tmp_path / "results_new" / "0" / row["run"]).summary()
         assert "grokking_delay" in row and row["grokking_delay"] == summary["grokking_delay"]
     assert "grokking_delay" in report.format_table(rows).splitlines()[0]
+
+
+def test_batch_norm_with_a_training_batch_of_one_row_is_refused_in_one_line(tmp_path, capsys):
+    """BatchNorm1d in training mode raises on one row: batch_size 197 on 198 rows leaves a last batch of 1."""
+    n = ga.Task(build(), None).build_data().train_size
+    for batch_size, what in ((n - 1, "the last batch of each epoch"), (1, "every batch")):
+        assert main.main(["--set", "task='group_arithmetic'", "--set", "hidden_size=8", "--set", "n_epochs=1",
+                          "--set", "use_bn=True", "--set", f"batch_size={batch_size}", "--set", "progress='off'",
+                          "--results-path", str(tmp_path / str(batch_size))]) == 1
+        err = capsys.readouterr().err
+        assert f"use_bn = True needs at least 2 rows in every training batch, but batch_size = {batch_size} on the " \
+               f"{n} training rows leaves {what} with 1 row" in err and "Traceback" not in err
+    small = next(b for b in (2, 3, 4) if n % b != 1)
+    for batch_size in (0, n - 2, small):  # the full batch; a last batch of 2; small batches, none of 1 row
+        main.run(build(use_bn=True, batch_size=batch_size, n_epochs=1, hidden_size=8), tmp_path / f"ok{batch_size}")

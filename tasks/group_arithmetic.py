@@ -71,7 +71,8 @@ class Settings(CommonSettings):
                                "use_critical_ratio)", low=0.0, high=1.0)
     use_critical_ratio: bool = setting(False, "size the training set by n ~ |G| ln|G| instead of test_size")
     critical_ratio_multiplier: float = setting(CRITICAL_MULTIPLIER, "with use_critical_ratio: the constant c in "
-                                               "n_train = corr * (c - delta) * |G| ln|G| (paper: 2.7482; vary it, "
+                                               "n_train = corr * (c - delta) * ln|G| / |G| * rows (rows = "
+                                               "|G|^num_of_ops: |G| ln|G| for two operands; paper: 2.7482; vary it, "
                                                "e.g. 1.75, 2.75, 3.75, to cross the data boundary)", low=0.0)
     critical_ratio_delta: float = setting(0.0, "with use_critical_ratio: delta in the formula above; positive "
                                           "means less data")
@@ -809,7 +810,8 @@ def _phase_diagram(runs, path, plt):
         orders.append(facts.get("order", 0))
         firsts.append(r["summary"].get("first_epoch_test_accuracy_1"))
         finals.append(r["metrics"][-1]["test_accuracy"])
-    xlabel = "critical_ratio_multiplier c (n_train = c |G| ln|G|)" if use_mult else "n_train / (|G| ln|G|)"
+    xlabel = "critical_ratio_multiplier c (n_train = c ln|G| / |G| x rows: c |G| ln|G| for two operands)" \
+        if use_mult else "n_train / (|G| ln|G|)"
     distinct = sorted(set(orders))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     # spread runs that share a grid point (seeds) so that every one stays visible
@@ -822,10 +824,11 @@ def _phase_diagram(runs, path, plt):
     grokked = [i for i, f in enumerate(firsts) if f is not None]
     never = [i for i, f in enumerate(firsts) if f is None]
     if len(distinct) == 1:
-        top = max(r["config"]["n_epochs"] for r in runs)
+        # the epochs trained (a budget in steps or samples has no n_epochs)
+        top = max(r["summary"].get("epochs") or r["metrics"][-1].get("epoch") or 0 for r in runs)
         left.scatter([jitter[i] for i in grokked], [firsts[i] for i in grokked], s=50, label="test accuracy 1.0")
         left.scatter([jitter[i] for i in never], [top] * len(never), marker="x", c="red", s=60,
-                     label=f"never 1.0 (within {top} epochs)")
+                     label=f"never 1.0 (within {top:g} epochs)")
         left.set_yscale("log")
         left.set_ylabel("first epoch with test accuracy 1.0")
         left.set_title(f"|G| = {distinct[0]}: when the test set is solved", fontsize=10)

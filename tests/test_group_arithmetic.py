@@ -630,8 +630,10 @@ def test_model_variants_learn_a_small_table(tmp_path, name, extra):
     assert summary["best_train_accuracy"] == 1.0, summary["final"]
 
 
-def test_sweep_folder_plots(tmp_path):
-    base = write_settings(tmp_path / "base.py", {**BASE, "M": 7, "use_critical_ratio": True, "n_epochs": 5})
+@pytest.mark.parametrize("budget", [{"n_epochs": 5}, {"n_epochs": None, "n_steps": 5}])
+def test_sweep_folder_plots(tmp_path, budget):
+    # (a budget in steps has no n_epochs: the phase plot's 'never' marker goes at the epochs trained)
+    base = write_settings(tmp_path / "base.py", {**BASE, "M": 7, "use_critical_ratio": True, **budget})
     assert sweep.main(["--base", str(base), "--vary", "critical_ratio_multiplier=1.0,2.0", "--executor",
                        "inprocess", "--yes"]) == 0
     written = ga.plot(tmp_path / "results_new" / "0", tmp_path / "plots")

@@ -22,7 +22,7 @@ Metrics of each evaluation:
 summary.json adds memorised_contexts, optimal_accuracy (best achievable under pi) and the paper's lower
 bound 1/N + (1 - 1/N) min(1, (H d_h + d) / #contexts) (#contexts = N^2 in the experiments). The bound is
 the paper's for one attention layer; for deeper models and the MLP variant it is the one-layer AoT's
-bound with the same H, d_h, d, drawn for comparison only.
+bound with the same H, d_h, d, drawn for comparison only; the low-rank baseline, without attention, has none.
 """
 
 import dataclasses
@@ -139,6 +139,13 @@ class Settings(CommonSettings):
             if getattr(self, name) != default:
                 notes.append(f"{name} = {getattr(self, name)!r} has no effect in assoc_memory: its learning rate "
                              "ramps from lr to lr_end (lr_schedule linear or original), with no step schedule")
+        # the model's sizes that this model kind does not have (not refused, so that a sweep can vary model)
+        unused = {"low_rank": (("H", "d_h", "W", "nb_layers"), "it has no attention"),
+                  "aot": (("W",), "it has no MLP")}.get(self.model, ((), ""))
+        for name in unused[0]:
+            field = fields[name]
+            if getattr(self, name) != field.default:
+                notes.append(f"{name} = {getattr(self, name)!r} has no effect with model = {self.model!r}: {unused[1]}")
         return notes
 
     def check(self):
@@ -169,9 +176,6 @@ class Settings(CommonSettings):
         if self.lr_ramp == "epoch" and self.n_epochs is None:
             problems.append("lr_ramp = 'epoch' moves the rate once per epoch: give the budget in n_epochs "
                             "(not n_steps or n_samples), or use lr_ramp = 'step'")
-        if self.model in ("aot", "low_rank") and self.W:
-            problems.append(f"W = {self.W} is an MLP width but model = {self.model!r} has no MLP; set "
-                            "model = 'transformer' or W = 0")
         problems.extend(models.check(self.model_spec()))
         return problems
 
@@ -321,13 +325,17 @@ class Task(BaseTask):
         contexts = torch.cat([digits, self.cond[support].argmax(dim=1, keepdim=True)], dim=1)
 
         self.n_contexts = len(support)
-        self.optimal = float((p_context * self.cond.max(dim=1).values).sum())
-        self.bound = lower_bound(s.N, s.H, s.head_dim, s.d, self.n_contexts)
+        self.optimal = min(1.0, float((p_context * self.cond.max(dim=1).values).sum()))  # (a sum of floats)
+        # the paper's bound is an attention layer's: none for the low-rank baseline, which has no heads
+        attention = s.model != "low_rank"
+        self.bound = lower_bound(s.N, s.H, s.head_dim, s.d, self.n_contexts) if attention else None
+        self.associations = s.H * s.head_dim + s.d if attention else None
         seen = torch.unique((train.unfold(1, s.n_gram - 1, 1)[:, :-1] * self.radix).sum(-1)).numel()
         facts = {"n_gram": s.n_gram, "sequence_length": s.seq_len, "contexts": self.n_contexts, "contexts_seen_in_train": seen,
                  "mean_conditional_entropy": round(float((p_context * entropy(self.cond)).sum()), 6),
-                 "optimal_accuracy": round(self.optimal, 6), "lower_bound_accuracy": round(self.bound, 6),
-                 "associations_bound": s.H * s.head_dim + s.d}
+                 "optimal_accuracy": round(self.optimal, 6),
+                 "lower_bound_accuracy": None if self.bound is None else round(self.bound, 6),
+                 "associations_bound": self.associations}
         train = {"tokens": train}
         return Data(train=train, splits={"train": train, "contexts": {"tokens": contexts, "weight": weight.float()}},
                     facts=facts)
@@ -428,7 +436,7 @@ class Task(BaseTask):
         final = history[-1]
         return {"memorised_contexts": round(final.get("contexts_accuracy", 0.0) * self.n_contexts),
                 "contexts": self.n_contexts, "optimal_accuracy": self.optimal, "lower_bound_accuracy": self.bound,
-                "associations_bound": s.H * s.head_dim + s.d, "head_dim": s.head_dim,
+                "associations_bound": self.associations, "head_dim": s.head_dim,
                 "expected_parameters": s.model_spec().parameter_count()}
 
 
@@ -537,9 +545,10 @@ def plot(folder, out_dir):
                     label=f"{name}" + (f" ({label})" if label else "") + f", mean of {min(map(len, values))}+ seeds")
             ax.fill_between(xs, [min(v) for v in values], [max(v) for v in values], color=colour, alpha=0.12)
             ax.errorbar(xs, mean, yerr=std, fmt="none", ecolor=colour, capsize=2, alpha=0.6)
-        bound = [statistics.fmean(s["lower_bound_accuracy"] for s in by_x[x]) for x in xs]
-        ax.plot(xs, bound, linestyle="--", color=colour, alpha=0.8,
-                label="paper's lower bound 1/N + (1-1/N)(H d_h + d)/N^2" + (f" ({label})" if label else ""))
+        if all(s.get("lower_bound_accuracy") is not None for x in xs for s in by_x[x]):  # (low_rank: none)
+            bound = [statistics.fmean(s["lower_bound_accuracy"] for s in by_x[x]) for x in xs]
+            ax.plot(xs, bound, linestyle="--", color=colour, alpha=0.8,
+                    label="paper's lower bound 1/N + (1-1/N)(H d_h + d)/N^2" + (f" ({label})" if label else ""))
     _draw_fits(ax, folder, colour_of)
     first = runs[0][0]
     for ref_axis, fixed_values, reference in ORIGINAL:

@@ -353,7 +353,6 @@ def test_last_batches_accuracy_is_a_window_over_training_batches():
 
 
 @pytest.mark.parametrize("values, needle", [
-    (dict(W=10), "model = .aot. has no MLP"),
     (dict(eta_min=1e-4), "lr_end"),
     (dict(nb_tokens=[5, 5]), "one support size per position"),
     (dict(N=5, nb_tokens=[5, 6, 1]), "1..N"),
@@ -542,8 +541,7 @@ def test_low_rank_has_one_row_per_context_and_the_originals_parameter_count(alph
     big = models.build(make(model="low_rank", N=40, d=16, init="original").model_spec())
     assert big.embed.weight.abs().max() <= 0.25 and big.embed.weight.std().item() == pytest.approx(0.25 / math.sqrt(3),
                                                                                                    rel=0.05)
-    with pytest.raises(settings.SettingsError, match="no MLP"):
-        make(model="low_rank", W=4)
+    assert any(n.startswith("W = 4 has no effect with model = 'low_rank'") for n in make(model="low_rank", W=4).notes())
 
 
 def test_longer_sequences_continue_the_chain_and_are_labelled_at_every_position():
@@ -630,3 +628,23 @@ def test_the_step_schedules_settings_are_noted_as_having_no_effect_here():
     assert [n.split(" = ")[0] for n in notes] == ["lr_step_size", "lr_gamma", "lr_milestones"]
     assert all("no effect in assoc_memory" in n and "multistep" not in n for n in notes)
     assert settings.build({"task": "assoc_memory"}).notes() == []
+
+
+def test_sizes_a_model_kind_does_not_have_are_noted_not_refused_and_low_rank_has_no_attention_bound(tmp_path):
+    """A sweep over model (aot, transformer, low_rank) shares one base: W, or H and d_h, are noted where the
+    model has no MLP or no attention (W was refused, stopping the sweep); the paper's bound and H d_h + d are an
+    attention layer's, so the low-rank baseline's summary has none (it gave H d_h + d of heads it lacks)."""
+    aot = make(W=10)
+    assert any(n.startswith("W = 10 has no effect with model = 'aot'") for n in aot.notes())
+    low = make(model="low_rank", H=5, d_h=3)
+    notes = low.notes()
+    assert any(n.startswith("H = 5 has no effect with model = 'low_rank'") for n in notes)
+    assert any(n.startswith("d_h = 3 has no effect with model = 'low_rank'") for n in notes)
+    assert not any(n.startswith(("W ", "H ", "d_h ")) for n in make(model="transformer", W=10).notes())
+    summary = main.run(settings.build({**TINY, "model": "low_rank", "H": 5, "d_h": 3, "n_epochs": 2}), tmp_path / "lr")
+    assert summary["lower_bound_accuracy"] is None and summary["associations_bound"] is None
+    assert summary["data_facts"]["lower_bound_accuracy"] is None
+    assert 0 < summary["optimal_accuracy"] <= 1.0
+    assert "note: H = 5 has no effect with model = 'low_rank'" in (tmp_path / "lr" / "logs.log").read_text()
+    attention = main.run(settings.build({**TINY, "n_epochs": 2}), tmp_path / "aot")
+    assert attention["associations_bound"] == 4 * 8 + 8 and 0 < attention["lower_bound_accuracy"] <= 1

@@ -439,7 +439,9 @@ def _resolve_shape(model: str, overrides: dict[str, int | None]) -> dict[str, An
             f"the same number of query heads."
         )
     if family.rotary and head_dim % 2:  # RoPE rotates pairs of dimensions (an odd 3 crashed in training)
-        raise ModelConfigError(f"head_dim={head_dim} must be even for rotary position embeddings ({model}).")
+        where = "" if "head_dim" in given or head_dim != n_embd // n_head else \
+            f" (n_embd // n_head = {n_embd} // {n_head}: set head_dim, or an n_head that leaves an even head size)"
+        raise ModelConfigError(f"head_dim={head_dim}{where} must be even for rotary position embeddings ({model}).")
 
     # Settings the family has no field for must agree with what the family derives.
     derived = {"n_kv_head": n_head, "intermediate_size": 4 * n_embd, "head_dim": n_embd // n_head}

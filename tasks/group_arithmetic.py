@@ -213,6 +213,9 @@ class Settings(CommonSettings):
             if given:
                 notes.append(f"{', '.join(given)} has no effect unless use_critical_ratio = True (the split "
                              f"follows test_size = {self.test_size})")
+        if self.load_dataset_split is not None and self.use_critical_ratio:
+            notes.append(f"use_critical_ratio has no effect: the split is read from load_dataset_split = "
+                         f"{self.load_dataset_split!r}")
         if self.use_inner_product_act and self.first_layer_init != "per_operand":
             notes.append("use_inner_product_act with first_layer_init = 'concatenated': the original drew its "
                          "maps W_i per operand (first_layer_init = 'per_operand', columns sqrt(num_of_ops) larger)")

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 import models
 import training
-from settings import CommonSettings, setting, with_defaults
+from settings import CommonSettings, fields_of, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 from tasks.base import subsample
@@ -116,6 +116,16 @@ class Settings(CommonSettings):
         return models.DecoderSpec(model="gpt2", vocab_size=len(self.vocabulary()), max_positions=width,
                                   n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
                                   dropout=self.dropout, head="lm", layer_repeats=self.layer_repeats)
+
+    def notes(self):
+        notes = super().notes()
+        fields = fields_of(type(self))
+        other = ("n_attributes", "n_values") if self.kind == "composition" else ("n_relations", "out_degree")
+        for name in other:  # the other kind's graph sizes (kept, not refused, so that a sweep can vary kind)
+            if getattr(self, name) != fields[name].default:
+                notes.append(f"{name} = {getattr(self, name)!r} has no effect with kind = {self.kind!r}: it sizes the "
+                             f"{'comparison' if self.kind == 'composition' else 'composition'} graph")
+        return notes
 
     def check(self):
         problems = super().check()

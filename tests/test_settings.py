@@ -61,6 +61,9 @@ def test_conversions_that_lose_nothing():
     # rotary embeddings rotate pairs of dimensions: an odd head size crashed in training (3), or ran (1)
     ({"model": "qwen1.7B", "n_layer": 2, "n_embd": 128, "head_dim": 3}, "head_dim=3 must be even"),
     ({"model": "qwen1.7B", "n_layer": 2, "n_embd": 128, "head_dim": 1}, "head_dim=1 must be even"),
+    # a head size the user did not set is said to come from n_embd // n_head
+    ({"model": "qwen1.7B", "n_layer": 2, "n_embd": 32, "n_head": 32, "n_kv_head": 8},
+     "head_dim=1 (n_embd // n_head = 32 // 32: set head_dim, or an n_head that leaves an even head size) must be"),
 ])
 def test_impossible_values_are_refused(values, needle):
     with pytest.raises(settings.SettingsError) as err:
@@ -137,3 +140,24 @@ def test_a_problem_across_settings_is_reported_with_a_problem_of_one_setting():
     with pytest.raises(settings.SettingsError) as err:
         settings.build({"n_embd": -16})
     assert len(err.value.problems) == 1
+
+
+@pytest.mark.parametrize("values, note", [
+    ({"task": "kg_reasoning", "kind": "comparison", "out_degree": 50, "n_relations": 60},
+     "n_relations = 60 has no effect with kind = 'comparison'"),
+    ({"task": "kg_reasoning", "kind": "composition", "n_values": 5}, "n_values = 5 has no effect with kind = 'composition'"),
+    ({"task": "parity_cot", "secret": [0, 1, 2, 3, 4, 5], "secret_rule": "seed"},
+     "secret_rule = 'seed' has no effect: secret = [0, 1, 2, 3, 4, 5] is given"),
+    ({"task": "parity_cot", "train_eval_size": 100}, "train_eval_size = 100 has no effect on a stream"),
+    ({"task": "group_arithmetic", "load_dataset_split": "SPLIT", "use_critical_ratio": True},
+     "use_critical_ratio has no effect: the split is read from load_dataset_split = 'SPLIT'"),
+])
+def test_a_setting_another_one_makes_irrelevant_is_noted_not_refused(values, note, tmp_path, monkeypatch):
+    """So that a sweep can vary the setting that switches it off (README); these were silently ignored."""
+    import torch
+    monkeypatch.chdir(tmp_path)
+    torch.save({"train_indices": [0, 1, 2], "test_indices": [3, 4]}, tmp_path / "SPLIT")
+    s = settings.build(values)
+    assert any(n.startswith(note) for n in s.notes()), s.notes()
+    base = {k: v for k, v in values.items() if k in ("task", "kind")}
+    assert not any(n.startswith(note.split(" ")[0]) for n in settings.build(base).notes())

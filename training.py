@@ -420,8 +420,9 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
 
     run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device)
     if settings.batch_size > run.source.batch_size:  # a fixed set smaller than the batch asked for
-        log.warning(f"note: batch_size = {settings.batch_size} is more than the {run.source.n} training examples: "
-                    f"every step takes all {run.source.n} (full batch)")
+        run.notes.append(f"batch_size = {settings.batch_size} is more than the {run.source.n} training examples: "
+                         f"every step takes all {run.source.n} (full batch)")
+        log.warning(f"note: {run.notes[-1]}")
     run.plan = plan(settings, run.source)
     optimizer, run.scheduler = run.task.configure_optimizer(model, run.plan.total_steps, run.source.steps_per_epoch)
     if stacked:

@@ -294,13 +294,14 @@ def test_the_progress_bar_shows_a_run_s_values_and_a_stack_s_range_over_members(
     assert training._progress_postfix(stack) == {"train_loss": "0.125-0.250", "test_accuracy": "0.500"}
 
 
-def test_a_batch_larger_than_the_training_set_is_noted_in_the_log(tmp_path):
+def test_a_batch_larger_than_the_training_set_is_noted_in_the_log_and_the_summary(tmp_path):
     import main
     import settings as settings_module
-    main.run(settings_module.build(dict(task="group_arithmetic", n_epochs=1, batch_size=5000, progress="off")),
-             tmp_path / "run")
+    summary = main.run(settings_module.build(dict(task="group_arithmetic", n_epochs=1, batch_size=5000,
+                                                  progress="off")), tmp_path / "run")
     log = (tmp_path / "run" / "logs.log").read_text()
-    assert "note: batch_size = 5000 is more than the 159 training examples: every step takes all 159" in log
+    note = "batch_size = 5000 is more than the 159 training examples: every step takes all 159 (full batch)"
+    assert f"note: {note}" in log and note in summary["notes"]
 
 
 def test_runs_of_different_precisions_follow_each_other_in_one_process(tmp_path):

@@ -156,7 +156,7 @@ class Settings(CommonSettings):
             if rows == 0:
                 problems.append(f"expression = {self.expression!r} is undefined mod {order} at every (x, y): "
                                 "each row divides by (or inverts) an element with no inverse mod M")
-        if order is None:
+        if order is None or rows == 0:  # (no rows: said above, with its cause)
             pass
         elif rows > MAX_ROWS:
             problems.append(f"the table of {self.group_type} M = {self.M!r} with num_of_ops = {self.num_of_ops} has "
@@ -612,7 +612,9 @@ def load_split_file(path, rows):
     out = []
     for key in ("train_indices", "test_indices"):
         index = torch.as_tensor(data[key]).reshape(-1)
-        if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+        # (an empty list is a float tensor: said as empty, not as not integer)
+        wrong_type = index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool
+        if wrong_type and len(index):
             raise SettingsError(f"load_dataset_split = {path!r}: {key} must be integer row indices")
         if len(index) == 0 or index.min() < 0 or index.max() >= rows:
             raise SettingsError(f"load_dataset_split = {path!r}: {key} must be a non-empty list of row indices "

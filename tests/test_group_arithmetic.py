@@ -134,7 +134,9 @@ def test_expression_division_and_inverses_are_mod_M_and_undefined_rows_are_left_
     ("x / 0", "undefined mod 7 at every (x, y)"),
 ])
 def test_expression_is_parsed_never_evaluated(text, needle):
-    assert needle in refusal(group_type="expression", M=7, expression=text)
+    message = refusal(group_type="expression", M=7, expression=text)
+    assert needle in message
+    assert "no training examples" not in message  # (an expression undefined everywhere: one problem, its cause)
 
 
 # ---------------------------------------------------------------- the Cayley-table file
@@ -495,6 +497,10 @@ def test_bad_saved_files_are_refused_naming_the_setting(tmp_path):
     torch.save({"train_indices": [0, 25], "test_indices": [1]}, tmp_path / "split.pt")
     assert "load_dataset_split" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
     assert "0..24" in refusal(M=5, load_dataset_split=str(tmp_path / "split.pt"))
+    torch.save({"train_indices": [], "test_indices": [1]}, tmp_path / "empty.pt")  # (a float tensor, being empty)
+    assert "train_indices must be a non-empty list" in refusal(M=5, load_dataset_split=str(tmp_path / "empty.pt"))
+    torch.save({"train_indices": [0.5], "test_indices": [1]}, tmp_path / "float.pt")
+    assert "train_indices must be integer row indices" in refusal(M=5, load_dataset_split=str(tmp_path / "float.pt"))
     torch.save({"train": [0]}, tmp_path / "keys.pt")
     assert "'train_indices' and 'test_indices'" in refusal(M=5, load_dataset_split=str(tmp_path / "keys.pt"))
     torch.save({"weight": torch.zeros(16, 9)}, tmp_path / "W.pt")

@@ -443,16 +443,19 @@ def _complexity_plot(runs, path, plt):
     if len({r["config"]["k"] for r in done}) < 2:
         return None
     groups = {}
+    # n and the threshold split the lines where a sweep varies them (one line pooled different problems)
+    several = {name: len({r["config"].get(name) for r in done}) > 1 for name in ("n_bits", "threshold")}
     for r in done:
         c = r["config"]
-        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"))
+        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"), c.get("n_bits"), c.get("threshold"))
         groups.setdefault(key, {}).setdefault(c["k"], {}).setdefault(c.get("lr"), []).append(r["summary"])
     several_lr = len({r["config"].get("lr") for r in done}) > 1
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, (key, by_k) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0]))):
-        cot, shape, width, n_train = key
+        cot, shape, width, n_train, n_bits, threshold = key
         colour = f"C{i % 10}"
-        label = f"{'CoT' if cot else 'no CoT'}, {shape}, d={width}" + (f", {n_train} reused" if n_train else "")
+        label = f"{'CoT' if cot else 'no CoT'}, {shape}, d={width}" + (f", {n_train} reused" if n_train else "") \
+            + (f", n={n_bits}" if several["n_bits"] else "") + (f", to {threshold:g}" if several["threshold"] else "")
         xs = sorted(by_k)
         line_x, line_y = [], []
         for x in xs:

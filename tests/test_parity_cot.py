@@ -340,3 +340,24 @@ def test_the_sample_complexity_axis_names_the_runs_threshold():
     """Figure 3's runs count samples to 0.995, not to exact match 1.0 (the axis said 1.0 for every run)."""
     assert pc._complexity_label([{"config": {"threshold": 0.995}}]) == "samples to exact match 0.995"
     assert pc._complexity_label([{"config": {}}, {"config": {"threshold": 1.0}}]) == "samples to exact match 1"
+
+
+def test_the_sample_complexity_lines_split_by_n_and_threshold_where_a_sweep_varies_them(tmp_path, monkeypatch):
+    """One line pooled runs of different n (or thresholds) into one geometric mean: different problems."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import plot as plotting
+    i = 0
+    for n_bits in (8, 10):
+        for k in (1, 2):
+            _fake_run(tmp_path / "sweep" / str(i), dict(n_bits=n_bits, k=k, cot=True, n_layer=1, n_head=1, n_embd=16,
+                                                          n_valid=64),
+                      2048 * k * (n_bits - 7))
+            i += 1
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    assert pc._complexity_plot(plotting.load_runs(tmp_path / "sweep"), tmp_path / "c.png", plt)
+    lines = {line.get_label(): [round(y) for y in line.get_ydata()] for line in figures[0].axes[0].get_lines()}
+    assert lines == {"CoT, 1L1H, d=16, n=8": [2048, 4096], "CoT, 1L1H, d=16, n=10": [6144, 12288]}

@@ -454,6 +454,14 @@ def _runs(folder):
     return out
 
 
+def _phi(path, config):
+    """The phi a run asked for, and the phi it trained at where its graph's pool could not give it."""
+    from results import RunDir
+    actual = ((RunDir(path).summary() or {}).get("data_facts") or {}).get("phi_actual")
+    asked = config.get("phi")
+    return f"{asked} (trained at {actual:g})" if actual is not None and asked and actual < 0.99 * asked else f"{asked}"
+
+
 def _panel(ax, records, title, x="step"):
     """Accuracy per type against x: the step, or the epoch (passes over the training facts), which compares
     graphs of different sizes as the paper does."""
@@ -483,7 +491,7 @@ def plot(folder, out_dir):
     paths = []
     for path, config, records in runs:
         fig, ax = plt.subplots(figsize=(6, 4))
-        _panel(ax, records, f"kg_reasoning {config.get('kind')}: phi {config.get('phi')}, wd "
+        _panel(ax, records, f"kg_reasoning {config.get('kind')}: phi {_phi(path, config)}, wd "
                             f"{config.get('weight_decay')}, {config.get('n_entities')} entities, GPT-2 "
                             f"{config.get('n_layer')}x{config.get('n_embd')} (run {path.name})")
         ax.legend(fontsize=7, loc="best")

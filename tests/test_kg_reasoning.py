@@ -364,3 +364,11 @@ def test_a_sweep_over_graph_sizes_is_plotted_per_epoch_and_others_per_step(tmp_p
     drawn.clear()
     kg.plot(tmp_path / "phis", tmp_path)
     assert drawn == ["step"] * 4
+
+
+def test_a_run_s_plot_names_the_phi_it_trained_at_where_the_pool_fell_short(tmp_path):
+    main.run(settings.build({**TINY, "phi": 18.0}), tmp_path / "short")
+    actual = json.loads((tmp_path / "short" / "summary.json").read_text())["data_facts"]["phi_actual"]
+    assert kg._phi(tmp_path / "short", {"phi": 18.0}) == f"18.0 (trained at {actual:g})"
+    main.run(settings.build({**TINY, "phi": 1.0}), tmp_path / "enough")
+    assert kg._phi(tmp_path / "enough", {"phi": 1.0}) == "1.0"

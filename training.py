@@ -14,11 +14,14 @@ writes the same metrics.jsonl as one that was never stopped.
 the loop as a `Solo`; a stack of replicates (stacking.py) builds each member with `build_run` and hands the
 loop a `stacking.Stack`, whose step trains all members at once.
 """
+import contextlib
 import dataclasses
 import math
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 
 import torch
@@ -376,8 +379,9 @@ class Run:
         """Append one evaluation's record to metrics.jsonl and its line to logs.log; returns the record."""
         record = eval_record(self.plan, self.step, self.samples, values, self.scheduler.get_last_lr()[0],
                              started - self.earlier, eval_time)
-        self.metrics.append(record)
-        self.log.info(_format_eval(record))
+        with signals_held():  # a stop between the two would keep a record that logs.log lacks
+            self.metrics.append(record)
+            self.log.info(_format_eval(record))
         return record
 
     def save_checkpoint(self, accelerator):
@@ -392,6 +396,34 @@ class Run:
                             self.train_time, started - self.earlier, self.notes)
         finish(self.run_dir, self.log, summary, self.checkpoint)
         return summary
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and kill (SIGINT, SIGTERM) wait until the block is done, then act as they would have: what it
+    writes is all or nothing. Their handlers are swapped for ones that only note them (a signal mask would not
+    do: the kernel hands a process's signal to any thread that does not mask it). The main thread only, where
+    handlers run; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # (a handler set outside Python, None here, could not be put back: that signal is left alone)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)
+              if signal.getsignal(signum) is not None}
+    pending = []
+    for signum in before:
+        signal.signal(signum, lambda got, frame: pending.append(got))
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in pending:
+            handler = before[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler != signal.SIG_IGN:  # the default action: the process ends by this signal
+                os.kill(os.getpid(), signum)
 
 
 def build_run(settings, run_dir, log, accelerator, stacked=False):

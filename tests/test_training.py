@@ -1,6 +1,7 @@
 """The one training loop: budgets in steps, training sources, sums and counts, diagnostics, exact resume."""
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -312,3 +313,17 @@ def test_runs_of_different_precisions_follow_each_other_in_one_process(tmp_path)
         summary = main.run(settings_module.build(dict(task="group_arithmetic", n_epochs=1, progress="off",
                                                       mixed_precision=precision)), tmp_path / str(i))
         assert summary["mixed_precision"] == precision
+
+
+def test_a_stop_signal_during_an_evaluation_s_writes_acts_after_them():
+    """metrics.jsonl and logs.log get an evaluation together or not at all: a kill between the two kept a record
+    that the log lacked (seen once under load in test_kill_stops_a_run_like_ctrl_c_and_keeps_every_evaluation)."""
+    import os
+    import signal
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with training.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # where Python would run the handler, were the signal not held
+            written.append("record and log line")
+    assert written == ["record and log line"]

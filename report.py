@@ -64,6 +64,12 @@ def rows(folder):
         config, status, summary = run.config() or {}, run.status(), run.summary() or {}
         final = summary.get("final") or (run.read_metrics() or [{}])[-1]
         row = {"run": path.name}
+        if not config:
+            from sweep import resume_command  # (here only: sweep imports this module)
+            fix = (f"{resume_command(folder)} writes it again from sweep.json" if manifest
+                   else "its config.py holds the same settings")
+            print(f"warning: {run.file('config.json')} is " + ("unreadable (damaged)" if run.file("config.json").exists()
+                  else "missing") + f": run {path.name}'s settings are left blank; {fix}", file=sys.stderr)
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
         if row["status"] == "missing" and run.file("status.json").exists():  # there, but damaged

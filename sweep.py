@@ -763,8 +763,10 @@ def prepare_resume(folder, grace=10.0):
         held_names |= {name for name, _, _ in heard}
     todo = [name for name in names
             if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
-    for name in [name for name in todo if RunDir(folder / name).config() is None]:
-        _restore_run(folder, name, manifest)  # deleted or damaged outside the program: made again from sweep.json
+    # deleted or damaged outside the program: made again from sweep.json (a finished run's settings too, which
+    # report.py reads; a run a SLURM job or another machine still holds is left to it)
+    for name in [name for name in names if name not in held_names and RunDir(folder / name).config() is None]:
+        _restore_run(folder, name, manifest)
     todo = [name for name in todo if RunDir(folder / name).config() is not None]
     for name in todo:
         run_dir = RunDir(folder / name)

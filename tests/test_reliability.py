@@ -819,6 +819,13 @@ def test_report_says_a_damaged_status_is_unreadable_not_missing(tmp_path, capsys
     err = capsys.readouterr().err
     assert "5/0/status.json is unreadable (damaged): run 0's state is shown as 'unreadable'" in err
     assert "5/1/status.json is unreadable (damaged)" in err and "5/3/summary.json is unreadable (damaged)" in err
+    # a damaged or missing config.json: blank settings, said, with where they come back from
+    (tmp_path / "5" / "3" / "config.json").write_text("{")
+    (tmp_path / "5" / "1" / "config.json").unlink()
+    report.rows(tmp_path / "5")
+    err = capsys.readouterr().err
+    assert "5/3/config.json is unreadable (damaged): run 3's settings are left blank" in err
+    assert "5/1/config.json is missing: run 1's settings are left blank" in err
 
 
 def test_runs_gathered_without_a_sweep_json_are_told_apart_by_what_their_configs_vary(tmp_path, capsys):

@@ -529,9 +529,13 @@ def test_a_resume_makes_a_deleted_or_damaged_run_folder_again_from_the_manifest(
     shutil.rmtree(folder / "1")
     (folder / "2" / "config.json").write_text("{damaged")
     RunDir(folder / "2").set_status("failed")
+    (folder / "0" / "config.json").unlink()  # a finished run's: its settings come back, it is not trained again
+    finished = (folder / "0" / "summary.json").stat().st_mtime_ns
     capsys.readouterr()
     assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
     err = capsys.readouterr().err
+    assert "run 0: results_new/0/0/config.json could not be read; its settings were written again" in err
+    assert (folder / "0" / "summary.json").stat().st_mtime_ns == finished
     assert "run 1: results_new/0/1 was missing; made again from sweep.json (overrides {'seed': 1})" in err
     assert "run 2: results_new/0/2/config.json could not be read; its settings were written again" in err
     assert "Traceback" not in err

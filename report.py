@@ -54,6 +54,24 @@ def _varied_in_configs(folder):
     return sorted(varied, key=lambda n: n != "task")
 
 
+def _resume(folder):
+    from sweep import resume_command  # (here only: sweep imports this module)
+    return resume_command(folder)
+
+
+def _counted_in(summary, config):
+    """The unit a run counts in: its summary's, or, for a run not finished yet, its programme's (kg: steps)."""
+    if summary.get("counted_in"):
+        return summary["counted_in"]
+    if not config:
+        return None
+    import tasks
+    try:
+        return tasks.get(config.get("task", "target_functions")).counted_in
+    except (tasks.UnknownTask, ImportError):
+        return None
+
+
 def rows(folder):
     folder = Path(folder)
     manifest = manifest_of(folder)
@@ -65,11 +83,10 @@ def rows(folder):
         final = summary.get("final") or (run.read_metrics() or [{}])[-1]
         row = {"run": path.name}
         if not config:
-            from sweep import resume_command  # (here only: sweep imports this module)
-            fix = (f"{resume_command(folder)} writes it again from sweep.json" if manifest
-                   else "its config.py holds the same settings")
-            print(f"warning: {run.file('config.json')} is " + ("unreadable (damaged)" if run.file("config.json").exists()
-                  else "missing") + f": run {path.name}'s settings are left blank; {fix}", file=sys.stderr)
+            fix = f"{_resume(folder)} writes it again" if manifest else "its config.py holds the same settings"
+            damaged = "unreadable (damaged)" if run.file("config.json").exists() else "missing"
+            print(f"warning: {run.file('config.json')} is {damaged}: run {path.name}'s settings are left blank; {fix}",
+                  file=sys.stderr)
         row.update({name: config.get(name) for name in names})
         row["status"] = status.get("state", "missing")
         if row["status"] == "missing" and run.file("status.json").exists():  # there, but damaged
@@ -90,10 +107,12 @@ def rows(folder):
                 and (heartbeat_age(status) or 0) >= STALE_S:
             # on another machine, whose process cannot be asked from here: silent for longer than a live one is
             row["status"] = "dead?"
+            job = status.get("slurm_job")
             status = dict(status, error=f"no heartbeat from process {status.get('pid')} on {status.get('host')} for "
-                                        f"{heartbeat_age(status) / 60:.0f} minutes: most likely gone; re-run it "
-                                        "with sweep.py --resume")
-        if summary.get("counted_in") != "step" and ("epoch" in final or "step" not in final):
+                                        f"{heartbeat_age(status) / 60:.0f} minutes: most likely gone"
+                                        + (f" (unless SLURM job {job} is pending or suspended: squeue -j {job})"
+                                           if job else "") + "; re-run it with sweep.py --resume")
+        if _counted_in(summary, config) != "step" and ("epoch" in final or "step" not in final):
             row["epoch"] = final.get("epoch")
         else:  # a stream has no epochs; a programme budgeted in steps (kg_reasoning) is counted in them
             row["step"] = final.get("step")
@@ -115,8 +134,8 @@ def rows(folder):
     for run in gone:
         overrides = run.get("overrides", {})
         out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
-                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; restore it to report or "
-                                                  "resume it"})
+                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; {_resume(folder)} makes it "
+                                                  "again and trains it"})
     # a sweep's runs are numbered folders (run_folders' order); the missing go in their place
     return sorted(out, key=lambda row: int(row["run"])) if gone else out
 

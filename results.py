@@ -221,6 +221,8 @@ def heard_from_elsewhere(status):
     still), else None."""
     if status.get("state") != "running" or status.get("host") in (None, socket.gethostname()):
         return None
+    if status.get("slurm_job") and str(status["slurm_job"]) == slurm_job_id():  # this SLURM job's own earlier
+        return None  # attempt, requeued onto another node (its process there is gone)
     age = heartbeat_age(status)
     return age if age is not None and age < STALE_S else None
 
@@ -228,6 +230,18 @@ def heard_from_elsewhere(status):
 _status_lock = threading.RLock()  # status.json's read-modify-write, between a run's thread and the heartbeat's
 _beating = {}  # path -> RunDir of the runs this process marked running
 _heart = None
+
+
+def _forked():
+    """A child forked while the heartbeat thread held the lock would wait for it forever; it has no heartbeat
+    thread, and its parent's runs are not its own."""
+    global _status_lock, _heart
+    _status_lock, _heart = threading.RLock(), None
+    _beating.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _beat():
@@ -243,7 +257,8 @@ def _beat_once():
         try:
             with _status_lock:
                 status = run.status()
-                if status.get("state") == "running" and status.get("pid") == os.getpid():
+                if status.get("state") == "running" and status.get("pid") == os.getpid() \
+                        and status.get("host") == socket.gethostname():
                     run._write_status({**status, "heartbeat": now()}, {})
         except Exception:  # noqa: BLE001 (a beat missed is not the run's failure)
             pass
@@ -313,9 +328,14 @@ class RunDir:
         """Write status.json: `state` and `extra` fields over the fields it had (an extra field given as None
         is removed)."""
         assert state in STATES, state
-        with _status_lock:
-            self._set_status(state, extra)
-        _keep_beating(self, state == "running")
+        try:
+            with _status_lock:
+                self._set_status(state, extra)
+        finally:  # (a run that ends leaves the heartbeat even where its last status could not be written)
+            if state != "running":
+                _keep_beating(self, False)
+        if state == "running":
+            _keep_beating(self, True)
 
     def _set_status(self, state, extra):
         record = {**self.status(), "state": state, "updated": now(), **extra}

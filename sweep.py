@@ -383,9 +383,10 @@ def create_experiment(plan, root, executor_facts):
                            "free space on that disk (or fix its permissions) and run sweep.py again") from exc
 
 
-def _write_run_settings(run_dir, base_values, overrides, settings_class=None):
-    """A run's config.py and config.json: the base values with the run's overrides."""
-    settings = settings_module.build(settings_module.merge(base_values, overrides), settings_class)
+def _write_run_settings(run_dir, base_values, overrides, settings_class=None, settings=None):
+    """A run's config.py and config.json: the base values with the run's overrides (or `settings`, built)."""
+    if settings is None:
+        settings = settings_module.build(settings_module.merge(base_values, overrides), settings_class)
     run_dir.write_settings(settings, header=f"Run {run_dir.path.name} of sweep {run_dir.path.parent}: {overrides}\n"
                            f"Repeat it with: python main.py --config {quoted(run_dir.path / 'config.py')}")
 
@@ -743,7 +744,7 @@ def prepare_resume(folder, grace=10.0):
                          + "; wait for them, or stop them (Ctrl-C in the sweep that started them, or "
                          f"kill -INT {pids}: workers ignore a plain kill, SIGTERM, as submitit's jobs do) "
                          "and resume again")
-    held = _held_by_slurm(folder, names)
+    held, asked = _held_by_slurm(folder, names)
     if held:
         print("left alone, SLURM still lists the jobs that hold them: "
               + ", ".join(f"run {name} (job {job})" for name, job in held), file=sys.stderr)
@@ -752,7 +753,7 @@ def prepare_resume(folder, grace=10.0):
     for name in names:
         status = RunDir(folder / name).status()
         age = heard_from_elsewhere(status)
-        if age is not None and name not in held_names:
+        if age is not None and name not in held_names and name not in asked:  # (squeue's answer decides)
             heard.append((name, status, age))
     if heard:  # a process on another machine (a local sweep there, on a shared file system) still trains them
         print("left alone, still training on another machine (its heartbeat in status.json is recent): "
@@ -777,24 +778,44 @@ def prepare_resume(folder, grace=10.0):
 
 
 def _restore_run(folder, name, manifest):
-    """Make a run's folder (deleted), or its settings (config.json damaged or gone), again from the manifest, as
-    the sweep first wrote them; the run then trains from the start, or from its checkpoint where one is left.
-    A run that cannot be made again is left out with a line saying why; the others resume."""
+    """Make a run's folder (deleted), or its settings (config.json damaged or gone), again: from its config.py
+    where that is intact (written with config.json, it holds the settings the run trained with), else from the
+    manifest, as the sweep first wrote them. In that case an unfinished run's checkpoint.pt and metrics.jsonl,
+    which may come from settings changed since, are set aside (renamed *.orphaned) and the run trains from the
+    start. A run that cannot be made again is left out with a line saying why; the others resume."""
     run_dir = RunDir(folder / name)
     overrides = next(r.get("overrides") for r in manifest["runs"] if r["run"] == name)
     missing = not run_dir.path.exists()
+    kept = None
+    try:
+        kept = settings_module.build(settings_module.load_file(run_dir.file("config.py")))
+    except settings_module.SettingsError:  # (no such file, or damaged too)
+        pass
+    source = "its config.py" if kept is not None else "sweep.json" if "base_values" in manifest else \
+        "sweep.json (the base settings an older manifest keeps)"
+    set_aside = []
     try:
         run_dir.path.mkdir(exist_ok=True)
-        _write_run_settings(run_dir, manifest.get("base_values", manifest["base_settings"]), overrides)
+        _write_run_settings(run_dir, manifest.get("base_values", manifest["base_settings"]), overrides, settings=kept)
+        if kept is None and run_dir.status().get("state") != "done":
+            for file in ("checkpoint.pt", "metrics.jsonl"):
+                if run_dir.file(file).exists():
+                    run_dir.file(file).rename(run_dir.file(file + ".orphaned"))
+                    set_aside.append(file)
     except (OSError, ResultsError, settings_module.SettingsError) as exc:
         print(f"run {name} left out: {run_dir.path} " + ("is missing" if missing else "has no readable config.json")
               + f" and cannot be made again from sweep.json ({exc}); restore it to resume it (its overrides: "
               f"{overrides})", file=sys.stderr)
         return
-    print(f"run {name}: " + (f"{run_dir.path} was missing; made again from sweep.json (overrides {overrides}): it "
-                             "trains from the start" if missing else
-                             f"{run_dir.path / 'config.json'} could not be read; its settings were written again "
-                             f"from sweep.json (overrides {overrides}), its other files kept"), file=sys.stderr)
+    if missing:
+        print(f"run {name}: {run_dir.path} was missing; made again from {source} (overrides {overrides}): it "
+              "trains from the start", file=sys.stderr)
+        return
+    aside = (f"; its {' and '.join(set_aside)}, which may come from other settings, set aside as "
+             f"{' and '.join(f + '.orphaned' for f in set_aside)}: it trains from the start") if set_aside else \
+        ", its other files kept"
+    print(f"run {name}: {run_dir.path / 'config.json'} could not be read; its settings were written again from "
+          f"{source} (overrides {overrides}){aside}", file=sys.stderr)
 
 
 def stop_workers(folder, run_names, grace=20.0):
@@ -822,21 +843,24 @@ def stop_workers(folder, run_names, grace=20.0):
 
 
 def _held_by_slurm(folder, run_names):
-    """(run, job) of the runs marked running by a SLURM job that squeue still lists (pending or running);
-    none when squeue cannot be asked here."""
+    """(run, job) of the runs marked running by a SLURM job that squeue still lists (pending or running), and
+    the runs squeue answered for (listed or not); none of either when squeue cannot be asked here."""
     running = {}
     for name in run_names:
         status = RunDir(folder / name).status()
         if status.get("state") == "running" and status.get("slurm_job"):
             running[name] = str(status["slurm_job"])
     if not running or not shutil.which("squeue"):
-        return []
+        return [], set()
     try:  # every job of this user, one line per array task (-r), so finished jobs cannot fail the query
-        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
-                                capture_output=True, text=True, timeout=60).stdout.split()
+        answer = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                                capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [(name, job) for name, job in running.items() if job in set(listed)]
+        return [], set()
+    if answer.returncode != 0:
+        return [], set()
+    listed = set(answer.stdout.split())
+    return [(name, job) for name, job in running.items() if job in listed], set(running)
 
 
 def _wait_for(condition, seconds):
@@ -939,6 +963,12 @@ def _main(argv):
             if not run_names:
                 if left_out:
                     return 1  # each said why above
+                held = [r["run"] for r in manifest["runs"] if RunDir(folder / r["run"]).status().get("state") != "done"]
+                if held:  # (left alone above, with why: a SLURM job or another machine still trains them)
+                    print(f"nothing to resume now: run{'s' if len(held) > 1 else ''} {', '.join(held)} of {folder} "
+                          f"{'are' if len(held) > 1 else 'is'} still held (see above); resume again once "
+                          f"{'they end' if len(held) > 1 else 'it ends'}", file=sys.stderr)
+                    return 1
                 print(f"every run of {folder} is done; nothing to resume")
                 return 0
             print(f"resuming {len(run_names)} run{_s(run_names)} of {folder}: {', '.join(run_names)}", file=sys.stderr)

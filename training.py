@@ -416,14 +416,22 @@ def signals_held():
     try:
         yield
     finally:
+        arrived = None  # a signal acted on by a handler already put back while the next one is put back
         for signum, handler in before.items():
-            signal.signal(signum, handler)
+            while True:
+                try:
+                    signal.signal(signum, handler)
+                    break
+                except BaseException as exc:  # noqa: BLE001 (raised after every handler is back)
+                    arrived = arrived or exc
         for signum in pending:
             handler = before[signum]
             if callable(handler):
                 handler(signum, None)
             elif handler != signal.SIG_IGN:  # the default action: the process ends by this signal
                 os.kill(os.getpid(), signum)
+        if arrived is not None:
+            raise arrived
 
 
 def build_run(settings, run_dir, log, accelerator, stacked=False):

@@ -444,10 +444,11 @@ def _complexity_plot(runs, path, plt):
         return None
     groups = {}
     # n and the threshold split the lines where a sweep varies them (one line pooled different problems)
-    several = {name: len({r["config"].get(name) for r in done}) > 1 for name in ("n_bits", "threshold")}
+    several = {name: len({r["config"].get(name, 1.0 if name == "threshold" else None) for r in done}) > 1
+               for name in ("n_bits", "threshold")}
     for r in done:
         c = r["config"]
-        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"), c.get("n_bits"), c.get("threshold"))
+        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"), c.get("n_bits"), c.get("threshold", 1.0))
         groups.setdefault(key, {}).setdefault(c["k"], {}).setdefault(c.get("lr"), []).append(r["summary"])
     several_lr = len({r["config"].get("lr") for r in done}) > 1
     fig, ax = plt.subplots(figsize=(6.5, 4.5))

@@ -372,3 +372,15 @@ def test_a_run_s_plot_names_the_phi_it_trained_at_where_the_pool_fell_short(tmp_
     assert kg._phi(tmp_path / "short", {"phi": 18.0}) == f"18.0 (trained at {actual:g})"
     main.run(settings.build({**TINY, "phi": 1.0}), tmp_path / "enough")
     assert kg._phi(tmp_path / "enough", {"phi": 1.0}) == "1.0"
+
+
+def test_report_counts_a_kg_run_in_progress_in_steps_as_its_finished_siblings(tmp_path):
+    """A run without a summary yet (training, or stopped) has no counted_in: its programme's unit serves, so one
+    table does not mix fractional epochs with steps."""
+    import report
+    from results import RunDir
+    main.run(settings.build(TINY), tmp_path / "sweep" / "0")
+    RunDir(tmp_path / "sweep" / "0").file("summary.json").unlink()  # as a run in progress has none
+    RunDir(tmp_path / "sweep" / "0").set_status("interrupted")
+    row = report.rows(tmp_path / "sweep")[0]
+    assert row["step"] == 6 and "epoch" not in row

@@ -147,3 +147,54 @@ def test_another_machine_s_run_counts_as_alive_while_its_heartbeat_is_recent(mon
     assert results.heard_from_elsewhere(there) is None  # (a status from before heartbeats: nothing known)
     assert results.heard_from_elsewhere({**there, "heartbeat": ago(1), "host": __import__("socket").gethostname()}) \
         is None  # this machine's: its pid is asked instead (holder_alive)
+
+
+def test_a_run_whose_last_status_cannot_be_written_leaves_the_heartbeat(tmp_path, monkeypatch):
+    """Else the beat renews 'running' once the disk takes writes again: a failed run alive to other machines."""
+    run = results.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.set_status("running")
+
+    def refuse(*args, **kwargs):
+        raise results.ResultsError("disk full")
+    monkeypatch.setattr(results, "atomic_write_json", refuse)
+    monkeypatch.setattr(results, "_rewrite_in_place", lambda *a: False)
+    with pytest.raises(results.ResultsError):
+        run.set_status("failed")
+    assert tmp_path / "run" not in results._beating
+
+
+def test_a_process_forked_while_the_heartbeat_writes_can_still_write_its_status(tmp_path):
+    import threading
+    import time
+    run = results.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    held, release = threading.Event(), threading.Event()
+
+    def beat():  # as _beat_once holds the lock while it writes
+        with results._status_lock:
+            held.set()
+            release.wait(10)
+    thread = threading.Thread(target=beat)
+    thread.start()
+    held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: its own lock, no parent's runs to beat for
+        try:
+            run.set_status("queued")
+            os._exit(0 if not results._beating else 3)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        status = None
+    release.set()
+    thread.join()
+    assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -518,33 +518,43 @@ def test_a_resume_makes_a_deleted_or_damaged_run_folder_again_from_the_manifest(
     older_manifest: a sweep.json written before base_values was kept (its built base_settings serve)."""
     import shutil
     from results import RunDir, atomic_write_json, read_json
-    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2", "--executor", "inprocess", "--yes"]) == 0
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1,2,3", "--executor", "inprocess", "--yes"]) == 0
     folder = tmp_path / "results_new" / "0"
     if older_manifest:
         manifest = read_json(folder / "sweep.json")
         del manifest["base_values"]
         atomic_write_json(folder / "sweep.json", manifest)
-    before = {name: RunDir(folder / name).read_metrics() for name in ("1", "2")}
+    before = {name: RunDir(folder / name).read_metrics() for name in ("1", "2", "3")}
     assert all(before.values())
     shutil.rmtree(folder / "1")
-    (folder / "2" / "config.json").write_text("{damaged")
+    (folder / "2" / "config.json").write_text("{damaged")  # its config.py, written with it, holds its settings
     RunDir(folder / "2").set_status("failed")
+    (folder / "3" / "config.json").write_text("{damaged")  # both damaged: the manifest's settings, and what the
+    (folder / "3" / "config.py").write_text("lr = ")  # run left is set aside (it may come from other settings)
+    RunDir(folder / "3").set_status("failed")
     (folder / "0" / "config.json").unlink()  # a finished run's: its settings come back, it is not trained again
     finished = (folder / "0" / "summary.json").stat().st_mtime_ns
     capsys.readouterr()
     assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
     err = capsys.readouterr().err
-    assert "run 0: results_new/0/0/config.json could not be read; its settings were written again" in err
+    manifest_said = "sweep.json (the base settings an older manifest keeps)" if older_manifest else "sweep.json"
+    assert "run 0: results_new/0/0/config.json could not be read; its settings were written again from its " \
+           "config.py (overrides {'seed': 0}), its other files kept" in err
     assert (folder / "0" / "summary.json").stat().st_mtime_ns == finished
-    assert "run 1: results_new/0/1 was missing; made again from sweep.json (overrides {'seed': 1})" in err
-    assert "run 2: results_new/0/2/config.json could not be read; its settings were written again" in err
+    assert f"run 1: results_new/0/1 was missing; made again from {manifest_said} (overrides {{'seed': 1}})" in err
+    assert "run 2: results_new/0/2/config.json could not be read; its settings were written again from its " \
+           "config.py (overrides {'seed': 2}), its other files kept" in err
+    assert f"run 3: results_new/0/3/config.json could not be read; its settings were written again from " \
+           f"{manifest_said} (overrides {{'seed': 3}}); its metrics.jsonl, which may come from other settings, " \
+           "set aside as metrics.jsonl.orphaned: it trains from the start" in err
+    assert (folder / "3" / "metrics.jsonl.orphaned").exists()
     assert "Traceback" not in err
-    for name in ("0", "1", "2"):
+    for name in ("0", "1", "2", "3"):
         assert RunDir(folder / name).status()["state"] == "done"
         assert RunDir(folder / name).config()["seed"] == int(name)
     # the same run as the sweep first trained (timings aside)
     untimed = lambda records: [{k: v for k, v in r.items() if k not in ("elapsed", "eval_time")} for r in records]  # noqa
-    for name in ("1", "2"):
+    for name in ("1", "2", "3"):
         assert untimed(RunDir(folder / name).read_metrics()) == untimed(before[name])
     assert "Repeat it with: python main.py --config results_new/0/1/config.py" in (folder / "1" / "config.py").read_text()
 
@@ -736,4 +746,38 @@ def test_resume_leaves_alone_a_run_another_machine_trains_and_takes_up_one_gone_
     assert "left alone, still training on another machine" in err and "run 0 (pid 4242 on another-node" in err
     assert "run 1" not in err.split("left alone")[1].split("\n")[0]
     assert RunDir(folder / "0").status()["host"] == "another-node"  # untouched
+    assert RunDir(folder / "1").status()["state"] == "done"
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 1
+    assert "nothing to resume now: run 0 of results_new/0 is still held" in capsys.readouterr().err  # (it said
+    # 'every run is done; nothing to resume', exit 0)
+
+
+def test_squeue_s_answer_outweighs_a_heartbeat_and_a_requeued_job_takes_its_own_run_back(tiny_base, tmp_path,
+                                                                                         capsys, monkeypatch):
+    """A worker killed with its SLURM job (scancel: SIGKILL) leaves a recent heartbeat; squeue no longer lists
+    the job, so --resume takes the run up at once (the heartbeat held it 10 minutes, then 'every run is done').
+    A job SLURM requeued onto another node finds its own earlier attempt's heartbeat: it is not another's."""
+    import datetime
+
+    import main
+    from conftest import fake_slurm
+    from results import RunDir, atomic_write_json
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",
+                       "--no-wait"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    beat = (datetime.datetime.now().astimezone() - datetime.timedelta(seconds=30)).isoformat()
+    for name in ("0", "1"):
+        atomic_write_json(folder / name / "status.json", {"state": "running", "host": "node17", "pid": 4242,
+                                                          "slurm_job": f"555_{name}", "heartbeat": beat})
+    fake_slurm(tmp_path, monkeypatch, listed="555_1\\n")  # job 555_0 is gone, 555_1 still runs
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 1  # (run 1 is not done yet)
+    err = capsys.readouterr().err
+    assert "left alone, SLURM still lists the jobs that hold them: run 1 (job 555_1)" in err
+    assert "still training on another machine" not in err
+    assert RunDir(folder / "0").status()["state"] == "done" and RunDir(folder / "1").status()["host"] == "node17"
+    # the requeued job 555_1 on another node: its earlier attempt's status is its own
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "555")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    assert main.main(["--config", str(folder / "1" / "config.py"), "--results-path", str(folder / "1")]) == 0
     assert RunDir(folder / "1").status()["state"] == "done"

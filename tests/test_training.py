@@ -327,3 +327,49 @@ def test_a_stop_signal_during_an_evaluation_s_writes_acts_after_them():
             time.sleep(0.05)  # where Python would run the handler, were the signal not held
             written.append("record and log line")
     assert written == ["record and log line"]
+
+
+def test_a_stop_between_an_evaluation_s_record_and_its_log_line_keeps_both(tmp_path, monkeypatch):
+    """Run.record holds a stop signal: metrics.jsonl and logs.log list the same evaluations after it."""
+    import os
+    import re
+    import signal
+
+    import main
+    import results
+    calls, append = [], results.MetricsWriter.append
+
+    def append_then_stop(self, record):
+        append(self, record)
+        calls.append(record)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # where the stop would act, between the record and its log line
+
+    monkeypatch.setattr(results.MetricsWriter, "append", append_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main.run(settings.build(dict(task="group_arithmetic", hidden_size=8, n_epochs=10, progress="off")),
+                 tmp_path / "run")
+    logged = [int(e) for e in re.findall(r"eval epoch (\d+) ", (tmp_path / "run" / "logs.log").read_text())]
+    assert [r["epoch"] for r in results.RunDir(tmp_path / "run").read_metrics()] == logged == [0, 1, 2]
+
+
+def test_a_stop_while_the_handlers_are_put_back_leaves_none_of_them_swapped(monkeypatch):
+    """signal.signal runs a pending handler before it installs: a Ctrl-C landing as SIGTERM's handler is put back
+    raised there and left SIGTERM's noting stand-in installed, swallowing every later kill."""
+    import signal
+    real, restores = signal.signal, []
+
+    def spy(signum, handler):
+        if signum == signal.SIGTERM and handler is before[signal.SIGTERM] and not restores:
+            restores.append(signum)
+            raise KeyboardInterrupt  # (the SIGINT handler, put back a moment before, acting now)
+        return real(signum, handler)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(signal, "signal", spy)
+    with pytest.raises(KeyboardInterrupt):
+        with training.signals_held():
+            pass
+    monkeypatch.setattr(signal, "signal", real)
+    assert restores and {s: signal.getsignal(s) for s in before} == before

@@ -150,6 +150,14 @@ def _check_not_foreign(where):
     if "sweep.json" in entries:
         raise ResultsError(f"{where} holds a sweep (sweep.json): this run's files would hide its runs from "
                            "report.py; choose a new or empty --results-path, or one run's folder of the sweep")
+    # a results root (sweeps' folders) or an experiment folder main.py made (its run 0/): the same hiding
+    held = sorted((p.name for p in where.iterdir() if p.name.isdigit() and p.is_dir()
+                   and (any((p / name).exists() for name in ("status.json", "sweep.json"))
+                        or any(q.name.isdigit() and (q / "status.json").exists() for q in p.iterdir()))), key=int)
+    if held:
+        raise ResultsError(f"{where} holds runs or sweeps ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): "
+                           "this run's files would hide them from report.py; choose a new or empty --results-path, "
+                           "or one run's own folder")
     clash = sorted(entries & set(RUN_FILES))
     config = RunDir(where).config() if "config.json" in entries else None
     if clash and not (isinstance(config, dict) and "task" in config):

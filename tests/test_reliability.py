@@ -219,7 +219,8 @@ def test_main_refuses_an_unwritable_results_folder_in_one_line(flag, unwritable,
     assert f"{unwritable.parent} is a file, not a folder" in err  # (the system's words: 'Not a directory')
 
 
-@pytest.mark.parametrize("kind", ["sweep", "user files", "a model's folder", "a list"])
+@pytest.mark.parametrize("kind", ["sweep", "user files", "a model's folder", "a list", "a results root",
+                                  "main.py's experiment folder"])
 def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, tmp_path, capsys):
     # a sweep's folder (its runs would vanish from report.py behind the stray run's files) or a folder of
     # the user's own files (config.py, metrics.jsonl would be overwritten; a model folder's config.json, or
@@ -230,6 +231,15 @@ def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, 
         (folder / "sweep.json").write_text('{"runs": 2}')
         (folder / "0").mkdir()
     mine = {"config.py": "my precious notes\n", "metrics.jsonl": "mine\n"}
+    if kind == "a results root":  # --results-path results_new: sweeps 3 and 4 under it
+        for sweep_id in ("3", "4"):
+            (folder / sweep_id / "0").mkdir(parents=True)
+            (folder / sweep_id / "sweep.json").write_text('{"runs": []}')
+        mine = {}
+    if kind == "main.py's experiment folder":  # results_new/<id>, holding its run 0/
+        (folder / "0").mkdir()
+        (folder / "0" / "status.json").write_text('{"state": "done"}')
+        mine = {}
     if kind == "a model's folder":
         mine = {"config.json": '{"model_type": "bloom", "n_layer": 2}'}
     if kind == "a list":
@@ -242,7 +252,9 @@ def test_main_refuses_a_results_path_that_holds_something_else_than_a_run(kind, 
     assert str(folder) in err and "Traceback" not in err
     assert {"sweep": "holds a sweep (sweep.json)", "user files": "holds config.py, metrics.jsonl but no run",
             "a model's folder": "holds config.json but no run (its config.json is no run's)",
-            "a list": "holds config.json but no run (its config.json is no run's)"}[kind] in err
+            "a list": "holds config.json but no run (its config.json is no run's)",
+            "a results root": "holds runs or sweeps (3, 4): this run's files would hide them from report.py",
+            "main.py's experiment folder": "holds runs or sweeps (0)"}[kind] in err
     assert sorted(p.name for p in folder.iterdir()) == before
     assert all((folder / name).read_text() == text for name, text in mine.items())
 

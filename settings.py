@@ -403,7 +403,9 @@ def build(values, settings_class=None):
     # every problem at once: the checks across settings too, where a value is invalid on the valid values
     # (the invalid ones at their defaults), keeping those that do not name an invalid setting
     try:
-        result = None if unknown else settings_class(**clean)
+        # (with a misspelled name too, the checks across the others run: every problem at once; not where the
+        # names are another programme's, whose checks here would only say the same again)
+        result = None if owner else settings_class(**clean)
         across = result.check() if result is not None else []
     except Exception:  # noqa: BLE001 (values that only make sense together: the first problems suffice)
         if not problems:

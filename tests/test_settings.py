@@ -161,3 +161,12 @@ def test_a_setting_another_one_makes_irrelevant_is_noted_not_refused(values, not
     assert any(n.startswith(note) for n in s.notes()), s.notes()
     base = {k: v for k, v in values.items() if k in ("task", "kind")}
     assert not any(n.startswith(note.split(" ")[0]) for n in settings.build(base).notes())
+
+
+def test_a_misspelled_name_does_not_hide_the_problems_the_checks_across_settings_find():
+    """'every problem at once': an unknown model was said only after the misspelling was mended."""
+    with pytest.raises(settings.SettingsError) as err:
+        settings.build({"lr": -1.0, "batch_sise": 3, "model": "gpt3"})
+    text = str(err.value)
+    assert "lr = -1.0 is below its minimum" in text and "did you mean 'batch_size'" in text
+    assert "model = 'gpt3' is unknown" in text

@@ -319,6 +319,10 @@ def test_a_run_folder_resumes_with_its_own_settings_when_no_config_is_given(tmp_
     summary = json.loads(run.file("summary.json").read_text())
     assert summary["final"]["epoch"] == 3 and "config.json" in capsys.readouterr().err
     assert json.loads(run.file("config.json").read_text())["task"] == "group_arithmetic"
+    assert run.status()["attempts"] == 1  # a resume counted, as sweep.py --resume counts it (README)
+    fresh = RunDir(tmp_path / "fresh")
+    assert main.main(["--set", "n_epochs=1", "--results-path", str(fresh.path)]) == 0
+    assert "attempts" not in fresh.status()
 
 
 def test_a_loss_that_turns_non_finite_fails_in_one_line(tmp_path, capsys):

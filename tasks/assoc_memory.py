@@ -603,12 +603,13 @@ def _line(xs, ys):
 
 def fit_in_H(H, acc):
     """Linear law in H before saturation (exp 1 and 4): points up to the first accuracy above SATURATION,
-    that one included, as the original's EXP_1_and_4.py. (slope, intercept, number of points used)."""
+    that one included, as the original's EXP_1_and_4.py. (slope, intercept, number of points used, whether a
+    point went above SATURATION: if none did, every point is used)."""
     order = sorted(range(len(H)), key=H.__getitem__)
     H, acc = [H[i] for i in order], [acc[i] for i in order]
-    n = next((i + 1 for i, a in enumerate(acc) if a > SATURATION), len(acc))
-    n = max(n, 2)
-    return (*_line(H[:n], acc[:n]), n)
+    above = next((i + 1 for i, a in enumerate(acc) if a > SATURATION), None)
+    n = max(above or len(acc), 2)
+    return (*_line(H[:n], acc[:n]), n, above is not None)
 
 
 def fit_in_d_h(d_h, acc):
@@ -687,8 +688,9 @@ def _plus(b, digits=4):
 
 def describe_fit(kind, coefficients):
     if kind == "linear":
-        a, b, n = coefficients
-        return f"acc = {a:.4f} H {_plus(b)} (first {n} points, up to the first above {SATURATION})"
+        a, b, n, saturated = coefficients
+        return f"acc = {a:.4f} H {_plus(b)} (" + (f"first {n} points, up to the first above {SATURATION})" if saturated
+                                                 else f"all {n} points: none above {SATURATION})")
     if kind == "quadratic":
         a, b = coefficients
         return f"acc = {a:.5f} d_h^2 {_plus(b)}"
@@ -754,7 +756,8 @@ def report_notes(folder):
     if not curves:
         return []
     lines = ["", f"scaling-law fits of the mean {FIT_METRIC} over seeds against {axis} (the paper's: the same fit "
-             "of the original's CSV data, where it ran the experiment):"]
+             "of the original's CSV data, where it ran the experiment"
+             + (f", at H = {', '.join(map(str, PAPER_H))}" if axis == "H" else "") + "):"]
     for c in curves:
         lines.append(f"  {c['label'] or 'all runs'}: ours   {describe_fit(c['kind'], c['coefficients'])}")
         lines.append(f"  {'':{len(c['label'] or 'all runs')}}  paper  "

@@ -440,9 +440,13 @@ def test_fits_recover_known_laws():
     # a line that saturates: the fit uses the points up to the first above 0.95, that one included
     H = [1, 6, 11, 16, 21, 26, 31]
     acc = [min(1.0, 0.035 * h + 0.05) for h in H]  # 0.085 ... 0.96 (H = 26, the first above 0.95), then 1.0
-    assert am.fit_in_H(H, acc) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # the capped point left out
-    assert am.fit_in_H(H[::-1], acc[::-1]) == (pytest.approx(0.035), pytest.approx(0.05), 6)  # any order
-    slope, _, used = am.fit_in_H(H, [min(1.0, 0.035 * h + 0.05) if h != 26 else 0.9 for h in H])
+    assert am.fit_in_H(H, acc) == (pytest.approx(0.035), pytest.approx(0.05), 6, True)  # the capped point left out
+    assert am.fit_in_H(H[::-1], acc[::-1]) == (pytest.approx(0.035), pytest.approx(0.05), 6, True)  # any order
+    # no point above 0.95: every point is used, and the description says so (not 'up to the first above')
+    low = am.fit_in_H([1, 6, 11], [0.05, 0.06, 0.07])
+    assert low[2:] == (3, False) and "all 3 points: none above 0.95" in am.describe_fit("linear", low)
+    assert "first 6 points, up to the first above 0.95" in am.describe_fit("linear", am.fit_in_H(H, acc))
+    slope, _, used, _ = am.fit_in_H(H, [min(1.0, 0.035 * h + 0.05) if h != 26 else 0.9 for h in H])
     assert used == 7 and slope < 0.035  # no point above 0.95 before the saturated one: all are used
     # acc = a d_h^2 + b
     d_h = list(range(1, 11))
@@ -457,7 +461,7 @@ def test_fits_recover_known_laws():
 def test_papers_fits_of_the_originals_data_match_the_published_laws():
     # reference/assoc_memory.md: exp 1 at d = 10 about 0.034 per head; exp 4 slopes 0.0013 (d = 3) to
     # 0.0554 (d = 13); exp 3 linear up to d = d_h = 10, flat after
-    kind, (slope, _, _) = am.paper_fit("H", dict(N=50, d=10, d_h=10, H=11, model="aot", nb_layers=1))
+    kind, (slope, _, _, _) = am.paper_fit("H", dict(N=50, d=10, d_h=10, H=11, model="aot", nb_layers=1))
     assert kind == "linear" and slope == pytest.approx(0.034, abs=5e-4)
     slopes = [am.fit_in_H(list(am.PAPER_H), list(am.PAPER_EXP1[d]))[0] for d in (3, 13)]
     assert slopes == [pytest.approx(0.0013, abs=1e-4), pytest.approx(0.0554, abs=1e-4)]

@@ -203,7 +203,12 @@ def collect(asker, yes=False):
                     raise SweepError(f"give at least one value for {name} before END")
                 return
             value, _ = parse_axb(text)
-            value = settings_module.check_value(fields[name], value)
+            try:
+                value = settings_module.check_value(fields[name], value)
+            except settings_module.SettingsError as exc:
+                if re.search(r"x\s*$", text.strip()):  # '0x': a count forgotten after the x
+                    raise SweepError(f"{exc}; values are written AxB, A repeated B times (e.g. 0x3), or A alone")
+                raise
             if isinstance(asker, ScriptedAsker):
                 # flags or an answers file: every value is known, and one may need a setting varied after
                 # it (lr_schedule=multistep, then lr_milestones): the grid check below takes whole points

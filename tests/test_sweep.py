@@ -781,3 +781,10 @@ def test_squeue_s_answer_outweighs_a_heartbeat_and_a_requeued_job_takes_its_own_
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     assert main.main(["--config", str(folder / "1" / "config.py"), "--results-path", str(folder / "1")]) == 0
     assert RunDir(folder / "1").status()["state"] == "done"
+
+
+def test_a_count_forgotten_after_the_x_of_a_vary_value_is_told_how_values_are_written(tiny_base, capsys):
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0x", "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "--vary seed=0x" in err and "values are written AxB, A repeated B times (e.g. 0x3)" in err
+    assert "Traceback" not in err

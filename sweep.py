@@ -578,10 +578,10 @@ def submit(args, folder, run_names, manifest):
     return jobs, workers
 
 
-def wait(jobs, workers, folder, run_names, out=sys.stderr):
-    """Wait for the jobs, printing progress; runs a dead worker left behind are marked failed. Returns whether
-    a worker died without an error of its own (killed, out of memory)."""
-    last = None
+def wait(jobs, workers, folder, run_names, out=sys.stderr, last=None):
+    """Wait for the jobs, printing progress (a line each time the counts change from `last`, the line printed
+    before); runs a dead worker left behind are marked failed. Returns whether a worker died without an error
+    of its own (killed, out of memory), and the last progress line."""
     died = False
     pending = list(zip(jobs, workers))
     while pending:
@@ -602,7 +602,7 @@ def wait(jobs, workers, folder, run_names, out=sys.stderr):
             last = line
         if pending:
             time.sleep(0.25)
-    return died
+    return died, last
 
 
 # submitit's own lines in a job's error: its log lines, separators, and what it says of a job that ended
@@ -672,10 +672,11 @@ def train_all(args, folder, run_names, manifest, jobs):
     finishes some (a worker stopped on purpose, kill -INT or scancel, is not replaced): a failing run never
     stops the others. `jobs` collects every job submitted (for a Ctrl-C to cancel)."""
     todo = list(run_names)
+    last = None  # (a new round of workers does not say the same counts again)
     while True:
         new_jobs, workers = submit(args, folder, todo, manifest)
         jobs.extend(new_jobs)
-        died = wait(new_jobs, workers, folder, run_names)
+        died, last = wait(new_jobs, workers, folder, run_names, last=last)
         left = [name for name in todo if RunDir(folder / name).status().get("state") == "queued"]
         if not (died and left and len(left) < len(todo)):
             return

@@ -623,7 +623,7 @@ def test_a_results_folder_that_turns_read_only_mid_sweep_gets_one_line_and_the_r
                                                                                                capsys):
     import errno
 
-    def read_only(jobs, workers, folder, run_names):
+    def read_only(jobs, workers, folder, run_names, **_):
         raise OSError(errno.EROFS, "Read-only file system", str(folder / "0" / "claim.json"))
 
     stopped = []
@@ -788,3 +788,20 @@ def test_a_count_forgotten_after_the_x_of_a_vary_value_is_told_how_values_are_wr
     err = capsys.readouterr().err
     assert "--vary seed=0x" in err and "values are written AxB, A repeated B times (e.g. 0x3)" in err
     assert "Traceback" not in err
+
+
+def test_a_new_round_of_workers_does_not_say_the_same_counts_again(tiny_base, tmp_path):
+    """After a worker killed with kill -9, new workers take its runs: the progress went on with a second line
+    of the same counts ('1 failed, 2 queued' twice)."""
+    import io
+    from types import SimpleNamespace
+    assert sweep.main(["--base", str(tiny_base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes",
+                       "--no-wait"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    ended = SimpleNamespace(done=lambda: True, exception=lambda: None, job_id="1")
+    worker = SimpleNamespace(run_names=[], token="t")
+    first, second = io.StringIO(), io.StringIO()
+    died, last = sweep.wait([ended], [worker], folder, ["0", "1"], out=first)
+    assert not died and first.getvalue().endswith("] 2 queued\n")
+    sweep.wait([ended], [worker], folder, ["0", "1"], out=second, last=last)
+    assert second.getvalue() == ""

@@ -151,9 +151,7 @@ def _check_not_foreign(where):
         raise ResultsError(f"{where} holds a sweep (sweep.json): this run's files would hide its runs from "
                            "report.py; choose a new or empty --results-path, or one run's folder of the sweep")
     # a results root (sweeps' folders) or an experiment folder main.py made (its run 0/): the same hiding
-    held = sorted((p.name for p in where.iterdir() if p.name.isdigit() and p.is_dir()
-                   and (any((p / name).exists() for name in ("status.json", "sweep.json"))
-                        or any(q.name.isdigit() and (q / "status.json").exists() for q in p.iterdir()))), key=int)
+    held = sorted((p.name for p in where.iterdir() if p.name.isdigit() and p.is_dir() and _holds_runs(p)), key=int)
     if held:
         raise ResultsError(f"{where} holds runs or sweeps ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): "
                            "this run's files would hide them from report.py; choose a new or empty --results-path, "
@@ -165,6 +163,16 @@ def _check_not_foreign(where):
         what = "its config.json is no run's" if "config.json" in entries else "no config.json"
         raise ResultsError(f"{where} holds {', '.join(clash)} but no run ({what}): this run would overwrite "
                            "them; choose a new or empty --results-path, or move them")
+
+
+def _holds_runs(folder):
+    """Whether a numbered folder is a run, a sweep, or main.py's experiment folder (its run 0/ in it); a folder
+    that cannot be read counts as none."""
+    try:
+        return any((folder / name).exists() for name in ("status.json", "sweep.json")) or \
+            any(q.name.isdigit() and (q / "status.json").exists() for q in folder.iterdir())
+    except OSError:
+        return False
 
 
 def _check_earlier_run(run_dir, settings):

@@ -905,3 +905,20 @@ def test_a_job_out_of_time_says_so_in_its_runs_and_leaves_the_rest_queued(tmp_pa
     log = (tmp_path / "0" / "logs.log").read_text()
     assert "the job's time limit (sweep.py --time) was reached" in log and "from the start" in log
     assert json.loads((tmp_path / "1" / "status.json").read_text())["state"] == "queued"
+
+
+def test_a_numbered_folder_that_cannot_be_read_beside_a_results_path_is_no_run(tmp_path, monkeypatch, capsys):
+    """The check for runs or sweeps under a --results-path reads numbered subfolders: one it may not read is
+    taken for none (a PermissionError traceback otherwise)."""
+    import pathlib
+    folder = tmp_path / "there"
+    (folder / "5").mkdir(parents=True)
+    listing = pathlib.Path.iterdir
+
+    def iterdir(self):
+        if self.name == "5":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+    assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 0
+    assert "Traceback" not in capsys.readouterr().err

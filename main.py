@@ -270,9 +270,9 @@ def _main(argv):
             ensure_writable(args.results_path, "choose another --results-path or fix its permissions")
             run_dir = given
             _check_earlier_run(run_dir, settings)
-            earlier = run_dir.status()
-            if earlier.get("state") in ("running", "failed", "interrupted"):  # an unfinished run, resumed here:
-                run_dir.note_status(attempts=earlier.get("attempts", 0) + 1)  # counted as sweep.py --resume does
+            status = run_dir.status()
+            if status.get("state") in ("running", "failed", "interrupted"):  # an unfinished run, resumed here:
+                run_dir.note_status(attempts=status.get("attempts", 0) + 1)  # counted as sweep.py --resume does
         else:
             ensure_writable(args.results_root, "choose another --results-root or fix its permissions")
             _, experiment = allocate_dir(args.results_root)

@@ -13,7 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from results import STALE_S, RunDir, heartbeat_age, holder_alive, quoted, read_json
+from results import STALE_S, RunDir, heartbeat_age, holder_alive, quoted, read_json, resume_command
 
 
 def run_folders(folder):
@@ -54,11 +54,6 @@ def _varied_in_configs(folder):
     return sorted(varied, key=lambda n: n != "task")
 
 
-def _resume(folder):
-    from sweep import resume_command  # (here only: sweep imports this module)
-    return resume_command(folder)
-
-
 def _counted_in(summary, config):
     """The unit a run counts in: its summary's, or, for a run not finished yet, its programme's (kg: steps)."""
     if summary.get("counted_in"):
@@ -83,7 +78,7 @@ def rows(folder):
         final = summary.get("final") or (run.read_metrics() or [{}])[-1]
         row = {"run": path.name}
         if not config:
-            fix = f"{_resume(folder)} writes it again" if manifest else "its config.py holds the same settings"
+            fix = f"{resume_command(folder)} writes it again" if manifest else "its config.py holds the same settings"
             damaged = "unreadable (damaged)" if run.file("config.json").exists() else "missing"
             print(f"warning: {run.file('config.json')} is {damaged}: run {path.name}'s settings are left blank; {fix}",
                   file=sys.stderr)
@@ -104,12 +99,12 @@ def rows(folder):
             status = dict(status, error=f"process {status.get('pid')} is gone and left no result; "
                                         "re-run it with sweep.py --resume")
         elif row["status"] == "running" and status.get("host") != socket.gethostname() \
-                and (heartbeat_age(status) or 0) >= STALE_S:
+                and (silent := heartbeat_age(status) or 0) >= STALE_S:
             # on another machine, whose process cannot be asked from here: silent for longer than a live one is
             row["status"] = "dead?"
             job = status.get("slurm_job")
             status = dict(status, error=f"no heartbeat from process {status.get('pid')} on {status.get('host')} for "
-                                        f"{heartbeat_age(status) / 60:.0f} minutes: most likely gone"
+                                        f"{silent / 60:.0f} minutes: most likely gone"
                                         + (f" (unless SLURM job {job} is pending or suspended: squeue -j {job})"
                                            if job else "") + "; re-run it with sweep.py --resume")
         if _counted_in(summary, config) != "step" and ("epoch" in final or "step" not in final):
@@ -134,7 +129,7 @@ def rows(folder):
     for run in gone:
         overrides = run.get("overrides", {})
         out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
-                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; {_resume(folder)} makes it "
+                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; {resume_command(folder)} makes it "
                                                   "again and trains it"})
     # a sweep's runs are numbered folders (run_folders' order); the missing go in their place
     return sorted(out, key=lambda row: int(row["run"])) if gone else out

@@ -37,6 +37,13 @@ def quoted(path):
     return shlex.quote(str(path))
 
 
+def resume_command(folder):
+    """The command that resumes the sweep in `folder` (naming its --results-root unless it is the default)."""
+    folder = Path(folder)
+    return f"python sweep.py --resume {quoted(folder.name)}" + (
+        f" --results-root {quoted(folder.parent)}" if folder.parent != RESULTS_ROOT else "")
+
+
 class ResultsError(RuntimeError):
     """A problem with the results folders that the user must act on (full disk, missing folder)."""
 
@@ -331,11 +338,8 @@ class RunDir:
         try:
             with _status_lock:
                 self._set_status(state, extra)
-        finally:  # (a run that ends leaves the heartbeat even where its last status could not be written)
-            if state != "running":
-                _keep_beating(self, False)
-        if state == "running":
-            _keep_beating(self, True)
+        finally:  # (a run that ends leaves the heartbeat even where its last status could not be written; one
+            _keep_beating(self, state == "running")  # whose 'running' was not, the beat passes over)
 
     def _set_status(self, state, extra):
         record = {**self.status(), "state": state, "updated": now(), **extra}
@@ -515,12 +519,12 @@ def log_line(run_dir, line, error=False):
     open in this process (a run training now: reopening it would close the run's handlers), else through a
     logger opened and closed for it (a line the disk cannot take is dropped)."""
     logger = _logger_of(run_dir)
-    if logger.handlers:
-        (logger.error if error else logger.warning)(line)
-        return
-    logger = run_logger(run_dir)
+    opened = not logger.handlers
+    if opened:
+        logger = run_logger(run_dir)
     (logger.error if error else logger.warning)(line)
-    close_logger(logger)
+    if opened:
+        close_logger(logger)
 
 
 def close_logger(logger):

@@ -177,6 +177,13 @@ class CommonSettings:
                 problems.append(f"lr_milestones = {self.lr_milestones} must be increasing epochs >= 1")
         return problems
 
+    def no_effect(self, names, why):
+        """'<name> = <value> has no effect<why>' for each of `names` set away from its default: the note of a
+        setting that another one makes irrelevant (notes())."""
+        fields = fields_of(type(self))
+        return [f"{name} = {getattr(self, name)!r} has no effect{why}" for name in names
+                if getattr(self, name) != default_of(fields[name])]
+
     def notes(self):
         """Settings that another setting makes irrelevant: noted in logs.log and summary.json, not refused
         (a sweep may vary the setting that switches them on or off). Tasks extend it."""
@@ -472,11 +479,16 @@ def to_python(settings, header=""):
     return "\n".join(lines) + "\n"
 
 
+def default_of(f):
+    """A dataclass field's default value (a list's from its factory)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def describe(settings_class):
     """One line per setting: name, type, default, help (for --help-settings and the prompts)."""
     rows = []
     for name, f in fields_of(settings_class).items():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = default_of(f)
         choices = f.metadata["choices"]
         allowed = f" (one of: {', '.join(map(repr, choices))})" if choices else ""
         rows.append(f"  {name:<22} {_type_name(f.type):<14} default {default!r:<14} {f.metadata['help']}{allowed}")

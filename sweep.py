@@ -37,7 +37,7 @@ import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
-                     STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json)
+                     STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json, resume_command)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -434,13 +434,6 @@ def _no_slurm(folder=None):
             f"cluster's login node{where}")
 
 
-def resume_command(folder):
-    """The command that resumes the sweep in `folder` (naming its --results-root unless it is the default)."""
-    folder = Path(folder)
-    return f"python sweep.py --resume {quoted(folder.name)}" + (
-        f" --results-root {quoted(folder.parent)}" if folder.parent != RESULTS_ROOT else "")
-
-
 def make_executor(args, folder, array_size=1):
     """The submitit executor; array_size: tasks of a slurm array (its parallelism when none is asked for)."""
     import submitit
@@ -755,12 +748,10 @@ def prepare_resume(folder, grace=10.0):
         print("left alone, SLURM still lists the jobs that hold them: "
               + ", ".join(f"run {name} (job {job})" for name, job in held), file=sys.stderr)
     held_names = {name for name, _ in held}
-    heard = []
-    for name in names:
-        status = RunDir(folder / name).status()
-        age = heard_from_elsewhere(status)
-        if age is not None and name not in held_names and name not in asked:  # (squeue's answer decides)
-            heard.append((name, status, age))
+    statuses = {name: RunDir(folder / name).status() for name in names}
+    heard = [(name, status, age) for name, status in statuses.items()
+             if (age := heard_from_elsewhere(status)) is not None
+             and name not in held_names and name not in asked]  # (squeue's answer decides where it was asked)
     if heard:  # a process on another machine (a local sweep there, on a shared file system) still trains them
         print("left alone, still training on another machine (its heartbeat in status.json is recent): "
               + ", ".join(f"run {name} (pid {status.get('pid')} on {status.get('host')}, heard from "
@@ -768,8 +759,7 @@ def prepare_resume(folder, grace=10.0):
               + f"; resume again once they end, or, if that machine is gone, after {STALE_S // 60} minutes "
               "without a heartbeat", file=sys.stderr)
         held_names |= {name for name, _, _ in heard}
-    todo = [name for name in names
-            if RunDir(folder / name).status().get("state") != "done" and name not in held_names]
+    todo = [name for name in names if statuses[name].get("state") != "done" and name not in held_names]
     # deleted or damaged outside the program: made again from sweep.json (a finished run's settings too, which
     # report.py reads; a run a SLURM job or another machine still holds is left to it)
     for name in [name for name in names if name not in held_names and RunDir(folder / name).config() is None]:
@@ -777,9 +767,8 @@ def prepare_resume(folder, grace=10.0):
     todo = [name for name in todo if RunDir(folder / name).config() is not None]
     for name in todo:
         run_dir = RunDir(folder / name)
-        attempts = run_dir.status().get("attempts", 0) + 1
         run_dir.release_claim()
-        run_dir.set_status("queued", attempts=attempts)
+        run_dir.set_status("queued", attempts=statuses[name].get("attempts", 0) + 1)
     return manifest, todo
 
 

@@ -25,15 +25,13 @@ the paper's for one attention layer; for deeper models and the MLP variant it is
 bound with the same H, d_h, d, drawn for comparison only; the low-rank baseline, without attention, has none.
 """
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
 import models
 import optim
 from optim import OPTIMIZERS
-from settings import CommonSettings, fields_of, setting, with_defaults
+from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 
@@ -132,21 +130,12 @@ class Settings(CommonSettings):
     def notes(self):
         # the step schedules' settings exist for the other programmes: here they do nothing (said once each)
         notes = [n for n in super().notes() if not n.startswith("lr_milestones")]
-        fields = fields_of(type(self))
-        for name in ("lr_step_size", "lr_gamma", "lr_milestones"):
-            field = fields[name]
-            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-            if getattr(self, name) != default:
-                notes.append(f"{name} = {getattr(self, name)!r} has no effect in assoc_memory: its learning rate "
-                             "ramps from lr to lr_end (lr_schedule linear or original), with no step schedule")
+        notes += self.no_effect(("lr_step_size", "lr_gamma", "lr_milestones"), " in assoc_memory: its learning rate "
+                                "ramps from lr to lr_end (lr_schedule linear or original), with no step schedule")
         # the model's sizes that this model kind does not have (not refused, so that a sweep can vary model)
-        unused = {"low_rank": (("H", "d_h", "W", "nb_layers"), "it has no attention"),
-                  "aot": (("W",), "it has no MLP")}.get(self.model, ((), ""))
-        for name in unused[0]:
-            field = fields[name]
-            if getattr(self, name) != field.default:
-                notes.append(f"{name} = {getattr(self, name)!r} has no effect with model = {self.model!r}: {unused[1]}")
-        return notes
+        names, why = {"low_rank": (("H", "d_h", "W", "nb_layers"), "it has no attention"),
+                      "aot": (("W",), "it has no MLP")}.get(self.model, ((), ""))
+        return notes + self.no_effect(names, f" with model = {self.model!r}: {why}")
 
     def check(self):
         problems = [p for p in super().check() if not p.startswith("eta_min")]

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 import models
 import training
-from settings import CommonSettings, fields_of, setting, with_defaults
+from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data
 from tasks.base import Task as BaseTask
 from tasks.base import subsample
@@ -118,14 +118,10 @@ class Settings(CommonSettings):
                                   dropout=self.dropout, head="lm", layer_repeats=self.layer_repeats)
 
     def notes(self):
-        notes = super().notes()
-        fields = fields_of(type(self))
+        # the other kind's graph sizes (kept, not refused, so that a sweep can vary kind)
         other = ("n_attributes", "n_values") if self.kind == "composition" else ("n_relations", "out_degree")
-        for name in other:  # the other kind's graph sizes (kept, not refused, so that a sweep can vary kind)
-            if getattr(self, name) != fields[name].default:
-                notes.append(f"{name} = {getattr(self, name)!r} has no effect with kind = {self.kind!r}: it sizes the "
-                             f"{'comparison' if self.kind == 'composition' else 'composition'} graph")
-        return notes
+        return super().notes() + self.no_effect(other, f" with kind = {self.kind!r}: it sizes the "
+                                                f"{'comparison' if self.kind == 'composition' else 'composition'} graph")
 
     def check(self):
         problems = super().check()

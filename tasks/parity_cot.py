@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from settings import CommonSettings, fields_of, setting, with_defaults
+from settings import CommonSettings, setting, with_defaults
 from tasks.base import Data, subsample
 from tasks.base import Task as BaseTask
 
@@ -106,12 +106,11 @@ class Settings(CommonSettings):
 
     def notes(self):
         notes = super().notes()
-        fields = fields_of(type(self))
-        if self.secret is not None and self.secret_rule != fields["secret_rule"].default:
-            notes.append(f"secret_rule = {self.secret_rule!r} has no effect: secret = {self.secret!r} is given")
-        if self.n_train is None and self.train_eval_size != fields["train_eval_size"].default:
-            notes.append(f"train_eval_size = {self.train_eval_size} has no effect on a stream (n_train = None): "
-                         "every step draws fresh samples, so there is no training set to score")
+        if self.secret is not None:
+            notes += self.no_effect(("secret_rule",), f": secret = {self.secret!r} is given")
+        if self.n_train is None:
+            notes += self.no_effect(("train_eval_size",), " on a stream (n_train = None): every step draws fresh "
+                                    "samples, so there is no training set to score")
         return notes
 
     def check(self):

@@ -99,7 +99,8 @@ class CommonSettings:
                                              "drawn (instead of eval_every)", low=1)
     eval_batch_size: int = setting(4096, "batch size of evaluations", low=1)
     device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
-    mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU, none on CPU; fp16 on a GPU only",
+    mixed_precision: str = setting("auto", "autocast: auto = bf16 on GPU (none over a model a task casts to "
+                                   "bf16 itself, as parity_cot's model_dtype), none on CPU; fp16 on a GPU only",
                                    choices=("auto", "no", "bf16", "fp16"))
     checkpoint_every: int = setting(0, "save a resumable checkpoint every this many epochs (0: never)", low=0)
     checkpoint_every_steps: int | None = setting(None, "save a resumable checkpoint every this many optimiser "
@@ -131,6 +132,11 @@ class CommonSettings:
     lr_gamma: float = setting(0.1, "lr_schedule step, multistep: factor per decay; exponential: factor per epoch",
                               low=0.0)
     lr_milestones: list[int] = setting([], "lr_schedule multistep: epochs at which lr is multiplied by lr_gamma")
+
+    def gpu_autocast(self):
+        """What mixed_precision = 'auto' means on a GPU with bf16: bf16 autocast. A task whose settings cast
+        the model itself, as its original did without autocast, answers 'no'."""
+        return "bf16"
 
     def training_source(self):
         """'fixed': batches of a fixed training set, epoch after epoch; 'stream': a fresh batch drawn every

@@ -75,7 +75,7 @@ def autocast_precision(settings):
     on_cpu = settings.device == "cpu" or not torch.cuda.is_available()
     precision = settings.mixed_precision
     if precision == "auto":
-        precision = "bf16" if not on_cpu and torch.cuda.is_bf16_supported() else "no"
+        precision = settings.gpu_autocast() if not on_cpu and torch.cuda.is_bf16_supported() else "no"
     if precision == "fp16" and on_cpu:
         raise SettingsError("mixed_precision = 'fp16' does not exist on a CPU (Accelerate would train in float32 "
                             "under that name); use 'bf16' or 'no' here, or run on a GPU")

@@ -18,10 +18,13 @@ n_embd = 720
 n_positions = 2048
 dropout = 0.1
 model_dtype = 'bfloat16'
+fused = False  # the original's AdamW, op by op in bf16 (the fused kernel computes in float32)
 lr = 1e-4
 lr_schedule = 'linear'
 eta_min = 0.0
 weight_decay = 0.0
 max_grad_norm = 1.0
-eval_every_samples = 2048
+eval_every_samples = None
+eval_every_steps = 4  # the original's eval_steps = 2048 // batch 512, also across an epoch's partial batch
+entropy_samples = 2048  # the whole validation set, as the original
 seed = 42

@@ -14,7 +14,9 @@ n_head = 4
 n_embd = 720
 n_positions = 2048
 model_dtype = 'bfloat16'
+fused = False  # the original's AdamW, op by op in bf16 (the fused kernel computes in float32)
 lr = 1e-4
-eval_every_samples = 2048
-entropy_samples = 256
+eval_every_samples = None
+eval_every_steps = 4  # the original's eval_steps = 2048 // batch 512, also across an epoch's partial batch
+entropy_samples = 2048  # the whole validation set, as the original
 seed = 42

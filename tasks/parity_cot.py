@@ -21,8 +21,9 @@ is asked for those alone (CausalLM positions=...: on CPU its last block computes
 halves a 1-layer model's work; the same logits). Dropout's masks come from the counter noise by default
 (`dropout_noise = 'counter'`: decoders.counter_keep_mask, a function of the seed, the training step and the
 element's place, so only the computed rows' masks are drawn, in parallel; `'torch'`: nn.Dropout's).
-`model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did; `mixed_precision = 'bf16'` is
-autocast with fp32 weights instead; fp32 is the default.
+`model_dtype = 'bfloat16'` casts the whole model to bf16 as the original did (and, as there, no autocast runs
+over it: `mixed_precision = 'auto'` means none for such a model, so layer norms and softmax compute in bf16
+too); `mixed_precision = 'bf16'` is autocast with fp32 weights instead; fp32 is the default.
 Optimiser: AdamW (0.9, 0.999, 1e-8), weight decay 0, linear decay from lr to 0 over the planned samples,
 no warmup, clip 1.0, batch 512, seed 42.
 
@@ -89,8 +90,10 @@ class Settings(CommonSettings):
                                  "nn.Dropout's, torch's global generator (the numbers of runs made before "
                                  "2026-12-02). On a GPU both are the model's own dropout",
                                  choices=("counter", "torch"))
-    n_positions: int | None = setting(None, "rows of the learned position table (None: the sequence length; "
-                                      "the original's 2048 changes nothing but unused rows)", low=1)
+    n_positions: int | None = setting(None, "rows of the learned position table (None: the sequence length). "
+                                      "The original's 2048 adds rows no sequence reaches, and so changes the "
+                                      "random draws of the initial weights: the same seed gives another initial "
+                                      "model (from the same distribution)", low=1)
     model_dtype: str = setting("float32", "float32, or bfloat16: the whole model cast to bf16 (weights, "
                                "optimiser state and activations), as the original", choices=("float32", "bfloat16"))
     # ---- diagnostics
@@ -99,6 +102,11 @@ class Settings(CommonSettings):
 
     def training_source(self):
         return "stream" if self.n_train is None else "fixed"
+
+    def gpu_autocast(self):
+        """A model cast to bf16 trains with no autocast, as the original's did (autocast would compute its
+        layer norms, softmax and losses in float32)."""
+        return "no" if self.model_dtype == "bfloat16" else "bf16"
 
     @property
     def length(self):

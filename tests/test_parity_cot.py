@@ -130,6 +130,20 @@ def test_settings_refusals():
     assert make(n_train=100, n_epochs=3, n_samples=None).training_source() == "fixed"
 
 
+def test_a_model_cast_to_bf16_gets_no_autocast_on_a_gpu(monkeypatch):
+    """The original casts the whole model to bf16 and runs no autocast (its layer norms and softmax compute
+    in bf16); mixed_precision = 'auto' on a GPU is bf16 autocast only for an fp32 model. Other programmes keep
+    'auto' = bf16 (the target-function original autocasts its bf16 decoders)."""
+    import training
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert training.autocast_precision(make(model_dtype="bfloat16")) == (False, "no")
+    assert training.autocast_precision(make()) == (False, "bf16")
+    assert training.autocast_precision(make(model_dtype="bfloat16", mixed_precision="bf16")) == (False, "bf16")
+    other = settings.build({"task": "target_functions", "model_dtype": "bfloat16"})
+    assert training.autocast_precision(other) == (False, "bf16")
+
+
 # ---------------------------------------------------------------- metrics
 
 def test_exact_match_one_wrong_position_makes_the_sample_wrong():

@@ -9,11 +9,14 @@ kind = 'composition'
 n_entities = 2000
 n_relations = 200
 out_degree = 20
-ood_share = 0.05
-test_share = 0.005
+ood_share = None  # the paper's for the kind: 5% of the edges (composition), 10% of the entities (comparison)
+test_share = None  # the paper's for the kind: 0.005 (composition), 0.1 (comparison); so a sweep over kind
+                   # trains each kind at its own paper shares
 phi = 7.2
 eval_size = 3000
 data_seed = 0
+# mixed_precision: 'auto' is bf16 autocast on a GPU; the original trained with fp16 autocast and a loss
+# scaler (its --fp16): --set mixed_precision=fp16 runs so
 n_layer = 4
 layer_repeats = 2
 n_embd = 768
@@ -32,3 +35,5 @@ checkpoint_every_steps = 50000  # a run of days outlives a job's time limit (swe
                                 # each requeue resumes from the last checkpoint (~0.7 GB: the weights and
                                 # AdamW's state), not from step 0
 seed = 0
+# mixed_precision: 'auto' is bf16 autocast on a GPU; the original trained with fp16 autocast and a loss
+# scaler (its --fp16): --set mixed_precision=fp16 runs so

@@ -173,6 +173,14 @@ def test_comparison_labels_splits_and_counts():
     assert len(small.types["train_inferred"]) == round(2.0 * n_id)
 
 
+@pytest.mark.parametrize("E, ood_entities", [(105, 11), (25, 3), (45, 5), (15, 1), (200, 20)])
+def test_comparison_ood_entities_per_attribute_as_the_original_counts_them(E, ood_entities):
+    """The original keeps round(0.9 * |E|) entities ID per attribute and makes the rest OOD: 11 of 105 where
+    round(0.1 * 105) would give 10 (Python rounds 10.5 and 94.5 to even)."""
+    graph = kg.make_comparison(E, 2, 3, 0.1, 0.1, 1.0, seed=0)
+    assert len(graph.types["ood_atomic"]) == 2 * ood_entities
+
+
 # ---------------------------------------------------------------- export, settings
 
 def test_export_in_the_original_format(tmp_path):
@@ -294,6 +302,13 @@ def test_a_tiny_run_end_to_end(tmp_path):
         assert [summary[f"facts_{n}"] for n in ("test_inferred_id", "test_inferred_ood")] == \
             [sizes.get("test_inferred_id", 0), sizes.get("test_inferred_ood", 0)]
         assert {"facts_test_inferred_id", "facts_test_inferred_ood"} <= set(summary["report_columns"])
+        # comparison's 0.5 is about what a constant answer scores: its report shows 0.75 instead
+        threshold = "0.5" if kind == "composition" else "0.75"
+        assert f"first_step_test_inferred_id_accuracy_{threshold}" in summary["report_columns"]
+        task = kg.Task(settings.build({**TINY, "kind": kind}), log=None)
+        reached = task.extra_summary(SimpleNamespace(facts={}), [{"step": 7, "test_inferred_id_accuracy": 0.8}])
+        assert reached["first_step_test_inferred_id_accuracy_0.5"] == 7
+        assert reached.get("first_step_test_inferred_id_accuracy_0.75") == (7 if kind == "comparison" else None)
         # budgeted in steps, counted in steps: the best accuracies' and report.py's first column too (they were
         # fractional epochs beside first_step_* and train_fit_step)
         assert summary["counted_in"] == "step" and summary["best_test_inferred_id_accuracy_step"] in (0, 3, 6)

@@ -108,10 +108,15 @@ class Stream:
         return self.sample(self.batch_size, self.generator), self.batch_size
 
     def state_dict(self):
-        return {"generator": self.generator.get_state()}
+        state = {"generator": self.generator.get_state()}
+        if hasattr(self.sample, "state_dict"):  # a sampler that keeps a state of its own (parity's distinct inputs)
+            state["sample"] = self.sample.state_dict()
+        return state
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
+        if "sample" in state:
+            self.sample.load_state_dict(state["sample"])
 
 
 def make_source(train, batch_size, seed, device):

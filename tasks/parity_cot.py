@@ -11,9 +11,12 @@ training inputs are disjoint. The vocabulary is {0, 1}; no BOS, separator or EOS
     with CoT:    x_0 ... x_{n-1}, c_1 ... c_k, y         c_j = XOR of x_{s_1} .. x_{s_{j-1}} (c_1 = 0)
 
 Labels are -100 on the n input positions; every CoT token and y is trained with next-token cross-entropy.
-Two training regimes: `n_train = None` draws fresh samples every step (Figures 1-3; each batch redrawn
-where it hits a validation input), `n_train = N` fixes a set of N distinct inputs reused epoch after epoch
-(Figures 4, 5, 9).
+Two training regimes: `n_train = None` draws fresh samples every step (Figures 1-3), `n_train = N` fixes a
+set of N distinct inputs reused epoch after epoch (Figures 4, 5, 9). The fresh samples are distinct, as the
+original's (`fresh_inputs = 'distinct'`, n <= 62): the integers of a keyed pseudo-random permutation of all
+2^n (a Feistel network over a counter), validation inputs skipped, so no input is drawn twice until all
+2^n - n_valid have been (then a new order); `'independent'` draws each input uniformly, repeats possible
+(3.8% of 8 * 10^4 draws at n = 20; the stream of runs made before 2026-12-02).
 
 Model: GPT-2 causal LM from scratch through the model layer (learned positions, tied embeddings, MLP
 4 * n_embd, dropout). Loss and metrics read only the predictions of the labelled positions, and the model
@@ -51,6 +54,8 @@ from tasks.base import Data, subsample
 from tasks.base import Task as BaseTask
 
 PERMUTATION_BITS = 20  # up to here the inputs are a permutation of all 2^n integers (the original's rule)
+DISTINCT_BITS = 62  # the distinct stream permutes int64 integers: up to this many bits
+FEISTEL_ROUNDS = 4  # rounds of the distinct stream's permutation (four make a pseudo-random one)
 KEY_BITS = 62  # inputs of up to this many bits are keyed exactly by their integer value
 EVAL_PIECE = 512  # sequences per forward pass in evaluations (see Task.labelled_logits)
 
@@ -74,6 +79,11 @@ class Settings(CommonSettings):
     n_train: int | None = setting(None, "training inputs of a fixed set reused epoch after epoch; None: fresh "
                                   "samples every step (a stream)", low=1)
     n_valid: int = setting(2048, "validation inputs (disjoint from training inputs)", low=1)
+    fresh_inputs: str = setting("distinct", "stream (n_train = None): distinct = no input drawn twice until all "
+                                "2^n - n_valid have been (a keyed permutation of the 2^n integers, as the "
+                                "original's fresh data; n <= 62, above that independent); independent = each "
+                                "input drawn uniformly, repeats possible (runs made before 2026-12-02)",
+                                choices=("distinct", "independent"))
     train_eval_size: int = setting(2048, "fixed-set regime: training samples scored at each evaluation "
                                    "(a fixed subsample; 0: none)", low=0)
     threshold: float = setting(1.0, "validation exact match that counts as learned (sample complexity); "
@@ -119,6 +129,8 @@ class Settings(CommonSettings):
         if self.n_train is None:
             notes += self.no_effect(("train_eval_size",), " on a stream (n_train = None): every step draws fresh "
                                     "samples, so there is no training set to score")
+        else:
+            notes += self.no_effect(("fresh_inputs",), f": n_train = {self.n_train} fixes the training inputs")
         return notes
 
     def check(self):
@@ -228,29 +240,98 @@ def labels_of(ids, n):
     return labels
 
 
-def stream_sampler(n, secret, cot, valid_bits):
-    """sample(count, generator): fresh sequences drawn on the generator's device, each input redrawn until
-    it is not a validation input."""
-    valid_keys = keys(valid_bits).sort().values
-    on_device = {}
+def _round(right, key, mask):
+    """A round function of the distinct stream's Feistel network: (right xor key), right and key below 2^31,
+    through two multiply-xorshift steps whose products stay below 2^62 (no int64 overflow), cut to the
+    half's width."""
+    h = (right ^ key) * 0x2545F491
+    h = h ^ (h >> 29)
+    h = (h & 0x7FFFFFFF) * 0x6C8E9CF5
+    h = h ^ (h >> 31)
+    return (h >> 11) & mask
 
-    def sample(count, generator):
+
+def feistel(x, keys, half):
+    """A bijection of the integers below 2^(2 * half) (int64 tensor x): Feistel rounds over its two halves,
+    one per key (a tensor broadcasting with x, or an int)."""
+    mask = (1 << half) - 1
+    left, right = x >> half, x & mask
+    for key in keys:
+        left, right = right, left ^ _round(right, key, mask)
+    return (left << half) | right
+
+
+def permuted(counter, keys, n):
+    """The counter-th integer of a keyed pseudo-random order of the 2^n integers, pass after pass (pass
+    counter >> n has its own keys): a Feistel permutation of 2 * ceil(n / 2) bits, walked again from any
+    value of 2^n or more (cycle walking, so a bijection of the 2^n integers)."""
+    half = (n + 1) // 2
+    passes = counter >> n
+    round_keys = [(key + passes * 0x9E3779B1) & 0x7FFFFFFF for key in keys]
+    x = feistel(counter & ((1 << n) - 1), round_keys, half)
+    if 2 * half != n:
+        out = x >= (1 << n)
+        while bool(out.any()):
+            x[out] = feistel(x[out], [k[out] for k in round_keys], half)
+            out = x >= (1 << n)
+    return x
+
+
+class FreshSamples:
+    """The stream's sampler: sample(count, generator) -> {"ids": sequences} drawn on the generator's device,
+    none of whose inputs is a validation input. distinct (n <= 62): the integers of a keyed pseudo-random
+    permutation of the 2^n (`permuted`, keys drawn from the generator at the first batch) in its order, so
+    that no input repeats until all 2^n - n_valid have been drawn; its state (the count drawn and the keys)
+    goes into checkpoints (dataloaders.Stream). Otherwise each input is drawn uniformly and redrawn while it
+    is a validation input."""
+
+    def __init__(self, n, secret, cot, valid_bits, distinct):
+        self.n, self.secret, self.cot = n, secret, cot
+        self.distinct = distinct and n <= DISTINCT_BITS
+        self.valid_keys = keys(valid_bits).sort().values
+        self.on_device = {}
+        self.drawn, self.keys = 0, None
+
+    def __call__(self, count, generator):
+        bits = self._distinct(count, generator) if self.distinct else self._independent(count, generator)
+        return {"ids": sequences(bits, self.secret, self.cot)}
+
+    def state_dict(self):
+        return {"drawn": self.drawn, "keys": self.keys}
+
+    def load_state_dict(self, state):
+        self.drawn, self.keys = state["drawn"], state["keys"]
+
+    def _is_valid(self, key, device):
+        if device not in self.on_device:
+            self.on_device[device] = self.valid_keys.to(device)
+        table = self.on_device[device]
+        position = torch.searchsorted(table, key).clamp_(max=len(table) - 1)
+        return table[position] == key
+
+    def _distinct(self, count, generator):
         device = generator.device
-        if device not in on_device:
-            on_device[device] = valid_keys.to(device)
-        table = on_device[device]
-        bits = torch.randint(0, 2, (count, n), generator=generator, device=device, dtype=torch.uint8)
-        while True:
-            key = keys(bits)
-            position = torch.searchsorted(table, key).clamp_(max=len(table) - 1)
-            hit = table[position] == key
-            if not bool(hit.any()):
-                break
-            bits[hit] = torch.randint(0, 2, (int(hit.sum()), n), generator=generator, device=device,
-                                      dtype=torch.uint8)
-        return {"ids": sequences(bits, secret, cot)}
+        if self.keys is None:
+            self.keys = torch.randint(0, 2 ** 31, (FEISTEL_ROUNDS,), generator=generator, device=device).tolist()
+        parts, need = [], count
+        while need:
+            take = need + need // 8 + 64  # room for the validation inputs skipped
+            ints = permuted(torch.arange(self.drawn, self.drawn + take, device=device), self.keys, self.n)
+            kept = (~self._is_valid(ints, device)).nonzero().squeeze(1)[:need]
+            parts.append(ints[kept])
+            self.drawn += int(kept[-1]) + 1 if len(kept) == need else take
+            need -= len(kept)
+        return to_bits(torch.cat(parts), self.n)
 
-    return sample
+    def _independent(self, count, generator):
+        device = generator.device
+        bits = torch.randint(0, 2, (count, self.n), generator=generator, device=device, dtype=torch.uint8)
+        while True:
+            hit = self._is_valid(keys(bits), device)
+            if not bool(hit.any()):
+                return bits
+            bits[hit] = torch.randint(0, 2, (int(hit.sum()), self.n), generator=generator, device=device,
+                                      dtype=torch.uint8)
 
 
 # ---------------------------------------------------------------- metrics
@@ -313,9 +394,9 @@ class Task(BaseTask):
                  "sequence_length": s.length, "labelled_positions": s.length - s.n_bits,
                  "valid_answer_balance": round(float(valid["ids"][:, -1].float().mean()), 4)}
         if s.n_train is None:
-            facts["train"] = "fresh samples every step, none a validation input"
-            return Data(train=stream_sampler(s.n_bits, self.secret, s.cot, valid_bits), splits={"valid": valid},
-                        facts=facts)
+            sampler = FreshSamples(s.n_bits, self.secret, s.cot, valid_bits, s.fresh_inputs == "distinct")
+            facts["train"] = self._stream_fact(sampler)
+            return Data(train=sampler, splits={"valid": valid}, facts=facts)
         train = {"ids": sequences(train_bits, self.secret, s.cot)}
         overlap = int(torch.isin(keys(train_bits), keys(valid_bits)).sum())
         facts.update(train_inputs=len(train_bits), train_valid_overlap=overlap,
@@ -324,6 +405,20 @@ class Task(BaseTask):
         if s.train_eval_size:
             splits["train"] = subsample(train, s.train_eval_size, generator)
         return Data(train=train, splits=splits, facts=facts)
+
+    def _stream_fact(self, sampler):
+        s = self.settings
+        if not sampler.distinct:
+            why = (f" (n_bits = {s.n_bits} > {DISTINCT_BITS}: a repeat has probability below draws^2 / "
+                   f"2^{s.n_bits + 1})" if s.fresh_inputs == "distinct" else "")
+            return f"fresh samples every step, each input drawn uniformly (repeats possible){why}, none a validation input"
+        fact = ("fresh samples every step: distinct inputs in a keyed pseudo-random order of the 2^n, none a "
+                "validation input")
+        planned = s.n_samples or (s.n_steps or 0) * s.batch_size
+        if planned > 2 ** s.n_bits - s.n_valid:
+            fact += (f"; the budget of {planned:,} samples exceeds the {2 ** s.n_bits - s.n_valid:,} inputs there "
+                     "are: after each pass over them, another order")
+        return fact
 
     def build_model(self, data):
         s = self.settings

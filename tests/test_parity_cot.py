@@ -105,18 +105,70 @@ def test_train_and_valid_inputs_distinct_and_disjoint(n_bits, n_train):
     assert data.splits["train"]["ids"].shape == (min(n_train, 2048), task.settings.length)
 
 
-def test_stream_never_draws_a_validation_input():
-    s = make(n_bits=6, k=2, n_valid=32, n_embd=16)  # 64 inputs, half of them validation
-    task = pc.Task(s, _Log())
-    data = task.build_data()
+@pytest.mark.parametrize("fresh_inputs", ["distinct", "independent"])
+def test_stream_never_draws_a_validation_input(fresh_inputs):
+    s = make(n_bits=6, k=2, n_valid=32, n_embd=16, fresh_inputs=fresh_inputs)  # 64 inputs, half validation
+    data = pc.Task(s, _Log()).build_data()
     assert s.training_source() == "stream" and callable(data.train)
     valid = {tuple(r) for r in data.splits["valid"]["ids"][:, :6].tolist()}
-    gen = torch.Generator().manual_seed(3)
-    batch = data.train(4000, gen)["ids"]
-    drawn = {tuple(r) for r in batch[:, :6].tolist()}
-    assert not drawn & valid and len(drawn) == 32
-    again = data.train(50, torch.Generator().manual_seed(3))["ids"]
-    assert torch.equal(again, data.train(50, torch.Generator().manual_seed(3))["ids"])
+    batch = data.train(4000, torch.Generator().manual_seed(3))["ids"]
+    drawn = [tuple(r) for r in batch[:, :6].tolist()]
+    assert not set(drawn) & valid and len(set(drawn)) == 32
+    if fresh_inputs == "distinct":  # every pass over the 32 training inputs takes each once, in a new order
+        passes = [drawn[i:i + 32] for i in range(0, 128, 32)]
+        assert all(len(set(p)) == 32 for p in passes) and len({tuple(p) for p in passes}) == 4
+    # the same settings and generator seed draw the same batches
+    twice = [pc.Task(s, _Log()).build_data().train(50, torch.Generator().manual_seed(3))["ids"] for _ in range(2)]
+    assert torch.equal(*twice)
+
+
+@pytest.mark.parametrize("n_bits", [7, 8, 10, 13])
+def test_the_distinct_stream_s_order_is_a_permutation_of_all_inputs_pass_after_pass(n_bits):
+    keys = torch.randint(0, 2 ** 31, (pc.FEISTEL_ROUNDS,), generator=torch.Generator().manual_seed(n_bits)).tolist()
+    size = 2 ** n_bits
+    order = pc.permuted(torch.arange(3 * size), keys, n_bits)
+    passes = order.view(3, size)
+    assert all(torch.equal(p.sort().values, torch.arange(size)) for p in passes)
+    assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[0], torch.arange(size))
+
+
+def test_the_distinct_stream_is_balanced_and_never_repeats_an_input():
+    """What the parity task needs of a pseudo-random order: 10^5 draws at n = 21 (odd: the permutation walks
+    on 22 bits) are all distinct, every bit and the parity of several subsets (the secret among them) is
+    1 half of the time within a few standard errors (0.0016), and successive inputs are uncorrelated."""
+    s = make(n_bits=21, k=6, n_embd=16)
+    sampler = pc.Task(s, _Log()).build_data().train
+    generator = torch.Generator().manual_seed(0)
+    bits = torch.cat([sampler(10_000, generator)["ids"][:, :21] for _ in range(10)]).long()
+    assert len(torch.unique(pc.keys(bits))) == len(bits)
+    assert (bits.float().mean(0) - 0.5).abs().max() < 0.01
+    subsets = [pc.original_secret(21, 6), [0, 1], [19, 20], [0, 20], list(range(21)), [3, 4, 5, 6, 7, 8, 9]]
+    for subset in subsets:
+        assert abs(float((bits[:, subset].sum(1) % 2).float().mean()) - 0.5) < 0.01, subset
+    assert abs(float((bits[1:] == bits[:-1]).float().mean()) - 0.5) < 0.01
+
+
+def test_the_distinct_stream_resumes_where_its_state_says():
+    s = make(n_bits=12, k=3, n_embd=16)
+    first = pc.Task(s, _Log()).build_data().train
+    generator = torch.Generator().manual_seed(1)
+    first(300, generator)
+    state, generator_state = first.state_dict(), generator.get_state()
+    expected = first(300, generator)["ids"]
+    second = pc.Task(s, _Log()).build_data().train
+    second.load_state_dict(state)
+    generator.set_state(generator_state)
+    assert torch.equal(second(300, generator)["ids"], expected)
+
+
+def test_stream_facts_say_how_inputs_are_drawn():
+    def fact(**values):
+        return pc.Task(make(**values), _Log()).build_data().facts["train"]
+    assert "distinct inputs" in fact(n_bits=12, k=3, n_embd=16, n_samples=1000)
+    assert "exceeds the 2,048 inputs" in fact(n_bits=12, k=3, n_embd=16, n_samples=5000)
+    assert "repeats possible" in fact(n_bits=12, k=3, n_embd=16, fresh_inputs="independent")
+    assert "n_bits = 63 > 62" in fact(n_bits=63, k=3, n_embd=16, n_samples=1000)
+    assert any("fresh_inputs" in note for note in make(n_train=100, fresh_inputs="independent").notes())
 
 
 def test_settings_refusals():

@@ -212,6 +212,11 @@ RESUMABLE = {
                    "n_embd": 16, "n_layer": 2, "n_head": 2, "batch_size": 16, "n_samples": 16 * 12,
                    "eval_every_samples": None, "eval_every_steps": 2, "checkpoint_every_steps": 5,
                    "entropy_samples": 8, "dropout_noise": "counter"},
+    # the distinct stream's place in its order (a count the checkpoint keeps beside the generator's state);
+    # 8 bits minus 64 validation inputs leave 192, so the 240 samples go into a second pass
+    "parity_cot_stream": {"task": "parity_cot", "n_bits": 8, "k": 3, "n_valid": 64, "n_embd": 16, "n_layer": 1,
+                          "n_head": 2, "batch_size": 16, "n_samples": 16 * 15, "eval_every_samples": None,
+                          "eval_every_steps": 3, "checkpoint_every_steps": 7, "entropy_samples": 8},
 }
 
 

@@ -29,6 +29,7 @@ tolerance it checks.
 """
 import contextlib
 import copy
+import math
 import time
 import traceback
 import warnings
@@ -774,14 +775,14 @@ class Stack:
         batch, size = self.source.next()
         with self.accelerator.autocast():
             losses = self._vmapped(lambda task, model, b: task.training_loss(model, b), batch)
-        finite = torch.isfinite(losses)
         failed = {}
-        if not bool(finite.all()):
-            values = losses.tolist()
-            for k, ok in enumerate(finite.tolist()):
-                if not ok:
-                    failed[k] = self.runs[k].failed = training.non_finite(self.runs[k], values[k])
-            losses = torch.where(finite, losses, torch.zeros_like(losses))
+        for k, value in enumerate(losses.tolist()):  # (the one wait for the device a step has)
+            if math.isfinite(value):
+                self.runs[k].step_losses.add(value)
+            else:
+                failed[k] = self.runs[k].failed = training.non_finite(self.runs[k], value)
+        if failed:
+            losses = torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses))
         losses.sum().backward()
         max_norms = [m.settings.max_grad_norm for m in self.runs]
         if any(max_norms):

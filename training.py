@@ -341,9 +341,11 @@ def log_run_shape(log, accelerator, source, run_plan):
 DAMAGED_ARCHIVE = ("PytorchStreamReader", "zip archive", "central directory", "file read failed")
 
 
-def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, source, task, rng=True):
+def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, source, task, step_losses,
+           rng=True):
     """(step, samples, train_time, history) of the run's checkpoint, loaded into model, optimizer, scheduler,
-    source and task (and torch's random states with rng), or a fresh start's where there is none."""
+    source, task and step_losses (and torch's random states with rng), or a fresh start's where there is
+    none."""
     if not (run_plan.checkpoint_interval and checkpoint_path.exists()):
         return 0, 0, 0.0, []
     try:
@@ -359,10 +361,39 @@ def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, 
     scheduler.load_state_dict(state["scheduler"])
     source.load_state_dict(state["source"])
     task.load_state_dict(state["task"])
+    if "step_losses" in state:  # (a checkpoint written before they were kept: the next record averages fewer)
+        step_losses.load_state_dict(state["step_losses"])
     if rng:
         _set_rng_states(state["rng"])
     log.info(f"resumed from checkpoint at step {state['step']}, {state['samples']} samples")
     return state["step"], state["samples"], state["train_time"], state["history"]
+
+
+class StepLosses:
+    """The mean training loss of the optimiser steps since the previous evaluation, in train mode (dropout on;
+    what Hugging Face's Trainer logs as 'loss'): each record after the first has it as `step_loss`, beside
+    the evaluations' `<split>_loss` (eval mode, after the step). Kept in checkpoints, so a resumed run's
+    records are an uninterrupted one's."""
+
+    def __init__(self):
+        self.total, self.steps = 0.0, 0
+
+    def add(self, value):
+        self.total += value
+        self.steps += 1
+
+    def take(self):
+        """{'step_loss': the mean since the last take} ({} before any step), and a fresh start."""
+        if not self.steps:
+            return {}
+        mean, self.total, self.steps = self.total / self.steps, 0.0, 0
+        return {"step_loss": mean}
+
+    def state_dict(self):
+        return {"total": self.total, "steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.total, self.steps = state["total"], state["steps"]
 
 
 class Run:
@@ -374,11 +405,12 @@ class Run:
         self.settings, self.run_dir, self.log = settings, run_dir, log
         self.failed = None
         self.earlier = 0.0  # seconds earlier attempts took up to the checkpoint this one resumes
+        self.step_losses = StepLosses()
 
     def record(self, values, started, eval_time):
         """Append one evaluation's record to metrics.jsonl and its line to logs.log; returns the record."""
-        record = eval_record(self.plan, self.step, self.samples, values, self.scheduler.get_last_lr()[0],
-                             started - self.earlier, eval_time)
+        record = eval_record(self.plan, self.step, self.samples, {**values, **self.step_losses.take()},
+                             self.scheduler.get_last_lr()[0], started - self.earlier, eval_time)
         with signals_held():  # a stop between the two would keep a record that logs.log lacks
             self.metrics.append(record)
             self.log.info(_format_eval(record))
@@ -387,7 +419,8 @@ class Run:
     def save_checkpoint(self, accelerator):
         self.metrics.flush()
         _save_checkpoint(self.checkpoint, accelerator, self.model, self.optimizer, self.scheduler, self.source,
-                         self.task, self.step, self.samples, self.train_time, self.metrics.records)
+                         self.task, self.step, self.samples, self.train_time, self.metrics.records,
+                         self.step_losses)
 
     def finish(self, accelerator, started):
         """summary.json (and the summary line) of the finished run, its checkpoint removed; returns the summary."""
@@ -480,7 +513,7 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
     run.checkpoint = run_dir.file(CHECKPOINT)
     run.step, run.samples, run.train_time, history = resume(
         run.checkpoint, run.plan, accelerator.device, log, accelerator.unwrap_model(model), optimizer,
-        run.scheduler, run.source, run.task, rng=not stacked)
+        run.scheduler, run.source, run.task, run.step_losses, rng=not stacked)
     run.metrics = MetricsWriter(run_dir, history)
     # the time earlier attempts took up to the checkpoint: a resumed run's elapsed and wall_time go on from it
     run.earlier = float(history[-1].get("elapsed", 0.0)) if history else 0.0
@@ -500,8 +533,10 @@ class Solo:
         run, accelerator = self.runs[0], self.accelerator
         batch, size = run.source.next()
         loss = run.task.training_loss(run.model, batch)
-        if not torch.isfinite(loss):
-            raise non_finite(run, loss.item())
+        value = loss.item()  # (the one wait for the device a step has)
+        if not math.isfinite(value):
+            raise non_finite(run, value)
+        run.step_losses.add(value)
         accelerator.backward(loss)
         if run.settings.max_grad_norm > 0:
             accelerator.clip_grad_norm_(run.model.parameters(), run.settings.max_grad_norm)
@@ -645,9 +680,9 @@ def _set_rng_states(states):
 
 
 def _save_checkpoint(path, accelerator, model, optimizer, scheduler, source, task, step, samples, train_time,
-                     history):
+                     history, step_losses):
     state = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "source": source.state_dict(), "task": task.state_dict(),
              "rng": _rng_states(), "step": step, "samples": samples, "train_time": train_time,
-             "history": list(history)}
+             "history": list(history), "step_losses": step_losses.state_dict()}
     atomic_replace(path, lambda tmp: torch.save(state, tmp))

@@ -34,7 +34,10 @@ Metrics of each evaluation (teacher-forced, argmax):
     valid_accuracy            exact match: a sample counts only when every labelled position is right
     valid_loss                mean cross-entropy over the labelled positions
     valid_cot<j>_acc, valid_answer_acc    per-position accuracy (position_accuracy = True)
-    train_*                   the same on a subsample of the fixed training set (fixed-set regime)
+    train_*                   the same on a subsample of the fixed training set (fixed-set regime), in eval
+                              mode; step_loss (every programme's) is the training steps' own loss, dropout
+                              on, averaged since the previous evaluation: the original's logged "loss"
+                              (Figures 5, 10, 11 plot that one)
     entropy_l<l>_h<h>         normalised attention entropy of layer l, head h: for each query position
                               t >= 1 the entropy of its causal row over log(t + 1), minimum over t, mean
                               over the first entropy_samples validation samples

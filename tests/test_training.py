@@ -196,6 +196,30 @@ def test_the_diagnostics_hook_sees_the_model_at_every_evaluation(tmp_path):
     assert history[-1]["weight_norm"] != pytest.approx(history[0]["weight_norm"])
 
 
+def test_each_record_after_the_first_has_the_mean_training_loss_of_the_steps_since_the_one_before(tmp_path,
+                                                                                                   monkeypatch):
+    """step_loss: the training steps' own losses (train mode, dropout on), averaged over the steps since the
+    previous evaluation, as Hugging Face's Trainer logs 'loss'; the evaluations' <split>_loss are eval-mode."""
+    from tasks import parity_cot
+    losses = []
+    original = parity_cot.Task.training_loss
+
+    def kept(task, model, batch):
+        loss = original(task, model, batch)
+        losses.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(parity_cot.Task, "training_loss", kept)
+    s = settings.build({**RESUMABLE["parity_cot"], "checkpoint_every_steps": None, "progress": "off"})
+    main.run(s, tmp_path / "run")
+    history = records(tmp_path / "run")
+    assert "step_loss" not in history[0] and [r["step"] for r in history] == [0, 2, 4, 6, 8, 10, 12]
+    for before, record in zip(history, history[1:]):
+        steps = losses[before["step"]:record["step"]]
+        assert record["step_loss"] == pytest.approx(sum(steps) / len(steps), rel=1e-12)
+    assert history[-1]["step_loss"] != pytest.approx(history[-1]["train_loss"])  # dropout, and before the step
+
+
 # ---------------------------------------------------------------- exact resume
 
 RESUMABLE = {

@@ -93,36 +93,42 @@ class FixedSet:
 
 class Stream:
     """A fresh batch every step: `sample(count, generator)` returns a dict of tensors on the generator's
-    device, drawn only from that generator (vectorised: no Python loop per sample)."""
+    device, drawn only from that generator (vectorised: no Python loop per sample). With a budget of
+    samples, the last batch holds what is left of it (10^7 in batches of 512: 19,531 of 512 and one of 128,
+    as the parity original trains), so that a run trains its budget exactly."""
 
     steps_per_epoch = None
 
-    def __init__(self, sample, batch_size, generator):
+    def __init__(self, sample, batch_size, generator, budget=None):
         if batch_size <= 0:
             raise ValueError("a stream needs batch_size > 0: it has no whole set to take as one batch")
         self.sample = sample
         self.batch_size = batch_size
         self.generator = generator
+        self.budget, self.drawn = budget, 0
 
     def next(self):
-        return self.sample(self.batch_size, self.generator), self.batch_size
+        size = self.batch_size if self.budget is None else min(self.batch_size, self.budget - self.drawn)
+        self.drawn += size
+        return self.sample(size, self.generator), size
 
     def state_dict(self):
-        state = {"generator": self.generator.get_state()}
+        state = {"generator": self.generator.get_state(), "drawn": self.drawn}
         if hasattr(self.sample, "state_dict"):  # a sampler that keeps a state of its own (parity's distinct inputs)
             state["sample"] = self.sample.state_dict()
         return state
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
+        self.drawn = state.get("drawn", 0)  # (a checkpoint from before budgets: its last batch is whole)
         if "sample" in state:
             self.sample.load_state_dict(state["sample"])
 
 
-def make_source(train, batch_size, seed, device):
+def make_source(train, batch_size, seed, device, budget=None):
     """A FixedSet for a dict of tensors, a Stream for a sampler. The fixed set's shuffling generator lives
     on the CPU (the order is the same on every device); a stream's on the training device, where its
     batches are drawn."""
     if isinstance(train, dict):
         return FixedSet(train, batch_size, torch.Generator().manual_seed(seed))
-    return Stream(train, batch_size, torch.Generator(device=device).manual_seed(seed))
+    return Stream(train, batch_size, torch.Generator(device=device).manual_seed(seed), budget)

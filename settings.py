@@ -83,8 +83,9 @@ class CommonSettings:
     # ---- the training budget: one of these, in the unit the programme's papers use
     n_epochs: int | None = setting(10, "training epochs: passes over the fixed training set", low=1)
     n_steps: int | None = setting(None, "training budget in optimiser steps (instead of n_epochs)", low=1)
-    n_samples: int | None = setting(None, "training budget in samples drawn: steps = ceil(n_samples / batch_size) "
-                                    "(a fixed set: as many samples, its epochs' partial last batches included)",
+    n_samples: int | None = setting(None, "training budget in samples drawn: steps = ceil(n_samples / batch_size), "
+                                    "a stream's last batch holding what is left (a fixed set: as many samples, "
+                                    "its epochs' partial last batches included)",
                                     low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set (full batch)", low=0)
     lr: float = setting(1e-3, "peak learning rate", low=0.0)

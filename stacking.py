@@ -421,8 +421,8 @@ class StackedSource:
     def next(self):
         first = self.sources[0]
         if not self.fixed:
-            batches = [s.next()[0] for s in self.sources]
-            return {k: torch.stack([b[k] for b in batches]) for k in batches[0]}, first.batch_size
+            batches = [s.next() for s in self.sources]
+            return {k: torch.stack([b[k] for b, _ in batches]) for k in batches[0][0]}, batches[0][1]
         if first.full_batch:
             return self.tensors, first.n
         position = first.position

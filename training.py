@@ -491,7 +491,9 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
     run.total, run.trainable = models.count_parameters(model)
     log.info(f"model: {type(model).__name__}, {run.total:,} parameters ({run.trainable:,} trainable)")
 
-    run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device)
+    budget = settings.n_samples if not (settings.n_steps or settings.n_epochs) else None
+    run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device,
+                                         budget)
     if settings.batch_size > run.source.batch_size:  # a fixed set smaller than the batch asked for
         run.notes.append(f"batch_size = {settings.batch_size} is more than the {run.source.n} training examples: "
                          f"every step takes all {run.source.n} (full batch)")

@@ -60,6 +60,8 @@ MEMBERS = {
     "assoc_memory": [dict(AM, seed=0), dict(AM, seed=1, data_seed=5, lr=1e-2), dict(AM, seed=2, lr_end=3e-3)],
     "parity_cot stream": [dict(PC, seed=0), dict(PC, seed=1, lr=3e-3), dict(PC, seed=2, weight_decay=0.1,
                                                                               max_grad_norm=0.0)],
+    # a budget that ends in a part batch (the stack's last batch too holds what is left)
+    "parity_cot stream part batch": [dict(PC, n_samples=32 * 6 - 7, seed=s) for s in range(3)],
     "parity_cot fixed set": [dict(PC, n_train=96, train_eval_size=32, seed=s) for s in range(3)],
     # dropout with the counter noise: each member's masks are its solo run's (seed, training call, place)
     # (a learning rate at which other masks would show in the metrics)

@@ -220,6 +220,16 @@ def test_each_record_after_the_first_has_the_mean_training_loss_of_the_steps_sin
     assert history[-1]["step_loss"] != pytest.approx(history[-1]["train_loss"])  # dropout, and before the step
 
 
+def test_a_stream_trains_its_budget_of_samples_exactly(tmp_path):
+    """n_samples = 235 in batches of 16: 14 batches of 16 and a last one of the 11 left (as the parity original
+    trains 10^7 in batches of 512), so the summary's samples and a never-learned run's '>= budget' are 235."""
+    s = settings.build({**RESUMABLE["parity_cot_stream"], "checkpoint_every_steps": None, "progress": "off"})
+    summary = main.run(s, tmp_path / "run")
+    assert (summary["steps"], summary["samples"], summary["budget_samples"]) == (15, 235, 235)
+    assert summary["sample_complexity_text"] in (">= 235", str(summary["sample_complexity"]))
+    assert [r["samples"] for r in records(tmp_path / "run")][-2:] == [16 * 12, 235]
+
+
 # ---------------------------------------------------------------- exact resume
 
 RESUMABLE = {
@@ -237,9 +247,10 @@ RESUMABLE = {
                    "eval_every_samples": None, "eval_every_steps": 2, "checkpoint_every_steps": 5,
                    "entropy_samples": 8, "dropout_noise": "counter"},
     # the distinct stream's place in its order (a count the checkpoint keeps beside the generator's state);
-    # 8 bits minus 64 validation inputs leave 192, so the 240 samples go into a second pass
+    # 8 bits minus 64 validation inputs leave 192, so the 235 samples go into a second pass; the last batch
+    # holds the 11 left of the budget
     "parity_cot_stream": {"task": "parity_cot", "n_bits": 8, "k": 3, "n_valid": 64, "n_embd": 16, "n_layer": 1,
-                          "n_head": 2, "batch_size": 16, "n_samples": 16 * 15, "eval_every_samples": None,
+                          "n_head": 2, "batch_size": 16, "n_samples": 16 * 15 - 5, "eval_every_samples": None,
                           "eval_every_steps": 3, "checkpoint_every_steps": 7, "entropy_samples": 8},
 }
 

@@ -17,7 +17,7 @@ import traceback
 
 import settings as settings_module
 from results import (RESULTS_ROOT, STALE_S, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
-                     heard_from_elsewhere, holder_alive, quoted, run_logger)
+                     environment_problem, heard_from_elsewhere, holder_alive, quoted, run_logger)
 
 
 class RunFailed(RuntimeError):
@@ -241,6 +241,10 @@ def main(argv=None):
 
 def _main(argv):
     args = parse_args(argv)
+    problem = environment_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     run_dir = None  # a stop can come before the folder exists (settings load the task, which imports torch)
     try:
         overrides = dict(settings_module.parse_override(text) for text in args.overrides)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import report
 import tasks
-from results import ResultsError, RunDir, ensure_writable, quoted
+from results import ResultsError, RunDir, ensure_writable, environment_problem, quoted
 
 
 def load_runs(folder):
@@ -111,6 +111,10 @@ def main(argv=None):
     p.add_argument("folder")
     p.add_argument("--out", help="folder for the PNG files (default: the folder itself)")
     args = p.parse_args(argv)
+    problem = environment_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     folder = Path(args.folder)
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)

@@ -438,6 +438,21 @@ class RunDir:
         return read_json(self.file("config.json"))
 
 
+NEEDED = ("torch", "numpy", "transformers", "accelerate", "peft", "sympy", "questionary", "submitit", "tqdm",
+          "matplotlib")  # requirements.txt's packages that the entry points import
+
+
+def environment_problem(names=NEEDED):
+    """What is wrong with this Python for the project (a package of requirements.txt it cannot find, looked
+    up without importing it), or None: main.py, sweep.py and plot.py say it in one line before any work."""
+    import importlib.util
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"this Python ({sys.executable}) has no {', '.join(missing)}, which the project needs: activate the "
+            "project's virtual environment (README, Set-up: . .venv/bin/activate), or install the requirements "
+            "into this one: pip install torch==2.13.0 -r requirements.txt")
+
 class MetricsWriter:
     """Keeps every evaluation in memory and rewrites metrics.jsonl atomically, at most every
     `interval` seconds (and on close), so a run evaluating every epoch does not rewrite its

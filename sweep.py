@@ -37,7 +37,7 @@ import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
-                     STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json, resume_command)
+                     environment_problem, STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json, resume_command)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -945,6 +945,10 @@ def main(argv=None):
 
 def _main(argv):
     args = parse_args(argv)
+    problem = environment_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     root = Path(args.results_root)
     folder = None  # the sweep's folder, once it exists
     try:

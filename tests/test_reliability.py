@@ -922,3 +922,25 @@ def test_a_numbered_folder_that_cannot_be_read_beside_a_results_path_is_no_run(t
     monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
     assert main.main(["--set", "n_epochs=1", "--results-path", str(folder)]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_python_without_the_project_s_packages_is_told_so_in_one_line_before_any_work(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Run outside the project's virtual environment, main.py, sweep.py and plot.py said nothing useful: a
+    ModuleNotFoundError traceback from deep inside a task. They name the packages missing and the fix."""
+    import importlib.util
+
+    import plot
+    import sweep
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numpy" else real(name, *a))
+    calls = [lambda: main.main(["--config", "conf/group_arithmetic_cpu.py", "--results-path", str(tmp_path / "run")]),
+             lambda: sweep.main(["--base", "conf/group_arithmetic_cpu.py", "--vary", "seed=0", "--yes",
+                                 "--results-root", str(tmp_path / "sweeps"), "--executor", "inprocess"]),
+             lambda: plot.main([str(tmp_path)])]
+    for call in calls:
+        assert call() == 2
+        err = capsys.readouterr().err
+        assert "has no numpy, which the project needs" in err and "pip install torch==2.13.0 -r requirements.txt" in err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

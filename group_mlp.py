@@ -16,6 +16,7 @@ ACTIVATIONS = ("sqr", "relu", "silu", "relusqr")
 FIRST_LAYER_INITS = ("concatenated", "per_operand")
 MODEL_TYPES = ("mlp", "transformer")
 COMPLEX_INITS = ("real", "random")
+EMBED_INITS = ("identity", "normal")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,8 +27,8 @@ class GroupMLPSpec:
     n_classes: the group order |G| (each operand's one-hot width and the number of output logits).
     num_of_ops: operands per example. hidden_size: width of W's output. activation: one of ACTIVATIONS
     (x^2, relu, silu, relu(x)^2). other_layers: extra residual hidden layers. embed_trainable: train the
-    identity-initialised operand embedding. use_complex_weights: complex W, L, V; the output is the
-    real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
+    operand embedding, which starts as embed_init says (identity, or normal: nn.Embedding's N(0, 1)
+    draws). use_complex_weights: complex W, L, V; the output is the real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
     initial weights. output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the
     ridge lambda of a V solved on every training forward (the labels passed as ridge_labels).
     first_layer_init: 'concatenated' (W drawn as one Linear(num_of_ops*n, hidden): torch's default bound
@@ -49,6 +50,7 @@ class GroupMLPSpec:
     activation: str = "sqr"
     other_layers: int = 0
     embed_trainable: bool = False
+    embed_init: str = "identity"
     use_complex_weights: bool = False
     use_bn: bool = False
     top_layer_init_multiplier: float = 1.0
@@ -72,7 +74,7 @@ def check(spec: GroupMLPSpec) -> list[str]:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             problems.append(f"{name} = {value!r} must be an integer >= {low}")
     for name, allowed in (("activation", ACTIVATIONS), ("first_layer_init", FIRST_LAYER_INITS),
-                          ("complex_init", COMPLEX_INITS), ("model_type", MODEL_TYPES)):
+                          ("complex_init", COMPLEX_INITS), ("model_type", MODEL_TYPES), ("embed_init", EMBED_INITS)):
         if getattr(spec, name) not in allowed:
             problems.append(f"{name} = {getattr(spec, name)!r} is not one of: {', '.join(map(repr, allowed))}")
     reg = spec.set_weight_reg
@@ -90,7 +92,8 @@ def check(spec: GroupMLPSpec) -> list[str]:
     if spec.model_type == "transformer":
         mlp_only = [f"{name} = {getattr(spec, name)!r}" for name, default in
                     (("use_complex_weights", False), ("use_bn", False), ("set_weight_reg", None), ("other_layers", 0),
-                     ("embed_trainable", False), ("use_inner_product_act", False), ("output_multiplier", 1.0),
+                     ("embed_trainable", False), ("embed_init", "identity"), ("use_inner_product_act", False),
+                     ("output_multiplier", 1.0),
                      ("first_layer_init", "concatenated")) if getattr(spec, name) != default]
         if mlp_only:
             problems.append(f"{', '.join(mlp_only)} applies to model_type = 'mlp', not 'transformer' (its "
@@ -98,6 +101,9 @@ def check(spec: GroupMLPSpec) -> list[str]:
         if isinstance(spec.nhead, int) and spec.nhead >= 1 and spec.hidden_size % spec.nhead:
             problems.append(f"hidden_size = {spec.hidden_size} must be a multiple of nhead = {spec.nhead}")
         return problems
+    if spec.embed_init == "normal" and not spec.embed_trainable:
+        problems.append("embed_init = 'normal' needs embed_trainable = True (a frozen embedding is the identity: "
+                        "one-hot operands, as the original's)")
     if spec.use_inner_product_act and spec.use_bn:
         problems.append("use_bn cannot go with use_inner_product_act (the product has no batch norm)")
     if spec.use_complex_weights:
@@ -116,7 +122,7 @@ def build(spec: GroupMLPSpec) -> nn.Module:
                                 num_layers=spec.num_layers, dim_feedforward=spec.dim_feedforward,
                                 activation=spec.activation, top_layer_init_multiplier=spec.top_layer_init_multiplier)
     return GroupMLP(spec.n_classes, spec.num_of_ops, spec.hidden_size, activation=spec.activation,
-                    other_layers=spec.other_layers, embed_trainable=spec.embed_trainable,
+                    other_layers=spec.other_layers, embed_trainable=spec.embed_trainable, embed_init=spec.embed_init,
                     use_complex_weights=spec.use_complex_weights, use_bn=spec.use_bn,
                     top_layer_init_multiplier=spec.top_layer_init_multiplier,
                     output_multiplier=spec.output_multiplier, ridge_lambda=spec.set_weight_reg,
@@ -247,7 +253,7 @@ class GroupMLP(nn.Module):
     """
 
     def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
-                 use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
+                 embed_init="identity", use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
                  ridge_lambda=None, first_layer_init="concatenated", complex_init="real", use_inner_product_act=False):
         super().__init__()
         self.use_inner_product_act, self.first_layer_init = use_inner_product_act, first_layer_init
@@ -256,9 +262,10 @@ class GroupMLP(nn.Module):
         dtype = torch.cfloat if use_complex_weights and complex_init == "random" else torch.float32
         self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
         self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
-        self.embedding = nn.Embedding(n_classes, n_classes)
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.eye(n_classes))
+        self.embedding = nn.Embedding(n_classes, n_classes)  # N(0, 1) draws: embed_init 'normal' keeps them
+        if embed_init == "identity":
+            with torch.no_grad():
+                self.embedding.weight.copy_(torch.eye(n_classes))
         self.embedding.weight.requires_grad_(embed_trainable)
         if first_layer_init == "per_operand":
             # the Sep-2024 original's per-operand maps Linear(n, hidden), drawn in operand order; their sum

@@ -108,7 +108,10 @@ class Settings(CommonSettings):
     hidden_size: int = setting(512, "width of the hidden layer (transformer: the model width)", low=1)
     activation: str = setting("sqr", "hidden activation: x^2, relu, silu or relu(x)^2", choices=ACTIVATIONS)
     other_layers: int = setting(0, "extra residual hidden layers act(x + Lx) (0: the 2-layer network)", low=0)
-    embed_trainable: bool = setting(False, "train the (identity-initialised) operand embedding")
+    embed_trainable: bool = setting(False, "train the operand embedding (frozen, it is the identity: one-hot operands)")
+    embed_init: str = setting("identity", "with embed_trainable: the embedding's start, identity (one-hot codes) or "
+                              "normal (nn.Embedding's N(0, 1) draws: what the original trains from)",
+                              choices=("identity", "normal"))
     use_complex_weights: bool = setting(False, "complex W and V; loss and argmax on the real part of the output")
     complex_init: str = setting("real", "with use_complex_weights: real (the original's: the real network's initial "
                                 "weights, imaginary parts 0; they get zero gradient and stay 0, so it trains as a "
@@ -226,7 +229,8 @@ class Settings(CommonSettings):
         return models.GroupMLPSpec(
             n_classes=group_order(self)[0] if n_classes is None else n_classes, num_of_ops=self.num_of_ops,
             hidden_size=self.hidden_size, activation=self.activation, other_layers=self.other_layers,
-            embed_trainable=self.embed_trainable, use_complex_weights=self.use_complex_weights, use_bn=self.use_bn,
+            embed_trainable=self.embed_trainable, embed_init=self.embed_init,
+            use_complex_weights=self.use_complex_weights, use_bn=self.use_bn,
             top_layer_init_multiplier=self.top_layer_init_multiplier, output_multiplier=self.output_multiplier,
             set_weight_reg=self.set_weight_reg, first_layer_init=self.first_layer_init,
             complex_init=self.complex_init, use_inner_product_act=self.use_inner_product_act,
@@ -346,8 +350,12 @@ def parse_expression(text, M=None):
         raise SettingsError("expression must be a non-empty string in x and y, e.g. 'x**2+x*y+y**2'")
     if len(text) > 1000:
         raise SettingsError("expression is longer than 1000 characters")
+    if "^" in text:
+        raise SettingsError(f"expression = {text!r}: '^' is bitwise XOR in Python, which the original evaluated its "
+                            "expressions with ('x^2' is x XOR 2 there), and a power in mathematics; write ** for a "
+                            "power (XOR is not offered)")
     try:
-        tree = ast.parse(text.strip().replace("^", "**"), mode="eval")
+        tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise SettingsError(f"expression = {text!r} is not a valid expression: {exc.msg}")
 

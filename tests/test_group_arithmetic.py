@@ -132,6 +132,8 @@ def test_expression_division_and_inverses_are_mod_M_and_undefined_rows_are_left_
     ("x + z", "is not allowed"),
     ("x +", "not a valid expression"),
     ("x / 0", "undefined mod 7 at every (x, y)"),
+    # XOR in the original's Python eval, a power in mathematics: neither is guessed (it was taken as a power)
+    ("x^2+y^2", "'^' is bitwise XOR in Python"),
 ])
 def test_expression_is_parsed_never_evaluated(text, needle):
     message = refusal(group_type="expression", M=7, expression=text)
@@ -255,6 +257,21 @@ def test_model_is_W_times_concatenated_onehots_then_sqr_then_V():
     trainable.load_state_dict(model.state_dict())
     assert torch.allclose(trainable(x), model(x), atol=1e-5)  # identity embedding at init
     assert trainable.embedding.weight.requires_grad and not model.embedding.weight.requires_grad
+
+
+def test_a_trainable_embedding_can_start_from_the_original_s_normal_draws():
+    """The original trains a trainable embedding from nn.Embedding's N(0, 1) draws (only the frozen one is the
+    identity): embed_init = 'normal' keeps them; a frozen embedding other than the identity is refused."""
+    torch.manual_seed(3)
+    model = group_mlp.GroupMLP(7, 2, 16, embed_trainable=True, embed_init="normal")
+    torch.manual_seed(3)
+    assert torch.equal(model.embedding.weight, torch.nn.Embedding(7, 7).weight)
+    x = torch.randint(0, 7, (40, 2))
+    codes = model.embedding(x).reshape(40, -1)
+    h = codes @ model.W.weight.t()
+    assert torch.allclose(model(x), (h * h) @ model.V.weight.t(), atol=1e-4)
+    assert build(M=7, embed_trainable=True, embed_init="normal").model_spec().embed_init == "normal"
+    assert "embed_init = 'normal' needs embed_trainable = True" in refusal(M=7, embed_init="normal")
 
 
 def test_relu_residual_layers_and_multipliers():

@@ -85,7 +85,7 @@ class FixedSet:
                 "order": None if self.order is None or self.position == 0 else self.order.cpu()}
 
     def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # (a checkpoint loaded onto a GPU holds it there)
         self.position = state["position"]
         if state["order"] is not None:
             self.order = state["order"].to(next(iter(self.tensors.values())).device)
@@ -119,8 +119,11 @@ class Stream:
         return state
 
     def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
-        self.drawn = state.get("drawn", 0)  # (a checkpoint from before budgets: its last batch is whole)
+        self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, for CUDA too
+        if "drawn" in state:
+            self.drawn = state["drawn"]
+        else:  # a checkpoint written before budgets were exact: the run goes on as it began, whole batches
+            self.budget = None
         if "sample" in state:
             self.sample.load_state_dict(state["sample"])
 

@@ -125,7 +125,7 @@ def run_folder(path, echo=False, note=None):
     values = run_dir.config()
     if values is None:
         raise ResultsError(f"{run_dir.path} has no readable config.json")
-    settings = settings_module.build(values)
+    settings = settings_module.build(settings_module.as_written(values))
     import training
     try:
         training.check_memory(settings)  # here, on the machine that trains, not where the sweep was queued
@@ -194,7 +194,7 @@ def _check_earlier_run(run_dir, settings):
                            f"training (its heartbeat in status.json is {heard:.0f} s old); wait for it, stop it "
                            f"there, or choose another --results-path (a run whose machine is gone is taken up "
                            f"after {STALE_S // 60} minutes without a heartbeat)")
-    earlier = run_dir.config()
+    earlier = settings_module.as_written(run_dir.config())
     if earlier is None or not (run_dir.file("checkpoint.pt").exists() or run_dir.file("metrics.jsonl").exists()):
         return
     mine = json.loads(json.dumps(settings_module.as_dict(settings)))  # as config.json holds it (lists, not tuples)
@@ -264,7 +264,7 @@ def _main(argv):
         if isinstance(earlier, dict) and "task" in earlier:  # a run's config.json (not a model's, say)
             # `main.py --results-path DIR` on a run folder: its own settings (resuming it), not the defaults
             print(f"settings: {given.file('config.json')}", file=sys.stderr)
-            settings = settings_module.build({**earlier, **overrides})
+            settings = settings_module.build({**settings_module.as_written(earlier), **overrides})
         else:
             settings = settings_module.load(args.config, overrides)
         _check_device(settings)

@@ -28,9 +28,12 @@ class SettingsError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def setting(default, help, choices=None, low=None, high=None):
-    """A dataclass field with the facts validation and the written config need."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high}
+def setting(default, help, choices=None, low=None, high=None, before=dataclasses.MISSING):
+    """A dataclass field with the facts validation and the written config need. before: for a setting added
+    after runs were made with another behaviour, the value that behaves as they did; a run's own config
+    written before the setting existed takes it (as_written), so that it resumes and repeats as it began."""
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high,
+            "before": before}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -83,9 +86,10 @@ class CommonSettings:
     # ---- the training budget: one of these, in the unit the programme's papers use
     n_epochs: int | None = setting(10, "training epochs: passes over the fixed training set", low=1)
     n_steps: int | None = setting(None, "training budget in optimiser steps (instead of n_epochs)", low=1)
-    n_samples: int | None = setting(None, "training budget in samples drawn: steps = ceil(n_samples / batch_size), "
-                                    "a stream's last batch holding what is left (a fixed set: as many samples, "
-                                    "its epochs' partial last batches included)",
+    n_samples: int | None = setting(None, "training budget in samples drawn: a stream's steps = ceil(n_samples / "
+                                    "batch_size), its last batch holding what is left; a fixed set's = whole "
+                                    "epochs (each ending with its partial batch), then whole batches up to the "
+                                    "rest (up to batch_size - 1 samples more)",
                                     low=1)
     batch_size: int = setting(20, "training batch size; 0 means the whole training set (full batch)", low=0)
     lr: float = setting(1e-3, "peak learning rate", low=0.0)
@@ -457,9 +461,34 @@ def merge(base, overrides):
     return values
 
 
+def as_written(values):
+    """A run's own settings (its config.json, or the config.py beside it) as the code that wrote them ran:
+    a setting added since, which that file lacks, takes its `before` value (parity_cot's fresh_inputs =
+    'independent', dropout_noise = 'torch'), not today's default. Unknown tasks are left to build to refuse."""
+    if not isinstance(values, dict):
+        return values
+    import tasks
+    try:
+        settings_class = tasks.get(values.get("task", CommonSettings.task)).Settings
+    except tasks.UnknownTask:
+        return values
+    added = {name: f.metadata["before"] for name, f in fields_of(settings_class).items()
+             if f.metadata.get("before", dataclasses.MISSING) is not dataclasses.MISSING and name not in values}
+    return {**values, **added}
+
+
+def is_run_config(path):
+    """Whether a settings file is a run's own (config.py or config.json in a run's folder, beside status.json)."""
+    path = Path(path)
+    return path.name in ("config.py", "config.json") and (path.parent / "status.json").is_file()
+
+
 def load(path=None, overrides=None):
-    """Settings from a file (or the task's defaults when path is None) with overrides applied on top."""
+    """Settings from a file (or the task's defaults when path is None) with overrides applied on top; a run's
+    own config file as the code that wrote it ran (as_written)."""
     values = load_file(path) if path is not None else {}
+    if path is not None and is_run_config(path):
+        values = as_written(values)
     return build(merge(values, overrides or {}))
 
 

@@ -491,7 +491,7 @@ def plan_stacks(folder, run_names, k, out=None):
     runs = []
     for name in run_names:
         values = RunDir(folder / name).config()
-        runs.append((name, settings_module.build(values)))
+        runs.append((name, settings_module.build(settings_module.as_written(values))))
     units, alone = stacking.plan_stacks(runs, k)
     stacks = [u for u in units if len(u) > 1]
     # what keeps stacks apart beyond their size (a width, a group, a data seed that changes the data's shapes)
@@ -783,7 +783,7 @@ def _restore_run(folder, name, manifest):
     missing = not run_dir.path.exists()
     kept = None
     try:
-        kept = settings_module.build(settings_module.load_file(run_dir.file("config.py")))
+        kept = settings_module.build(settings_module.as_written(settings_module.load_file(run_dir.file("config.py"))))
     except settings_module.SettingsError:  # (no such file, or damaged too)
         pass
     source = "its config.py" if kept is not None else "sweep.json" if "base_values" in manifest else \

@@ -86,7 +86,7 @@ class Settings(CommonSettings):
                                 "2^n - n_valid have been (a keyed permutation of the 2^n integers, as the "
                                 "original's fresh data; n <= 62, above that independent); independent = each "
                                 "input drawn uniformly, repeats possible (runs made before 2026-12-02)",
-                                choices=("distinct", "independent"))
+                                choices=("distinct", "independent"), before="independent")
     train_eval_size: int = setting(2048, "fixed-set regime: training samples scored at each evaluation "
                                    "(a fixed subsample; 0: none)", low=0)
     threshold: float = setting(1.0, "validation exact match that counts as learned (sample complexity); "
@@ -102,7 +102,7 @@ class Settings(CommonSettings):
                                  "in parallel, only for the positions computed; resumes exactly; stacks); torch = "
                                  "nn.Dropout's, torch's global generator (the numbers of runs made before "
                                  "2026-12-02). On a GPU both are the model's own dropout",
-                                 choices=("counter", "torch"))
+                                 choices=("counter", "torch"), before="torch")
     n_positions: int | None = setting(None, "rows of the learned position table (None: the sequence length). "
                                       "The original's 2048 adds rows no sequence reaches, and so changes the "
                                       "random draws of the initial weights: the same seed gives another initial "
@@ -254,30 +254,25 @@ def _round(right, key, mask):
     return (h >> 11) & mask
 
 
-def feistel(x, keys, half):
-    """A bijection of the integers below 2^(2 * half) (int64 tensor x): Feistel rounds over its two halves,
-    one per key (a tensor broadcasting with x, or an int)."""
-    mask = (1 << half) - 1
-    left, right = x >> half, x & mask
+def feistel(x, keys, n):
+    """A bijection of the n-bit integers (int64 tensor x): Feistel rounds, one per key (a tensor broadcasting
+    with x, or an int), over a high part of n // 2 bits and a low part of the rest; each round maps
+    (high, low) to (low, high xor round(low)), so the parts swap widths (an unbalanced Feistel network: odd n
+    needs no cycle walking)."""
+    high_bits, low_bits = n // 2, n - n // 2
+    high, low = x >> low_bits, x & ((1 << low_bits) - 1)
     for key in keys:
-        left, right = right, left ^ _round(right, key, mask)
-    return (left << half) | right
+        high, low = low, high ^ _round(low, key, (1 << high_bits) - 1)
+        high_bits, low_bits = low_bits, high_bits
+    return (high << low_bits) | low
 
 
 def permuted(counter, keys, n):
     """The counter-th integer of a keyed pseudo-random order of the 2^n integers, pass after pass (pass
-    counter >> n has its own keys): a Feistel permutation of 2 * ceil(n / 2) bits, walked again from any
-    value of 2^n or more (cycle walking, so a bijection of the 2^n integers)."""
-    half = (n + 1) // 2
+    counter >> n has its own keys)."""
     passes = counter >> n
     round_keys = [(key + passes * 0x9E3779B1) & 0x7FFFFFFF for key in keys]
-    x = feistel(counter & ((1 << n) - 1), round_keys, half)
-    if 2 * half != n:
-        out = x >= (1 << n)
-        while bool(out.any()):
-            x[out] = feistel(x[out], [k[out] for k in round_keys], half)
-            out = x >= (1 << n)
-    return x
+    return feistel(counter & ((1 << n) - 1), round_keys, n)
 
 
 class FreshSamples:

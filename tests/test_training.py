@@ -309,6 +309,76 @@ def test_a_run_stopped_at_a_checkpoint_and_resumed_writes_the_same_metrics(name,
     assert not (tmp_path / "resumed" / training.CHECKPOINT).exists()
 
 
+def test_a_run_written_before_a_setting_existed_resumes_as_it_began(tmp_path, monkeypatch, capsys):
+    """A parity run made before fresh_inputs and dropout_noise existed (its config lacks them) drew each input
+    uniformly and took torch's dropout masks: resumed by the current code (main.py --results-path, a sweep's
+    worker, main.py --config on its config.py), it goes on so, not with today's defaults, and its metrics are
+    an uninterrupted old-style run's (before, main.py refused it and the worker switched its stream)."""
+    old_style = {**RESUMABLE["parity_cot_stream"], "n_samples": 16 * 15, "fresh_inputs": "independent",
+                 "dropout": 0.1, "dropout_noise": "torch", "progress": "off"}
+    s = settings.build(old_style)
+    main.run(s, tmp_path / "whole")
+    for how in ("results_path", "worker", "config_py"):
+        run = tmp_path / how
+        stop_at_the_first_checkpoint(s, run, monkeypatch)
+        for name in ("config.json", "config.py"):  # as the code before these settings wrote them
+            lines = (run / name).read_text()
+            if name == "config.json":
+                values = json.loads(lines)
+                del values["fresh_inputs"], values["dropout_noise"]
+                (run / name).write_text(json.dumps(values))
+            else:
+                (run / name).write_text("".join(line + "\n" for line in lines.splitlines()
+                                                if not line.startswith(("fresh_inputs", "dropout_noise"))))
+        checkpoint = torch.load(run / training.CHECKPOINT, weights_only=False)
+        del checkpoint["source"]["drawn"]  # (nor did it count what its stream drew)
+        torch.save(checkpoint, run / training.CHECKPOINT)
+        if how == "results_path":
+            assert main.main(["--results-path", str(run)]) == 0
+        elif how == "worker":
+            main.run_folder(run)
+        else:
+            assert main.main(["--config", str(run / "config.py"), "--results-path", str(run)]) == 0
+        assert records(run) == records(tmp_path / "whole"), how
+        assert "resumed from checkpoint" in (run / "logs.log").read_text()
+    assert settings.as_written({"task": "parity_cot", "fresh_inputs": "distinct"}) == \
+        {"task": "parity_cot", "fresh_inputs": "distinct", "dropout_noise": "torch"}
+    assert settings.as_written({"task": "no_such_task"}) == {"task": "no_such_task"}
+
+
+class _OnDevice:
+    """A generator state as a checkpoint loaded onto a GPU holds it (torch's set_state takes CPU bytes only)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def cpu(self):
+        return self.state
+
+
+def test_sources_resume_from_a_checkpoint_loaded_onto_another_device():
+    import toy_tasks
+    fixed = dataloaders.FixedSet({"x": torch.arange(10)}, 3, torch.Generator().manual_seed(0))
+    fixed.next()
+    state = fixed.state_dict()
+    expected = fixed.next()[0]["x"]
+    again = dataloaders.FixedSet({"x": torch.arange(10)}, 3, torch.Generator())
+    again.load_state_dict({**state, "generator": _OnDevice(state["generator"])})
+    assert torch.equal(again.next()[0]["x"], expected)
+    stream = dataloaders.make_source(toy_tasks.sample, 4, 3, "cpu", budget=10)
+    stream.next()
+    state = stream.state_dict()
+    expected = stream.next()[0]
+    resumed = dataloaders.make_source(toy_tasks.sample, 4, 0, "cpu", budget=10)
+    resumed.load_state_dict({**state, "generator": _OnDevice(state["generator"])})
+    batch, size = resumed.next()
+    assert size == 4 and all(torch.equal(batch[k], expected[k]) for k in batch)
+    assert resumed.next()[1] == 2  # the budget's last 2
+    old = dataloaders.make_source(toy_tasks.sample, 4, 0, "cpu", budget=10)
+    old.load_state_dict({"generator": state["generator"]})  # written before budgets were exact
+    assert [old.next()[1] for _ in range(3)] == [4, 4, 4]
+
+
 def test_plan_counts_epochs_of_a_fixed_set():
     s = settings.build({**TINY, "n_epochs": 4, "eval_every": 2, "checkpoint_every": 3})
     source = dataloaders.FixedSet({"x": torch.zeros(20)}, 6, None)  # 4 steps per epoch

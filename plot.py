@@ -12,6 +12,7 @@ from pathlib import Path
 import report
 import tasks
 from results import ResultsError, RunDir, ensure_writable, environment_problem, quoted
+from settings import as_written
 
 
 def load_runs(folder):
@@ -20,7 +21,7 @@ def load_runs(folder):
     out = []
     for path in report.run_folders(folder):
         run = RunDir(path)
-        config, metrics = run.config(), run.read_metrics()
+        config, metrics = as_written(run.config()), run.read_metrics()  # (as the code that wrote it ran)
         if config and metrics:
             out.append({"name": path.name, "config": config, "metrics": metrics, "summary": run.summary() or {}})
     return out

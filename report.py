@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from results import STALE_S, RunDir, heartbeat_age, holder_alive, quoted, read_json, resume_command
+from settings import as_written
 
 
 def run_folders(folder):
@@ -47,7 +48,7 @@ def varied_names(folder, manifest=None):
 
 
 def _varied_in_configs(folder):
-    configs = [c for c in (RunDir(p).config() for p in run_folders(folder)) if c]
+    configs = [as_written(c) for c in (RunDir(p).config() for p in run_folders(folder)) if c]
     names = list(dict.fromkeys(name for c in configs for name in c))  # first seen, first listed
     varied = [n for n in names if n != "progress"
               and len({json.dumps(c.get(n), sort_keys=True, default=str) for c in configs}) > 1]
@@ -74,7 +75,7 @@ def rows(folder):
     out = []
     for path in run_folders(folder):
         run = RunDir(path)
-        config, status, summary = run.config() or {}, run.status(), run.summary() or {}
+        config, status, summary = as_written(run.config()) or {}, run.status(), run.summary() or {}
         final = summary.get("final") or (run.read_metrics() or [{}])[-1]
         row = {"run": path.name}
         if not config:

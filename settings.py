@@ -28,12 +28,9 @@ class SettingsError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def setting(default, help, choices=None, low=None, high=None, before=dataclasses.MISSING):
-    """A dataclass field with the facts validation and the written config need. before: for a setting added
-    after runs were made with another behaviour, the value that behaves as they did; a run's own config
-    written before the setting existed takes it (as_written), so that it resumes and repeats as it began."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high,
-            "before": before}
+def setting(default, help, choices=None, low=None, high=None):
+    """A dataclass field with the facts validation and the written config need."""
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low, "high": high}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -461,20 +458,22 @@ def merge(base, overrides):
     return values
 
 
+# Settings added after runs were made that behaved otherwise: task -> {setting: the value that behaves as those
+# runs did}. A run's own config written before the setting existed lacks it; as_written gives it this value.
+ADDED_SINCE = {
+    "parity_cot": {"fresh_inputs": "independent",  # e976c33 (2026-12-02): the distinct stream
+                   "dropout_noise": "torch"},  # b533b35 (2026-12-02): the counter masks
+}
+
+
 def as_written(values):
-    """A run's own settings (its config.json, or the config.py beside it) as the code that wrote them ran:
-    a setting added since, which that file lacks, takes its `before` value (parity_cot's fresh_inputs =
-    'independent', dropout_noise = 'torch'), not today's default. Unknown tasks are left to build to refuse."""
+    """A run's own settings (its config.json, or the config.py beside it) as the code that wrote them ran: a
+    setting added since, which that file lacks, takes its ADDED_SINCE value, not today's default; so the run
+    resumes, repeats, groups and plots as it began. Needs no task module (report.py runs without torch)."""
     if not isinstance(values, dict):
         return values
-    import tasks
-    try:
-        settings_class = tasks.get(values.get("task", CommonSettings.task)).Settings
-    except tasks.UnknownTask:
-        return values
-    added = {name: f.metadata["before"] for name, f in fields_of(settings_class).items()
-             if f.metadata.get("before", dataclasses.MISSING) is not dataclasses.MISSING and name not in values}
-    return {**values, **added}
+    added = ADDED_SINCE.get(values.get("task", CommonSettings.task), {})
+    return {**{name: value for name, value in added.items() if name not in values}, **values}
 
 
 def is_run_config(path):

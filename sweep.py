@@ -791,7 +791,12 @@ def _restore_run(folder, name, manifest):
     set_aside = []
     try:
         run_dir.path.mkdir(exist_ok=True)
-        _write_run_settings(run_dir, manifest.get("base_values", manifest["base_settings"]), overrides, settings=kept)
+        base = manifest.get("base_values", manifest["base_settings"])
+        # base_settings holds every setting there was when the sweep was made: one it lacks was added since,
+        # and the sweep's runs ran as its ADDED_SINCE value says (as their config files read back do)
+        then = manifest.get("base_settings") or {}
+        base = {**{k: v for k, v in settings_module.as_written(then).items() if k not in then}, **base}
+        _write_run_settings(run_dir, base, overrides, settings=kept)
         if kept is None and run_dir.status().get("state") != "done":
             for file in ("checkpoint.pt", "metrics.jsonl"):
                 if run_dir.file(file).exists():

@@ -86,7 +86,7 @@ class Settings(CommonSettings):
                                 "2^n - n_valid have been (a keyed permutation of the 2^n integers, as the "
                                 "original's fresh data; n <= 62, above that independent); independent = each "
                                 "input drawn uniformly, repeats possible (runs made before 2026-12-02)",
-                                choices=("distinct", "independent"), before="independent")
+                                choices=("distinct", "independent"))
     train_eval_size: int = setting(2048, "fixed-set regime: training samples scored at each evaluation "
                                    "(a fixed subsample; 0: none)", low=0)
     threshold: float = setting(1.0, "validation exact match that counts as learned (sample complexity); "
@@ -102,7 +102,7 @@ class Settings(CommonSettings):
                                  "in parallel, only for the positions computed; resumes exactly; stacks); torch = "
                                  "nn.Dropout's, torch's global generator (the numbers of runs made before "
                                  "2026-12-02). On a GPU both are the model's own dropout",
-                                 choices=("counter", "torch"), before="torch")
+                                 choices=("counter", "torch"))
     n_positions: int | None = setting(None, "rows of the learned position table (None: the sequence length). "
                                       "The original's 2048 adds rows no sequence reaches, and so changes the "
                                       "random draws of the initial weights: the same seed gives another initial "
@@ -515,6 +515,22 @@ def plot(folder, out_dir):
     return paths
 
 
+REGIME = ("fresh_inputs", "dropout_noise")
+
+
+def _regime(config):
+    """How a run drew its data and dropout masks where that is not the problem itself: the stream's inputs
+    (distinct or independent; None for a fixed set) and the dropout noise. Runs of different regimes are kept
+    apart in the plots (pooled, a sweep over fresh_inputs drew one line through both)."""
+    return (config.get("fresh_inputs") if config.get("n_train") is None else None, config.get("dropout_noise"))
+
+
+def _regime_text(regime, runs):
+    """', fresh_inputs independent' for each part of the regime that differs between the runs; '' if none."""
+    return "".join(f", {name} {regime[i]}" for i, name in enumerate(REGIME)
+                   if regime[i] is not None and len({_regime(r["config"])[i] for r in runs}) > 1)
+
+
 def _done(runs):
     return [r for r in runs if r["summary"].get("state") == "done"]
 
@@ -548,15 +564,17 @@ def _complexity_plot(runs, path, plt):
                for name in ("n_bits", "threshold")}
     for r in done:
         c = r["config"]
-        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"), c.get("n_bits"), c.get("threshold", 1.0))
+        key = (bool(c["cot"]), _shape(c), c.get("n_embd"), c.get("n_train"), c.get("n_bits"), c.get("threshold", 1.0),
+               _regime(c))
         groups.setdefault(key, {}).setdefault(c["k"], {}).setdefault(c.get("lr"), []).append(r["summary"])
     several_lr = len({r["config"].get("lr") for r in done}) > 1
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, (key, by_k) in enumerate(sorted(groups.items(), key=lambda kv: repr(kv[0]))):
-        cot, shape, width, n_train, n_bits, threshold = key
+        cot, shape, width, n_train, n_bits, threshold, regime = key
         colour = f"C{i % 10}"
         label = f"{'CoT' if cot else 'no CoT'}, {shape}, d={width}" + (f", {n_train} reused" if n_train else "") \
-            + (f", n={n_bits}" if several["n_bits"] else "") + (f", to {threshold:g}" if several["threshold"] else "")
+            + (f", n={n_bits}" if several["n_bits"] else "") + (f", to {threshold:g}" if several["threshold"] else "") \
+            + _regime_text(regime, done)
         xs = sorted(by_k)
         line_x, line_y = [], []
         for x in xs:
@@ -684,7 +702,7 @@ def _heatmap_plot(runs, path, plt):
     maps = {}
     for r in done:
         c = r["config"]
-        key = (bool(c["cot"]), c.get("n_train"), c["k"])
+        key = (bool(c["cot"]), c.get("n_train"), c["k"], _regime(c))
         maps.setdefault(key, {}).setdefault((c["n_layer"], c["n_head"]), {}).setdefault(c.get("lr"), []).append(
             r["summary"]["final"].get("valid_accuracy", float("nan")))
     fig, axes = plt.subplots(1, len(maps), figsize=(4.5 * len(maps), 4), squeeze=False)
@@ -704,9 +722,9 @@ def _heatmap_plot(runs, path, plt):
         ax.set_yticks(range(len(layers)), layers)
         ax.set_xlabel("heads")
         ax.set_ylabel("layers")
-        cot, n_train, k = key
+        cot, n_train, k, regime = key
         ax.set_title(f"k={k}, {'CoT' if cot else 'no CoT'}, "
-                     + (f"{n_train} reused" if n_train else "fresh samples"), fontsize=9)
+                     + (f"{n_train} reused" if n_train else "fresh samples") + _regime_text(regime, done), fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     several_lr = len({r["config"].get("lr") for r in done}) > 1
     fig.suptitle("final validation exact match" + (" (mean over seeds at the best lr)" if several_lr else ""),

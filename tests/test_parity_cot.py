@@ -427,3 +427,32 @@ def test_the_sample_complexity_lines_split_by_n_and_threshold_where_a_sweep_vari
     assert pc._complexity_plot(plotting.load_runs(tmp_path / "sweep"), tmp_path / "c.png", plt)
     lines = {line.get_label(): [round(y) for y in line.get_ydata()] for line in figures[0].axes[0].get_lines()}
     assert lines == {"CoT, 1L1H, d=16, n=8": [2048, 4096], "CoT, 1L1H, d=16, n=10": [6144, 12288]}
+
+
+def test_the_sample_complexity_lines_keep_the_two_streams_and_old_runs_apart(tmp_path, monkeypatch):
+    """A sweep over fresh_inputs (or old runs, whose config lacks it: the earlier stream, settings.as_written,
+    beside new ones) drew one line through both streams' runs; each stream has its own line now."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import plot as plotting
+    i = 0
+    for stream, complexity in (("distinct", 16384), ("independent", 65536), (None, 65536)):
+        for k in (1, 2):
+            _fake_run(tmp_path / "sweep" / str(i), dict(n_bits=8, k=k, cot=True, n_layer=1, n_head=1, n_embd=16,
+                                                        n_valid=64, fresh_inputs=stream or "distinct"), complexity)
+            if stream is None:  # written before fresh_inputs and dropout_noise existed
+                config = json.loads((tmp_path / "sweep" / str(i) / "config.json").read_text())
+                del config["fresh_inputs"], config["dropout_noise"]
+                (tmp_path / "sweep" / str(i) / "config.json").write_text(json.dumps(config))
+            i += 1
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    assert pc._complexity_plot(plotting.load_runs(tmp_path / "sweep"), tmp_path / "c.png", plt)
+    lines = {line.get_label(): [round(y) for y in line.get_ydata()] for line in figures[0].axes[0].get_lines()}
+    assert lines == {"CoT, 1L1H, d=16, fresh_inputs distinct, dropout_noise counter": [16384, 16384],
+                     "CoT, 1L1H, d=16, fresh_inputs independent, dropout_noise counter": [65536, 65536],
+                     "CoT, 1L1H, d=16, fresh_inputs independent, dropout_noise torch": [65536, 65536]}
+    import report
+    assert report.varied_names(tmp_path / "sweep") == ["k", "fresh_inputs", "dropout_noise"]

@@ -559,6 +559,30 @@ def test_a_resume_makes_a_deleted_or_damaged_run_folder_again_from_the_manifest(
     assert "Repeat it with: python main.py --config results_new/0/1/config.py" in (folder / "1" / "config.py").read_text()
 
 
+def test_a_run_of_a_sweep_made_before_a_setting_existed_is_made_again_as_that_sweep_ran(tmp_path, capsys):
+    """A parity sweep made before fresh_inputs and dropout_noise existed: its manifest's settings lack them. A
+    run made again from the manifest (its folder deleted) takes the values its sibling runs read back (the
+    earlier stream and masks: settings.ADDED_SINCE), not today's defaults, so the sweep stays one sweep."""
+    from results import RunDir, atomic_write_json, read_json
+    base = write_settings(tmp_path / "parity.py", {"task": "parity_cot", "n_bits": 8, "k": 2, "n_valid": 16,
+                                                    "n_embd": 8, "batch_size": 16, "n_samples": 32, "progress": "off",
+                                                    "eval_every_samples": None, "eval_every_steps": 2,
+                                                    "entropy_samples": 8})
+    assert sweep.main(["--base", str(base), "--vary", "seed=0,1", "--executor", "inprocess", "--yes"]) == 0
+    folder = tmp_path / "results_new" / "0"
+    manifest = read_json(folder / "sweep.json")
+    for name in ("fresh_inputs", "dropout_noise"):  # as the code before them wrote the manifest
+        del manifest["base_settings"][name]
+    atomic_write_json(folder / "sweep.json", manifest)
+    import shutil
+    shutil.rmtree(folder / "1")
+    capsys.readouterr()
+    assert sweep.main(["--resume", "0", "--executor", "inprocess"]) == 0
+    config = RunDir(folder / "1").config()
+    assert (config["fresh_inputs"], config["dropout_noise"], config["seed"]) == ("independent", "torch", 1)
+    assert RunDir(folder / "1").status()["state"] == "done"
+
+
 def test_a_run_folder_that_cannot_be_made_again_is_left_out_and_the_others_resume(tiny_base, tmp_path, capsys):
     import shutil
     from results import RunDir

@@ -698,6 +698,18 @@ def _composites(rng, L, last_digit_1379: bool):
     return propose
 
 
+def _paired_palindromes(spec: FunctionSpec, L: int, per_class: int, label: Callable, rng):
+    """The original's palindrome pool: per_class palindromes, and as negatives a copy of each with one bit
+    of its first half flipped; labels recomputed and kept, so at odd L the copies whose middle bit flipped
+    (1 in ceil(L/2)) are positives too, and the split sends them to the test set. Each negative is one bit
+    from a positive of the pool."""
+    pos = _collect(spec, L, label, _palindromes(rng, L), {True: per_class})[True]
+    flipped = pos.copy()
+    flipped[np.arange(len(flipped)), rng.integers(0, (L + 1) // 2, size=len(flipped))] ^= 1
+    still = np.asarray(label(flipped), dtype=bool)
+    return np.concatenate([pos, flipped[still]]), flipped[~still]
+
+
 def _pool(spec: FunctionSpec, L: int, per_class: int, label: Callable, rng) -> tuple[np.ndarray, np.ndarray]:
     """per_class positives and per_class negatives, labels recomputed by `label`."""
     def one_class(c, propose, first_chunk=None):
@@ -756,8 +768,9 @@ def _check_size(label: str, value) -> int:
 
 
 def make_split(name: str, L: int, train_size: int, test_size: int, seed: int, *,
-               positions=None) -> Split:
-    """Generate the exactly balanced pool and split it, stratified, into train and test.
+               positions=None, palindrome_negatives: str = "fresh") -> Split:
+    """Generate the exactly balanced pool and split it, stratified, into train and test (func17 with
+    palindrome_negatives = 'paired': the original's pool, see _paired_palindromes).
 
     The same (name, L, train_size, test_size, seed) always gives identical tensors (a numpy
     Generator(PCG64) seeded with data_seed(...); no global RNG is touched). func15/func18 read
@@ -780,9 +793,17 @@ def make_split(name: str, L: int, train_size: int, test_size: int, seed: int, *,
         label = spec.fn
     dseed = data_seed(spec.name, L, train_size, test_size, seed)
     rng = np.random.Generator(np.random.PCG64(dseed))
-    pos, neg = _pool(spec, L, (train_size + test_size) // 2, label, rng)
+    if palindrome_negatives not in ("fresh", "paired"):
+        raise DataError(f"palindrome_negatives must be 'fresh' or 'paired', got {palindrome_negatives!r}")
+    if palindrome_negatives == "paired" and spec.generator == "palindrome":
+        pos, neg = _paired_palindromes(spec, L, (train_size + test_size) // 2, label, rng)
+    else:
+        pos, neg = _pool(spec, L, (train_size + test_size) // 2, label, rng)
     pos, neg = pos[rng.permutation(len(pos))], neg[rng.permutation(len(neg))]
     half = train_size // 2
+    if len(neg) < half:
+        raise DataError(f"{spec.name} at L={L}: only {len(neg)} of the paired pool's flips are negatives, fewer "
+                        f"than the {half} the training set takes; use a larger test_set_size or even L")
 
     def assemble(p, q):
         x = np.concatenate([p, q])

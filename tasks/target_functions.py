@@ -32,6 +32,11 @@ class Settings(CommonSettings):
         "depends on no library (this project's default); original: the original code's, the first k of "
         "torch.randperm(L) after torch.manual_seed(42) (e.g. L=100: {42, 62, 96}), which a torch release "
         "could change", choices=("portable", "original"))
+    palindrome_negatives: str = setting(
+        "fresh", "func17: fresh = each negative a one-bit flip of a palindrome of its own, the pool exactly 50/50 "
+        "(this project's default); paired = the original's: each negative a one-bit flip of one of the pool's "
+        "positives, labels recomputed and kept (at odd L a flipped middle bit stays a palindrome, and these "
+        "join the test set's positives: 54% of it at L = 25)", choices=("fresh", "paired"))
     data_cache: bool = setting(True, "cache generated splits under .cache/ (key includes the generator version)")
     model: str = setting("bloom", "model preset (models.MODEL_NAMES) or a *_finetune model")
     n_layer: int | None = setting(2, "decoder layers (None: the preset's)", low=1)
@@ -131,6 +136,9 @@ class Settings(CommonSettings):
             if not reads_positions:
                 notes.append(f"fixed_positions = {self.fixed_positions!r} has no effect on {self.target_func}: "
                              "only func15 and func18 read fixed positions")
+        if self.palindrome_negatives != "fresh" and self.target_func != "func17":
+            notes.append(f"palindrome_negatives = {self.palindrome_negatives!r} has no effect on {self.target_func}: "
+                         "only func17 (palindrome) draws its negatives from palindromes")
         return notes
 
     def model_spec(self):
@@ -156,6 +164,8 @@ def _cached_split(s):
     if s.fixed_positions != "portable" and tf.get(s.target_func).n_positions:
         # explicit positions, part of the cache key (the portable default keeps the keys it always had)
         args["positions"] = list(tf.get(s.target_func).positions(s.sequence_length, rule=s.fixed_positions))
+    if s.palindrome_negatives != "fresh" and s.target_func == "func17":  # (the default keeps the keys it had)
+        args["palindrome_negatives"] = s.palindrome_negatives
     if not s.data_cache:
         return tf.make_split(**args), False
     key = hashlib.sha256(json.dumps({**args, "generator": tf.GENERATOR_VERSION}, sort_keys=True).encode())

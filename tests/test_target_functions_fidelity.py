@@ -289,6 +289,43 @@ def test_original_positions_have_their_own_cache_entry(tmp_path):
     assert any("only func15 and func18" in note for note in s.notes())
 
 
+@pytest.mark.parametrize("L", [13, 25, 20])
+def test_paired_palindrome_negatives_are_the_original_s_pool(L):
+    """The original's palindrome negatives are one-bit flips of the pool's own positives, labels kept: at odd
+    L the flips of the middle bit stay palindromes and join the test set (57.8% positive at L = 13 and 54.0%
+    at L = 25 in the original's own code, against exactly 50% with this project's fresh negatives)."""
+    paired = tf.make_split("func17", L, 200, 4000, 1, palindrome_negatives="paired")
+    fresh = tf.make_split("func17", L, 200, 4000, 1)
+    x = torch.cat([paired.x_train, paired.x_test])
+    y = torch.cat([paired.y_train, paired.y_test])
+    positives, negatives = x[y == 1], x[y == 0]
+    # every negative is one bit from a positive of the same pool
+    distance = (negatives.unsqueeze(1) != positives.unsqueeze(0)).sum(-1).min(dim=1).values
+    assert bool((distance == 1).all())
+    assert float(paired.y_train.mean()) == 0.5 == float(fresh.y_test.mean())
+    expected = (2100 - 100 + 2100 / ((L + 1) // 2)) / 4000 if L % 2 else 0.5  # the extra positives in test
+    assert abs(float(paired.y_test.mean()) - expected) < 0.02
+    # at L = 40 (2^20 palindromes) this project's fresh negatives are rarely one bit from a pool positive
+    for rule, one_bit in (("paired", 1.0), ("fresh", 0.01)):
+        split = tf.make_split("func17", 40, 200, 2000, 1, palindrome_negatives=rule)
+        x, y = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+        distance = (x[y == 0].unsqueeze(1) != x[y == 1].unsqueeze(0)).sum(-1).min(dim=1).values
+        assert float((distance == 1).float().mean()) >= one_bit if rule == "paired" else \
+            float((distance == 1).float().mean()) < one_bit
+
+
+def test_paired_palindrome_negatives_reach_the_data_and_have_their_own_cache_entry(tmp_path):
+    values = {**TINY, "target_func": "func17", "sequence_length": 13, "train_set_size": 20, "test_set_size": 400,
+              "data_cache": True}
+    fresh = Task(settings.build(values), LOG).build_data()
+    paired = Task(settings.build({**values, "palindrome_negatives": "paired"}), LOG).build_data()
+    assert fresh.facts["test_positive_fraction"] == 0.5 < paired.facts["test_positive_fraction"]
+    again = Task(settings.build({**values, "palindrome_negatives": "paired"}), LOG).build_data()
+    assert again.facts["from_cache"] and again.facts["test_positive_fraction"] == paired.facts["test_positive_fraction"]
+    s = settings.build({**values, "target_func": "func7", "palindrome_negatives": "paired"})
+    assert any("only func17" in note for note in s.notes())
+
+
 # ----------------------------------------------------------------------------- item 5: the ensemble
 
 BLOOM = dict(model="bloom", vocab_size=3, max_positions=10, n_layer=1, n_head=2, n_embd=16)

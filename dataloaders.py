@@ -14,6 +14,8 @@ draws exactly the batches the uninterrupted run would have drawn. Evaluation spl
 """
 import torch
 
+from results import ResultsError
+
 
 def build_data(task, device):
     """The task's data with every tensor moved to `device` once (a split that shares the training set's
@@ -113,12 +115,18 @@ class Stream:
         return self.sample(size, self.generator), size
 
     def state_dict(self):
-        state = {"generator": self.generator.get_state(), "drawn": self.drawn}
+        state = {"generator": self.generator.get_state(), "drawn": self.drawn, "device": self.generator.device.type}
         if hasattr(self.sample, "state_dict"):  # a sampler that keeps a state of its own (parity's distinct inputs)
             state["sample"] = self.sample.state_dict()
         return state
 
     def load_state_dict(self, state):
+        saved = state.get("device", self.generator.device.type)
+        if saved != self.generator.device.type:  # a CPU generator's state and a GPU's are not the same thing
+            raise ResultsError(f"this run's training samples were drawn by a {saved} generator, whose state cannot "
+                               f"go on on {self.generator.device.type}: resume it where it trained (set device = "
+                               f"'{'cpu' if saved == 'cpu' else 'cuda'}'), or delete its checkpoint.pt to train it "
+                               "again from the start")
         self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU tensor, for CUDA too
         if "drawn" in state:
             self.drawn = state["drawn"]

@@ -68,6 +68,10 @@ def refusal(settings):
     if settings.optim not in STACKABLE_OPTIMIZERS:
         return f"optim = {settings.optim!r} does not stack (stacked optimisers: {', '.join(STACKABLE_OPTIMIZERS)})"
     why = task.stack_refusal(settings)
+    if why is None and settings.mixed_precision == "fp16":
+        why = ("mixed_precision = 'fp16' scales each run's loss by its own GradScaler, which a stack's one backward "
+               "does not have (members would train unscaled: gradients underflow, overflow steps are applied); use "
+               "'bf16' or 'no' to stack")
     if why is None and getattr(settings, "dropout", 0):
         if getattr(settings, "dropout_noise", "torch") != "counter":
             why = (f"dropout = {settings.dropout} draws random masks from torch's generator, which a stacked member "
@@ -364,8 +368,10 @@ class TaskState:
                 setattr(task, name, copy.copy(value))
 
     def keep(self, index):
+        # (index lives with the parameters, on the GPU; a task's tensors may stay on the CPU)
         for name, value in self.stacked.items():
-            self.stacked[name] = pytree.tree_map(lambda x: x[index] if isinstance(x, torch.Tensor) else x, value)
+            self.stacked[name] = pytree.tree_map(lambda x: x[index.to(x.device)] if isinstance(x, torch.Tensor)
+                                                 else x, value)
             setattr(self.template, name, self.stacked[name])
 
 

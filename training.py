@@ -100,7 +100,8 @@ def free_memory(on_gpu):
     """Bytes free for a new run: the GPU's free memory, or the system's available memory capped by this
     process's cgroup limit (SLURM's --mem) where there is one; None where the system does not say."""
     if on_gpu:
-        return torch.cuda.mem_get_info()[0]
+        # what the caching allocator holds but no tensor uses (a worker's earlier run's blocks) is free to it
+        return torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     free = None
     try:
         with open("/proc/meminfo") as f:
@@ -364,7 +365,7 @@ def resume(checkpoint_path, run_plan, device, log, model, optimizer, scheduler, 
     if "step_losses" in state:  # (a checkpoint written before they were kept: the next record averages fewer)
         step_losses.load_state_dict(state["step_losses"])
     if rng:
-        _set_rng_states(state["rng"])
+        _set_rng_states(state["rng"], device)
     log.info(f"resumed from checkpoint at step {state['step']}, {state['samples']} samples")
     return state["step"], state["samples"], state["train_time"], state["history"]
 
@@ -668,23 +669,29 @@ def summarise(settings, task, data, run_plan, history, step, samples, parameters
     return summary
 
 
-def _rng_states():
+def _rng_states(device):
+    """torch's random states: the CPU's, and the run's GPU's where it trains on one (not every visible GPU's:
+    a run resumed where fewer are visible, or a CPU run on a GPU machine, has no others to touch)."""
     states = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _set_rng_states(states):
+def _set_rng_states(states, device):
     torch.set_rng_state(states["torch"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+    if "cuda" in states and device.type == "cuda" and torch.cuda.is_available():
+        saved = states["cuda"]
+        if isinstance(saved, (list, tuple)):  # a checkpoint that kept every visible GPU's: the run's own
+            saved = saved[device.index or 0] if (device.index or 0) < len(saved) else None
+        if saved is not None:
+            torch.cuda.set_rng_state(saved.cpu(), device)
 
 
 def _save_checkpoint(path, accelerator, model, optimizer, scheduler, source, task, step, samples, train_time,
                      history, step_losses):
     state = {"model": accelerator.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "source": source.state_dict(), "task": task.state_dict(),
-             "rng": _rng_states(), "step": step, "samples": samples, "train_time": train_time,
+             "rng": _rng_states(accelerator.device), "step": step, "samples": samples, "train_time": train_time,
              "history": list(history), "step_losses": step_losses.state_dict()}
     atomic_replace(path, lambda tmp: torch.save(state, tmp))

@@ -449,3 +449,11 @@ def test_a_member_finished_alone_no_longer_claims_its_stack(tmp_path):
     assert status["state"] == "done" and "stacked_with" not in status
     assert "trained alone from here (an earlier attempt was stacked with runs 0, 1)" in \
         (paths[1] / "logs.log").read_text()
+
+
+def test_fp16_runs_are_trained_one_by_one_with_the_reason():
+    """A solo fp16 run scales its loss with its own GradScaler; a stack's one backward had none (its members
+    trained unscaled on a GPU): fp16 runs do not stack, and say why."""
+    why = stacking.refusal(settings.build({**GA, "mixed_precision": "fp16"}))
+    assert why and "mixed_precision = 'fp16'" in why and "GradScaler" in why
+    assert stacking.refusal(settings.build({**GA, "mixed_precision": "bf16"})) is None

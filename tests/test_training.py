@@ -379,6 +379,39 @@ def test_sources_resume_from_a_checkpoint_loaded_onto_another_device():
     assert [old.next()[1] for _ in range(3)] == [4, 4, 4]
 
 
+def test_a_stream_checkpoint_of_another_device_kind_is_refused_in_one_line():
+    """A CPU generator's state and a GPU's differ in kind: a run checkpointed on one and resumed on the other
+    got a RuntimeError about state sizes; it is told where to resume it."""
+    import toy_tasks
+    from results import ResultsError
+    stream = dataloaders.make_source(toy_tasks.sample, 4, 3, "cpu")
+    state = {**stream.state_dict(), "device": "cuda"}
+    with pytest.raises(ResultsError, match="drawn by a cuda generator, whose state cannot go on on cpu"):
+        dataloaders.make_source(toy_tasks.sample, 4, 3, "cpu").load_state_dict(state)
+
+
+def test_random_states_are_the_run_s_device_s_only(monkeypatch):
+    """Every visible GPU's state was saved and restored: a run resumed where fewer GPUs are visible failed
+    (IndexError), and a CPU run on a GPU machine started CUDA on every GPU at its first checkpoint."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    touched = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": touched.append(("get", device)) or
+                        torch.zeros(16, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: touched.append("all"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": touched.append(("set", device,
+                                                                                                  int(state[0]))))
+    assert "cuda" not in training._rng_states(torch.device("cpu")) and touched == []
+    states = training._rng_states(torch.device("cuda", 1))
+    assert touched == [("get", torch.device("cuda", 1))] and "cuda" in states
+    touched.clear()
+    old = {"torch": torch.get_rng_state(), "cuda": [torch.full((16,), 7, dtype=torch.uint8),
+                                                    torch.full((16,), 9, dtype=torch.uint8)]}
+    training._set_rng_states(old, torch.device("cuda", 1))  # a checkpoint that kept every GPU's: the run's own
+    training._set_rng_states(old, torch.device("cuda", 3))  # (one it does not have: left alone)
+    training._set_rng_states(old, torch.device("cpu"))
+    assert touched == [("set", torch.device("cuda", 1), 9)]
+
+
 def test_plan_counts_epochs_of_a_fixed_set():
     s = settings.build({**TINY, "n_epochs": 4, "eval_every": 2, "checkpoint_every": 3})
     source = dataloaders.FixedSet({"x": torch.zeros(20)}, 6, None)  # 4 steps per epoch

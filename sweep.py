@@ -545,6 +545,22 @@ def _controllers_stderr_to(path):
         os.close(saved)
 
 
+def worker_devices(args, count):
+    """CUDA_VISIBLE_DEVICES for each of `count` local workers: one GPU each, round robin over the GPUs this
+    process sees (as its CUDA_VISIBLE_DEVICES names them, or every GPU the NVIDIA driver lists); None where
+    nothing is to be set (no GPU; in-process runs; SLURM, which sets it per job). submitit's local executor
+    shows its jobs no GPU unless told which: on a GPU machine every local run trained on the CPU."""
+    if args.executor != "local":
+        return [None] * count
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        gpus = [d.strip() for d in given.split(",") if d.strip()]
+    else:
+        listed = Path("/proc/driver/nvidia/gpus")
+        gpus = [str(i) for i in range(len(list(listed.iterdir())))] if listed.is_dir() else []
+    return [gpus[i % len(gpus)] for i in range(count)] if gpus else [None] * count
+
+
 def submit(args, folder, run_names, manifest):
     from worker import Worker
     # job processes unpickle worker.Worker: make the project importable wherever they start
@@ -554,8 +570,10 @@ def submit(args, folder, run_names, manifest):
     chunks, threads = plan_workers(args, run_names, units)
     executor = make_executor(args, folder, len(chunks))
     token = uuid.uuid4().hex[:8]
+    devices = worker_devices(args, len(chunks))
     workers = [Worker(folder, [name for unit in chunk for name in unit], f"{token}-{i}", threads, units=chunk,
-                      alone={name: alone[name] for unit in chunk for name in unit if name in alone})
+                      alone={name: alone[name] for unit in chunk for name in unit if name in alone},
+                      cuda_devices=devices[i])
                for i, chunk in enumerate(chunks)]
     quiet = _controllers_stderr_to(folder / ".submitit" / "controllers.log") if args.executor == "local" \
         else contextlib.nullcontext()

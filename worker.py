@@ -17,7 +17,7 @@ from results import RunDir, log_line, out_of_time
 
 
 class Worker:
-    def __init__(self, experiment_dir, run_names, token, threads=None, units=None, alone=None):
+    def __init__(self, experiment_dir, run_names, token, threads=None, units=None, alone=None, cuda_devices=None):
         self.experiment_dir = str(experiment_dir)
         self.run_names = list(run_names)
         self.token = token
@@ -26,11 +26,14 @@ class Worker:
         # (sweep.py --stack K), or a single run
         self.units = [list(u) for u in units] if units else [[name] for name in self.run_names]
         self.alone = dict(alone or {})  # run -> why it trains alone though the sweep stacks (--stack)
+        self.cuda_devices = cuda_devices  # a local worker's GPU (sweep.worker_devices); None: as it is
 
     def __call__(self):
         # Ctrl-C / sweep.py's stop reach a worker as SIGINT, which a sweep started in the background by a
         # script inherits as ignored: take it back, so that a stop request is honoured
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if getattr(self, "cuda_devices", None) is not None:  # before CUDA starts (a worker pickled earlier has none)
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.cuda_devices
         import torch
         share = self.threads or torch.get_num_threads()
         import main  # the run entry point; imported here so the submitting process stays light

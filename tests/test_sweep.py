@@ -829,3 +829,20 @@ def test_a_new_round_of_workers_does_not_say_the_same_counts_again(tiny_base, tm
     assert not died and first.getvalue().endswith("] 2 queued\n")
     sweep.wait([ended], [worker], folder, ["0", "1"], out=second, last=last)
     assert second.getvalue() == ""
+
+
+def test_local_workers_are_given_the_gpus_round_robin(tmp_path, monkeypatch):
+    """submitit's local executor sets CUDA_VISIBLE_DEVICES to '' in its jobs unless told which GPUs to show:
+    on a GPU machine every local run trained on the CPU. Each local worker now sees one GPU, round robin over
+    those this process sees; in-process and SLURM workers are left as they are."""
+    from worker import Worker
+    local, inprocess = sweep.parse_args(["--executor", "local"]), sweep.parse_args(["--executor", "inprocess"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,GPU-5f1e")
+    assert sweep.worker_devices(local, 3) == ["3", "GPU-5f1e", "3"]
+    assert sweep.worker_devices(inprocess, 2) == [None, None]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden here: hidden there
+    assert sweep.worker_devices(local, 2) == [None, None]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    worker = Worker(tmp_path, [], "t-0", threads=1, cuda_devices="GPU-5f1e")
+    worker()  # no runs: it only sets what its job shows
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-5f1e"

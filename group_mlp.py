@@ -101,9 +101,6 @@ def check(spec: GroupMLPSpec) -> list[str]:
         if isinstance(spec.nhead, int) and spec.nhead >= 1 and spec.hidden_size % spec.nhead:
             problems.append(f"hidden_size = {spec.hidden_size} must be a multiple of nhead = {spec.nhead}")
         return problems
-    if spec.embed_init == "normal" and not spec.embed_trainable:
-        problems.append("embed_init = 'normal' needs embed_trainable = True (a frozen embedding is the identity: "
-                        "one-hot operands, as the original's)")
     if spec.use_inner_product_act and spec.use_bn:
         problems.append("use_bn cannot go with use_inner_product_act (the product has no batch norm)")
     if spec.use_complex_weights:
@@ -253,8 +250,8 @@ class GroupMLP(nn.Module):
     """
 
     def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
-                 embed_init="identity", use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0, output_multiplier=1.0,
-                 ridge_lambda=None, first_layer_init="concatenated", complex_init="real", use_inner_product_act=False):
+                 embed_init="identity", use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0,
+                 output_multiplier=1.0, ridge_lambda=None, first_layer_init="concatenated", complex_init="real", use_inner_product_act=False):
         super().__init__()
         self.use_inner_product_act, self.first_layer_init = use_inner_product_act, first_layer_init
         # complex_init 'real': every weight is drawn as the real network's (the same random numbers) and
@@ -263,7 +260,7 @@ class GroupMLP(nn.Module):
         self.n_classes, self.num_ops, self.activation = n_classes, num_ops, activation
         self.output_multiplier, self.ridge_lambda = output_multiplier, ridge_lambda
         self.embedding = nn.Embedding(n_classes, n_classes)  # N(0, 1) draws: embed_init 'normal' keeps them
-        if embed_init == "identity":
+        if embed_init == "identity" or not embed_trainable:  # frozen, it is the identity (one-hot operands)
             with torch.no_grad():
                 self.embedding.weight.copy_(torch.eye(n_classes))
         self.embedding.weight.requires_grad_(embed_trainable)

@@ -115,7 +115,8 @@ def rows(folder):
         # accuracies, then losses, then the best test accuracy and when each accuracy first reached 1
         for suffix in ("_accuracy", "_loss"):
             row.update({k: v for k, v in final.items() if k.endswith(suffix)})
-        row.update({k: v for k, v in summary.items() if k.startswith(("best_test", "first_epoch_", "first_step_"))})
+        row.update({k: v for k, v in summary.items()
+                    if k.startswith(("best_test", "best_valid", "first_epoch_", "first_step_"))})
         row.update({k: summary.get(k) for k in summary.get("report_columns", [])})  # the programme's own
         row["wall_time"] = summary.get("wall_time", status.get("wall_time"))
         if row["status"] in ("failed", "dead", "dead?"):
@@ -213,7 +214,10 @@ def task_notes(folder):
     for path in run_folders(folder):
         config = RunDir(path).config()
         if config:
-            name = tasks.TASK_MODULES.get(config.get("task", "target_functions"))
+            task = config.get("task", "target_functions")
+            if task not in tasks.REPORT_NOTES:
+                return []
+            name = tasks.TASK_MODULES.get(task)
             try:
                 module = importlib.import_module(name) if name else None
             except ImportError as exc:  # the table needs no torch; the programme's notes do

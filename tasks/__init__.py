@@ -12,6 +12,10 @@ TASK_MODULES = {
 }
 
 
+# programmes whose module adds notes below report.py's table (report_notes): the others need no import there
+REPORT_NOTES = ("assoc_memory",)
+
+
 class UnknownTask(ValueError):
     pass
 

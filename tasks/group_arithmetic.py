@@ -209,6 +209,9 @@ class Settings(CommonSettings):
 
     def notes(self):
         notes = super().notes()
+        if not self.embed_trainable:
+            notes += self.no_effect(("embed_init",), ": with embed_trainable = False the embedding is the identity "
+                                    "(one-hot operands), as the original's frozen one")
         if not self.use_critical_ratio:
             given = [f"{name} = {getattr(self, name)!r}" for name, default in
                      (("critical_ratio_multiplier", CRITICAL_MULTIPLIER), ("critical_ratio_delta", 0.0))

@@ -150,8 +150,10 @@ class Settings(CommonSettings):
                 problems.append(f"secret = {self.secret} has {len(self.secret)} positions but k = {self.k}")
         needed = self.n_valid + (self.n_train or 0)
         if self.n_bits < 63 and needed > 2 ** self.n_bits:
-            problems.append(f"n_valid + n_train = {needed} distinct inputs do not exist for n_bits = "
-                            f"{self.n_bits} (2^{self.n_bits} = {2 ** self.n_bits})")
+            asked = f"n_valid + n_train = {needed}" if self.n_train else f"n_valid = {needed}"
+            problems.append(f"{asked} distinct inputs do not exist for n_bits = {self.n_bits} (2^{self.n_bits} = "
+                            f"{2 ** self.n_bits}): lower n_valid (default 2048)"
+                            + (" or n_train" if self.n_train else "") + ", or raise n_bits")
         elif self.n_train is None and self.n_bits < 63 and 2 * self.n_valid > 2 ** self.n_bits:
             problems.append(f"n_valid = {self.n_valid} leaves too few of the 2^{self.n_bits} inputs to draw "
                             "training samples from")
@@ -622,7 +624,8 @@ def _curves_plot(runs, path, plt):
         for i, r in enumerate(members):
             c, m = r["config"], r["metrics"]
             x = [rec["samples"] for rec in m]
-            label = f"k={c['k']}, seed {c['seed']}" + (f", lr {c['lr']:g}" if c.get("lr") else "")
+            label = f"k={c['k']}, seed {c['seed']}" + (f", lr {c['lr']:g}" if c.get("lr") else "") \
+                + _regime_text(_regime(c), runs)
             ax.plot(x, [rec["valid_accuracy"] for rec in m], color=f"C{i % 10}", label=label)
             if "train_accuracy" in m[-1]:
                 ax.plot(x, [rec["train_accuracy"] for rec in m], color=f"C{i % 10}", ls="--", alpha=0.5)
@@ -648,7 +651,8 @@ def _entropy_plot(runs, path, plt, most=4):
     for r in sorted(runs, key=lambda r: r["config"]["seed"]):
         c = r["config"]
         if any(key.startswith("entropy_") for key in r["metrics"][-1]):
-            first.setdefault((-c["k"], not c["cot"], _shape(c), c.get("n_train") or 0), r)
+            first.setdefault((-c["k"], not c["cot"], _shape(c), c.get("n_train") or 0,
+                              tuple(part or "" for part in _regime(c))), r)
     chosen = [first[key] for key in sorted(first)][:most]
     if not chosen:
         return None
@@ -662,7 +666,8 @@ def _entropy_plot(runs, path, plt, most=4):
             top.plot(x, [rec["valid_answer_acc"] for rec in m], color="grey", ls=":", label="answer accuracy")
         top.set_ylim(-0.03, 1.03)
         top.set_title(f"{_shape(c)} d={c['n_embd']}, n={c['n_bits']} k={c['k']}, "
-                      f"{'CoT' if c['cot'] else 'no CoT'}, seed {c['seed']}", fontsize=8)
+                      f"{'CoT' if c['cot'] else 'no CoT'}, seed {c['seed']}" + _regime_text(_regime(c), runs),
+                      fontsize=8)
         top.grid(alpha=0.3)
         top.legend(fontsize=6)
         heads = sorted(k for k in m[-1] if k.startswith("entropy_"))

@@ -176,7 +176,8 @@ def test_settings_refusals():
                            (dict(secret=[1, 1, 2, 3, 4, 5]), "repeats"), (dict(secret=[0, 1, 2, 3, 4, 25]), "outside"),
                            (dict(n_bits=10, n_train=2000), "do not exist"), (dict(n_epochs=3), "no epochs"),
                            (dict(n_positions=10), "shorter"), (dict(n_embd=30, n_head=4), "divisible"),
-                           (dict(batch_size=0), "batch_size = 0 takes the whole training set")]:
+                           (dict(batch_size=0), "batch_size = 0 takes the whole training set"),
+                           (dict(n_bits=8), r"n_valid = 2048 distinct inputs do not exist .* lower n_valid")]:
         with pytest.raises(settings.SettingsError, match=phrase):
             make(**values)
     assert make(n_train=100, n_epochs=3, n_samples=None).training_source() == "fixed"
@@ -456,3 +457,27 @@ def test_the_sample_complexity_lines_keep_the_two_streams_and_old_runs_apart(tmp
                      "CoT, 1L1H, d=16, fresh_inputs independent, dropout_noise torch": [65536, 65536]}
     import report
     assert report.varied_names(tmp_path / "sweep") == ["k", "fresh_inputs", "dropout_noise"]
+    # the accuracy curves and the entropy panels say which stream a run drew (labels were the same twice)
+    figures.clear()
+    assert pc._curves_plot(plotting.load_runs(tmp_path / "sweep"), tmp_path / "a.png", plt)
+    labels = [line.get_label() for line in figures[0].axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert len(labels) == len(set(labels)) == 6 and sum("independent" in label for label in labels) == 4
+
+
+def test_report_shows_the_best_validation_accuracy_and_no_notes_a_programme_has_not(tmp_path, monkeypatch):
+    """report.py copied best_test* only: parity's best_valid_accuracy (and its step) never showed; and under
+    a Python without numpy it said parity's notes needed it, though parity has none."""
+    import importlib
+
+    import report
+    _fake_run(tmp_path / "sweep" / "0", dict(n_bits=8, k=1, cot=True, n_embd=16, n_valid=64), 4096)
+    summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    summary.update(best_valid_accuracy=0.75, best_valid_accuracy_step=12)
+    (tmp_path / "sweep" / "0" / "summary.json").write_text(json.dumps(summary))
+    row = report.rows(tmp_path / "sweep")[0]
+    assert (row["best_valid_accuracy"], row["best_valid_accuracy_step"]) == (0.75, 12)
+
+    def no_module(name, *args):
+        raise ImportError(f"No module named {name!r}", name="numpy")
+    monkeypatch.setattr(importlib, "import_module", no_module)
+    assert report.task_notes(tmp_path / "sweep") == []

@@ -351,7 +351,8 @@ def test_plot_and_report_refuse_an_unwritable_output_in_one_line(tmp_path, unwri
     import plot
     import report
     _fake_run(tmp_path / "5" / "0", {"state": "done"}, 1.0)
-    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "group_arithmetic", "seed": 0}')
+    # (a programme that adds notes: assoc_memory; one that has none needs no import there)
+    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "assoc_memory", "seed": 0}')
     assert plot.main([str(tmp_path / "5"), "--out", str(unwritable)]) == 2
     assert report.main([str(tmp_path / "5"), "--csv", str(unwritable / "table.csv")]) == 2
     err = capsys.readouterr().err
@@ -364,7 +365,8 @@ def test_report_prints_its_table_where_the_programme_module_cannot_be_imported(t
     import importlib
     import report
     _fake_run(tmp_path / "5" / "0", {"state": "done"}, 0.75)
-    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "group_arithmetic", "seed": 0}')
+    # (a programme that adds notes: assoc_memory; one that has none needs no import there)
+    (tmp_path / "5" / "0" / "config.json").write_text('{"task": "assoc_memory", "seed": 0}')
     real = importlib.import_module
 
     def no_torch(name, *args):

@@ -48,6 +48,11 @@ def batches(tensors, batch_size):
         yield {k: v[start:start + batch_size] for k, v in tensors.items()}
 
 
+def fixed_batch_size(n, batch_size):
+    """The batch a fixed set of n examples is served in: batch_size, or all n (0, or at least n: full batch)."""
+    return n if batch_size <= 0 or batch_size >= n else batch_size
+
+
 class FixedSet:
     """Shuffled batches of a fixed training set, one epoch after another.
 
@@ -59,7 +64,7 @@ class FixedSet:
     def __init__(self, tensors, batch_size, generator):
         self.tensors = tensors
         self.n = size(tensors)
-        self.batch_size = self.n if batch_size <= 0 or batch_size >= self.n else batch_size
+        self.batch_size = fixed_batch_size(self.n, batch_size)
         self.steps_per_epoch = -(-self.n // self.batch_size)
         self.generator = generator
         self.order = None  # this epoch's permutation (on the device)

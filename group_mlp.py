@@ -28,9 +28,10 @@ class GroupMLPSpec:
     num_of_ops: operands per example. hidden_size: width of W's output. activation: one of ACTIVATIONS
     (x^2, relu, silu, relu(x)^2). other_layers: extra residual hidden layers. embed_trainable: train the
     operand embedding, which starts as embed_init says (identity, or normal: nn.Embedding's N(0, 1)
-    draws). use_complex_weights: complex W, L, V; the output is the real part. use_bn: batch norm between W and the activation. top_layer_init_multiplier: scale of V's
-    initial weights. output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the
-    ridge lambda of a V solved on every training forward (the labels passed as ridge_labels).
+    draws). use_complex_weights: complex W, L, V; the output is the real part. use_bn: batch norm
+    between W and the activation. top_layer_init_multiplier: scale of V's initial weights.
+    output_multiplier: scale of the logits. set_weight_reg: None (V is trained) or the ridge lambda of a V
+    solved on every training forward (the labels passed as ridge_labels).
     first_layer_init: 'concatenated' (W drawn as one Linear(num_of_ops*n, hidden): torch's default bound
     1/sqrt(num_of_ops*n)) or 'per_operand' (W's column blocks drawn one operand after the other as
     Linear(n, hidden) maps, bound 1/sqrt(n): the original's Sep-2024 code). complex_init (with
@@ -251,7 +252,8 @@ class GroupMLP(nn.Module):
 
     def __init__(self, n_classes, num_ops, hidden_size, activation="sqr", other_layers=0, embed_trainable=False,
                  embed_init="identity", use_complex_weights=False, use_bn=False, top_layer_init_multiplier=1.0,
-                 output_multiplier=1.0, ridge_lambda=None, first_layer_init="concatenated", complex_init="real", use_inner_product_act=False):
+                 output_multiplier=1.0, ridge_lambda=None, first_layer_init="concatenated", complex_init="real",
+                 use_inner_product_act=False):
         super().__init__()
         self.use_inner_product_act, self.first_layer_init = use_inner_product_act, first_layer_init
         # complex_init 'real': every weight is drawn as the real network's (the same random numbers) and

@@ -17,7 +17,7 @@ import traceback
 
 import settings as settings_module
 from results import (RESULTS_ROOT, STALE_S, ResultsError, RunDir, allocate_dir, close_logger, ensure_writable,
-                     environment_problem, heard_from_elsewhere, holder_alive, quoted, run_logger)
+                     environment_refused, heard_from_elsewhere, holder_alive, quoted, run_logger)
 
 
 class RunFailed(RuntimeError):
@@ -125,7 +125,7 @@ def run_folder(path, echo=False, note=None):
     values = run_dir.config()
     if values is None:
         raise ResultsError(f"{run_dir.path} has no readable config.json")
-    settings = settings_module.build(settings_module.as_written(values))
+    settings = settings_module.build(values)
     import training
     try:
         training.check_memory(settings)  # here, on the machine that trains, not where the sweep was queued
@@ -194,7 +194,7 @@ def _check_earlier_run(run_dir, settings):
                            f"training (its heartbeat in status.json is {heard:.0f} s old); wait for it, stop it "
                            f"there, or choose another --results-path (a run whose machine is gone is taken up "
                            f"after {STALE_S // 60} minutes without a heartbeat)")
-    earlier = settings_module.as_written(run_dir.config())
+    earlier = run_dir.config()
     if earlier is None or not (run_dir.file("checkpoint.pt").exists() or run_dir.file("metrics.jsonl").exists()):
         return
     mine = json.loads(json.dumps(settings_module.as_dict(settings)))  # as config.json holds it (lists, not tuples)
@@ -241,9 +241,7 @@ def main(argv=None):
 
 def _main(argv):
     args = parse_args(argv)
-    problem = environment_problem()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    if environment_refused():
         return 2
     run_dir = None  # a stop can come before the folder exists (settings load the task, which imports torch)
     try:
@@ -264,7 +262,7 @@ def _main(argv):
         if isinstance(earlier, dict) and "task" in earlier:  # a run's config.json (not a model's, say)
             # `main.py --results-path DIR` on a run folder: its own settings (resuming it), not the defaults
             print(f"settings: {given.file('config.json')}", file=sys.stderr)
-            settings = settings_module.build({**settings_module.as_written(earlier), **overrides})
+            settings = settings_module.build({**earlier, **overrides})
         else:
             settings = settings_module.load(args.config, overrides)
         _check_device(settings)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import report
 import tasks
-from results import ResultsError, RunDir, ensure_writable, environment_problem, quoted
-from settings import as_written
+from results import ResultsError, RunDir, ensure_writable, environment_refused, quoted
 
 
 def load_runs(folder):
@@ -21,7 +20,7 @@ def load_runs(folder):
     out = []
     for path in report.run_folders(folder):
         run = RunDir(path)
-        config, metrics = as_written(run.config()), run.read_metrics()  # (as the code that wrote it ran)
+        config, metrics = run.config(), run.read_metrics()
         if config and metrics:
             out.append({"name": path.name, "config": config, "metrics": metrics, "summary": run.summary() or {}})
     return out
@@ -112,9 +111,7 @@ def main(argv=None):
     p.add_argument("folder")
     p.add_argument("--out", help="folder for the PNG files (default: the folder itself)")
     args = p.parse_args(argv)
-    problem = environment_problem()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    if environment_refused():
         return 2
     folder = Path(args.folder)
     if not folder.is_dir():

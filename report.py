@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from results import STALE_S, RunDir, heartbeat_age, holder_alive, quoted, read_json, resume_command
-from settings import as_written
 
 
 def run_folders(folder):
@@ -48,7 +47,7 @@ def varied_names(folder, manifest=None):
 
 
 def _varied_in_configs(folder):
-    configs = [as_written(c) for c in (RunDir(p).config() for p in run_folders(folder)) if c]
+    configs = [c for c in (RunDir(p).config() for p in run_folders(folder)) if c]
     names = list(dict.fromkeys(name for c in configs for name in c))  # first seen, first listed
     varied = [n for n in names if n != "progress"
               and len({json.dumps(c.get(n), sort_keys=True, default=str) for c in configs}) > 1]
@@ -75,7 +74,7 @@ def rows(folder):
     out = []
     for path in run_folders(folder):
         run = RunDir(path)
-        config, status, summary = as_written(run.config()) or {}, run.status(), run.summary() or {}
+        config, status, summary = run.config() or {}, run.status(), run.summary() or {}
         final = summary.get("final") or (run.read_metrics() or [{}])[-1]
         row = {"run": path.name}
         if not config:
@@ -131,8 +130,9 @@ def rows(folder):
     for run in gone:
         overrides = run.get("overrides", {})
         out.append({"run": str(run["run"]), **{name: overrides.get(name, base.get(name)) for name in names},
-                    "status": "missing", "error": f"{folder / str(run['run'])} is gone; {resume_command(folder)} makes it "
-                                                  "again and trains it"})
+                    "status": "missing",
+                    "error": f"{folder / str(run['run'])} is gone; {resume_command(folder)} makes it again and "
+                             "trains it"})
     # a sweep's runs are numbered folders (run_folders' order); the missing go in their place
     return sorted(out, key=lambda row: int(row["run"])) if gone else out
 

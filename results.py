@@ -435,7 +435,11 @@ class RunDir:
         return read_json(self.file("summary.json"))
 
     def config(self):
-        return read_json(self.file("config.json"))
+        """The run's settings as config.json holds them, with any setting added since it was written at the
+        value that behaves as the code that wrote it ran (settings.as_written): every reader resumes, repeats,
+        groups and plots an old run as it began. None where the file is missing or unreadable."""
+        from settings import as_written  # (no import cycle at load: settings needs nothing of this module)
+        return as_written(read_json(self.file("config.json")))
 
 
 NEEDED = ("torch", "numpy", "transformers", "accelerate", "peft", "sympy", "questionary", "submitit", "tqdm",
@@ -452,6 +456,15 @@ def environment_problem(names=NEEDED):
     return (f"this Python ({sys.executable}) has no {', '.join(missing)}, which the project needs: activate the "
             "project's virtual environment (README, Set-up: . .venv/bin/activate), or install the requirements "
             "into this one: pip install torch==2.13.0 -r requirements.txt")
+
+
+def environment_refused():
+    """Whether this Python lacks the project's packages, said in one line on stderr (an entry point then exits
+    with 2 before any work)."""
+    problem = environment_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return problem is not None
 
 class MetricsWriter:
     """Keeps every evaluation in memory and rewrites metrics.jsonl atomically, at most every

@@ -466,14 +466,18 @@ ADDED_SINCE = {
 }
 
 
+def added_since(values):
+    """{setting: its earlier value} for the settings added since `values` (a run's or a sweep's whole settings)
+    were written, which they lack. Needs no task module (report.py runs without torch)."""
+    added = ADDED_SINCE.get(values.get("task", CommonSettings.task), {})
+    return {name: value for name, value in added.items() if name not in values}
+
+
 def as_written(values):
     """A run's own settings (its config.json, or the config.py beside it) as the code that wrote them ran: a
     setting added since, which that file lacks, takes its ADDED_SINCE value, not today's default; so the run
-    resumes, repeats, groups and plots as it began. Needs no task module (report.py runs without torch)."""
-    if not isinstance(values, dict):
-        return values
-    added = ADDED_SINCE.get(values.get("task", CommonSettings.task), {})
-    return {**{name: value for name, value in added.items() if name not in values}, **values}
+    resumes, repeats, groups and plots as it began (RunDir.config gives them so)."""
+    return {**added_since(values), **values} if isinstance(values, dict) else values
 
 
 def is_run_config(path):

@@ -164,7 +164,7 @@ def run_folders(paths, echo=False):
             values = run_dir.config()
             if values is None:
                 raise ResultsError(f"{run_dir.path} has no readable config.json")
-            members.append((run_dir, settings_module.build(settings_module.as_written(values))))
+            members.append((run_dir, settings_module.build(values)))
         except Exception as exc:  # noqa: BLE001 - the run fails alone, as the worker marks a solo run
             outcome[str(path)] = "failed"
             run_dir.set_status("failed", error=f"{type(exc).__name__}: {exc}")

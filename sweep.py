@@ -37,7 +37,8 @@ import settings as settings_module
 from main import exit_code, sigterm_as_interrupt
 import report
 from results import (RESULTS_ROOT, ResultsError, RunDir, allocate_dir, atomic_write_json, disk_full, ensure_writable,
-                     environment_problem, STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted, read_json, resume_command)
+                     environment_refused, STALE_S, heard_from_elsewhere, holder_alive, log_line, now, quoted,
+                     read_json, resume_command)
 
 Q_BASE = "Please specify filepath of base settings:"
 Q_NAME = "Specify hyperparam to vary (e.g. lr) or 'END':"
@@ -491,7 +492,7 @@ def plan_stacks(folder, run_names, k, out=None):
     runs = []
     for name in run_names:
         values = RunDir(folder / name).config()
-        runs.append((name, settings_module.build(settings_module.as_written(values))))
+        runs.append((name, settings_module.build(values)))
     units, alone = stacking.plan_stacks(runs, k)
     stacks = [u for u in units if len(u) > 1]
     # what keeps stacks apart beyond their size (a width, a group, a data seed that changes the data's shapes)
@@ -809,11 +810,10 @@ def _restore_run(folder, name, manifest):
     set_aside = []
     try:
         run_dir.path.mkdir(exist_ok=True)
-        base = manifest.get("base_values", manifest["base_settings"])
         # base_settings holds every setting there was when the sweep was made: one it lacks was added since,
-        # and the sweep's runs ran as its ADDED_SINCE value says (as their config files read back do)
-        then = manifest.get("base_settings") or {}
-        base = {**{k: v for k, v in settings_module.as_written(then).items() if k not in then}, **base}
+        # and the sweep's runs ran at its earlier value (as their config files read back do)
+        base = {**settings_module.added_since(manifest.get("base_settings") or {}),
+                **manifest.get("base_values", manifest["base_settings"])}
         _write_run_settings(run_dir, base, overrides, settings=kept)
         if kept is None and run_dir.status().get("state") != "done":
             for file in ("checkpoint.pt", "metrics.jsonl"):
@@ -968,9 +968,7 @@ def main(argv=None):
 
 def _main(argv):
     args = parse_args(argv)
-    problem = environment_problem()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    if environment_refused():
         return 2
     root = Path(args.results_root)
     folder = None  # the sweep's folder, once it exists

@@ -492,7 +492,7 @@ def build_run(settings, run_dir, log, accelerator, stacked=False):
     run.total, run.trainable = models.count_parameters(model)
     log.info(f"model: {type(model).__name__}, {run.total:,} parameters ({run.trainable:,} trainable)")
 
-    budget = settings.n_samples if not (settings.n_steps or settings.n_epochs) else None
+    budget = None if settings.n_steps else settings.n_samples  # (plan's precedence: n_steps, n_samples, n_epochs)
     run.source = dataloaders.make_source(run.data.train, settings.batch_size, settings.seed, accelerator.device,
                                          budget)
     if settings.batch_size > run.source.batch_size:  # a fixed set smaller than the batch asked for

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import dataloaders
 import models
 import optim
 from group_mlp import ACTIVATIONS, COMPLEX_INITS, FIRST_LAYER_INITS, MODEL_TYPES
@@ -740,7 +741,7 @@ class Task(BaseTask):
         s = self.settings
         if s.use_bn:  # batch norm in training mode needs two rows of a batch: torch raises on one
             n = data.train_size
-            b = n if s.batch_size <= 0 or s.batch_size >= n else s.batch_size
+            b = dataloaders.fixed_batch_size(n, s.batch_size)
             if b == 1 or n % b == 1:
                 raise SettingsError(f"use_bn = True needs at least 2 rows in every training batch, but batch_size = "
                                     f"{s.batch_size} on the {n} training rows leaves "

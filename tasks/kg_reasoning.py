@@ -39,8 +39,8 @@ summary.json adds, per type, the first step where accuracy reached 0.5, 0.9 and 
 (first_step_<split>_accuracy_0.5 ...; comparison adds 0.75 and reports it instead of 0.5, which a constant
 answer nearly scores there: "less" and "greater" each hold ~47.5% of the pairs at 20 values),
 train_fit_step (first step where train_inferred and id_atomic accuracies both reached 0.99, or the one of
-them the settings leave non-empty), and grokking_gap_0.9 = the step test_inferred_id reached 0.9 minus train_fit_step (negative: it generalised
-before training fitted).
+them the settings leave non-empty), and grokking_gap_0.9 = the step test_inferred_id reached 0.9 minus
+train_fit_step (negative: it generalised before training fitted).
 """
 import json
 import re
@@ -121,9 +121,9 @@ class Settings(CommonSettings):
 
     def notes(self):
         # the other kind's graph sizes (kept, not refused, so that a sweep can vary kind)
-        other = ("n_attributes", "n_values") if self.kind == "composition" else ("n_relations", "out_degree")
-        return super().notes() + self.no_effect(other, f" with kind = {self.kind!r}: it sizes the "
-                                                f"{'comparison' if self.kind == 'composition' else 'composition'} graph")
+        other, graph = (("n_attributes", "n_values"), "comparison") if self.kind == "composition" else \
+            (("n_relations", "out_degree"), "composition")
+        return super().notes() + self.no_effect(other, f" with kind = {self.kind!r}: it sizes the {graph} graph")
 
     def check(self):
         problems = super().check()

@@ -411,7 +411,8 @@ class Task(BaseTask):
         if not sampler.distinct:
             why = (f" (n_bits = {s.n_bits} > {DISTINCT_BITS}: a repeat has probability below draws^2 / "
                    f"2^{s.n_bits + 1})" if s.fresh_inputs == "distinct" else "")
-            return f"fresh samples every step, each input drawn uniformly (repeats possible){why}, none a validation input"
+            return (f"fresh samples every step, each input drawn uniformly (repeats possible){why}, none a "
+                    "validation input")
         fact = ("fresh samples every step: distinct inputs in a keyed pseudo-random order of the 2^n, none a "
                 "validation input")
         planned = s.n_samples or (s.n_steps or 0) * s.batch_size
